@@ -1,0 +1,19 @@
+# The demo function: a Lambda handler, unchanged from what runs on AWS.
+import os
+
+invocations = 0  # module state survives between warm invocations
+
+
+def handler(event, context):
+    global invocations
+    invocations += 1
+    name = event.get("name", "world") if isinstance(event, dict) else "world"
+    print(f"greeting {name}")
+    return {
+        "message": f"hello, {name}!",
+        "invocations_in_this_instance": invocations,
+        "function": context.function_name,
+        "request_id": context.aws_request_id,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+        "region": os.environ.get("AWS_REGION"),
+    }

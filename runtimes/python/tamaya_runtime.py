@@ -1,0 +1,688 @@
+"""tamaya's Python runtime client: runs an AWS Lambda handler against the Runtime API.
+
+bootstrap.py (what the daemon starts, `python3 -I bootstrap.py`, cwd = LAMBDA_TASK_ROOT) imports
+this module and calls run(). It behaves like AWS's awslambdaric: same handler resolution,
+context object, error bodies, init error types and log formats. Start-up time is part of every
+cold start, so this module imports only C-level modules (_socket, _json) up front; json,
+logging and traceback are loaded only when user code or an error path needs them.
+"""
+
+import os
+import sys
+
+import _socket
+import time
+
+API_PREFIX = "/2018-06-01/runtime"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+# One recv() size; bodies larger than this are read in several calls.
+RECV_CHUNK_BYTES = 256 * 1024
+# awslambdaric writes multi-line error records with these so a record stays one line.
+ERROR_LOG_LINE_TERMINATE = "\r"
+ERROR_LOG_IDENT = "\u00a0"
+LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
+LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+# Frames from files here are the runtime's, not the user's; error traces start after them.
+RUNTIME_DIR = __file__.rpartition("/")[0] + "/"
+
+_current_request_id = None
+
+
+class FaultError(Exception):
+    """A failure the runtime reports with a Runtime.* error type, not the user's exception."""
+
+    def __init__(self, error_type, message, trace=None):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.trace = trace
+
+
+class ApiError(Exception):
+    """The Runtime API could not be reached or answered something unusable."""
+
+
+# --- JSON without the json package -----------------------------------------------------------
+# `import json` drags in re and enum (about 15 ms here); the C accelerator _json is what json
+# itself uses, so the results are identical. Falls back to json where _json is missing.
+
+try:
+    import _json
+
+    class _ScanContext:
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        memo = None
+
+        @staticmethod
+        def parse_constant(name):
+            return {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}[name]
+
+    _scan_once = _json.make_scanner(_ScanContext())
+    _WHITESPACE = " \t\n\r"
+
+    def json_loads(text):
+        n = len(text)
+        i = 0
+        while i < n and text[i] in _WHITESPACE:
+            i += 1
+        try:
+            value, end = _scan_once(text, i)
+        except Exception:
+            value, end = None, -1
+        while 0 <= end < n and text[end] in _WHITESPACE:
+            end += 1
+        if end != n:
+            # Invalid input: the C scanner can only build json's exception once json.decoder
+            # is imported, so let json itself parse again and raise its usual JSONDecodeError.
+            import json
+
+            return json.loads(text)
+        return value
+
+    def _default(obj):
+        # DynamoDB and many SDKs hand out decimal.Decimal; awslambdaric encodes them as numbers.
+        if type(obj).__name__ == "Decimal" and type(obj).__module__ == "decimal":
+            if obj.is_nan():
+                return float("nan")
+            if obj == obj.to_integral_value():
+                return int(obj)
+            return float(obj)
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    _make_encoder = _json.make_encoder
+    _encode_str = _json.encode_basestring
+
+    def json_dumps(obj):
+        # A fresh markers dict per call, as json.dumps does: after a failed encode the old
+        # one could still hold ids and report a false circular reference.
+        encode = _make_encoder({}, _default, _encode_str, None, ": ", ", ", False, False, True)
+        return "".join(encode(obj, 0))
+
+except (ImportError, AttributeError):  # pragma: no cover - other interpreters
+    import json as _json_module
+
+    def json_loads(text):
+        return _json_module.loads(text)
+
+    def _default_fallback(obj):
+        if type(obj).__name__ == "Decimal" and type(obj).__module__ == "decimal":
+            if obj.is_nan():
+                return float("nan")
+            return int(obj) if obj == obj.to_integral_value() else float(obj)
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    def json_dumps(obj):
+        return _json_module.dumps(obj, ensure_ascii=False, default=_default_fallback)
+
+
+# --- Runtime API client ------------------------------------------------------------------------
+
+
+class RuntimeApiClient:
+    """HTTP/1.1 over one kept-alive TCP connection, on the raw _socket module.
+
+    http.client costs ~60 ms of imports (email, re, ...); the Runtime API needs only
+    GET/POST with Content-Length bodies, so a small client is enough.
+    """
+
+    def __init__(self, address):
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ApiError(
+                f"AWS_LAMBDA_RUNTIME_API={address!r} is not host:port; "
+                "the daemon must set it to the Runtime API's address"
+            )
+        self.host = host.strip("[]")
+        self.port = int(port)
+        self.host_header = address
+        self.sock = None
+        self.buf = b""
+
+    def _connect(self):
+        host = self.host
+        if host.isascii():
+            # A str host is encoded with the idna codec, which imports re and stringprep
+            # (~20 ms); ASCII bytes go to the resolver as they are.
+            host = host.encode("ascii")
+        infos = _socket.getaddrinfo(host, self.port, 0, _socket.SOCK_STREAM)
+        last_error = None
+        for family, kind, proto, _, addr in infos:
+            sock = _socket.socket(family, kind, proto)
+            try:
+                sock.connect(addr)
+            except OSError as e:
+                sock.close()
+                last_error = e
+                continue
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            self.sock = sock
+            self.buf = b""
+            return
+        raise ApiError(f"cannot connect to the Runtime API at {self.host_header}: {last_error}")
+
+    def _close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.buf = b""
+
+    def request(self, method, path, body=None, headers=None):
+        """Returns (status, lowercase headers dict, body bytes)."""
+        head = [f"{method} {path} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
+        head.append("User-Agent: tamaya-python-runtime/1\r\n")
+        if body is not None:
+            head.append(f"Content-Length: {len(body)}\r\n")
+        if headers:
+            for name, value in headers.items():
+                head.append(f"{name}: {value}\r\n")
+        head.append("\r\n")
+        data = "".join(head).encode("latin-1", "replace")
+        if body:
+            data += body
+        for attempt in (1, 2):
+            reused = self.sock is not None
+            try:
+                if self.sock is None:
+                    self._connect()
+                self.sock.sendall(data)
+                return self._read_response()
+            except (_EmptyReply, BrokenPipeError, ConnectionResetError) as e:
+                self._close()
+                # A kept-alive connection that the server closed while idle fails before any
+                # byte of the answer arrives; one retry on a fresh connection is the usual cure.
+                if reused and attempt == 1:
+                    continue
+                raise ApiError(f"{method} {path} to the Runtime API failed: {e}") from None
+            except OSError as e:
+                self._close()
+                raise ApiError(f"{method} {path} to the Runtime API failed: {e}") from None
+            except ApiError:
+                self._close()
+                raise
+
+    def _recv(self):
+        chunk = self.sock.recv(RECV_CHUNK_BYTES)
+        if not chunk:
+            raise ApiError("the Runtime API closed the connection in the middle of an answer")
+        return chunk
+
+    def _read_response(self):
+        buf = self.buf
+        if not buf:
+            buf = self.sock.recv(RECV_CHUNK_BYTES)
+            if not buf:
+                raise _EmptyReply("the Runtime API closed the connection")
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            buf += self._recv()
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        buf = buf[end + 4 :]
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ApiError(f"the Runtime API sent a malformed status line {lines[0]!r}")
+        status = int(parts[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body, buf = self._read_chunked(buf)
+        else:
+            length = int(headers.get("content-length", "0") or "0")
+            if len(buf) < length:
+                # Collect and join once: appending to bytes would copy a 6 MB event ~100 times.
+                parts = [buf]
+                have = len(buf)
+                while have < length:
+                    chunk = self._recv()
+                    parts.append(chunk)
+                    have += len(chunk)
+                buf = b"".join(parts)
+            body, buf = buf[:length], buf[length:]
+        self.buf = buf
+        if headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
+            self._close()
+        return status, headers, body
+
+    def _read_chunked(self, buf):
+        body = []
+        while True:
+            while b"\r\n" not in buf:
+                buf += self._recv()
+            line, buf = buf.split(b"\r\n", 1)
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                # Trailers end with an empty line.
+                while True:
+                    while b"\r\n" not in buf:
+                        buf += self._recv()
+                    line, buf = buf.split(b"\r\n", 1)
+                    if not line:
+                        return b"".join(body), buf
+            while len(buf) < size + 2:
+                buf += self._recv()
+            body.append(buf[:size])
+            buf = buf[size + 2 :]
+
+    def next_invocation(self):
+        status, headers, body = self.request("GET", API_PREFIX + "/invocation/next")
+        if status != 200:
+            raise ApiError(
+                f"GET /invocation/next answered {status}: {body[:200].decode('utf-8', 'replace')}"
+            )
+        return headers, body
+
+    def post(self, path, body, headers=None):
+        status, _, answer = self.request("POST", API_PREFIX + path, body, headers)
+        if status >= 300:
+            # The daemon has already decided the outcome (e.g. too large, unknown id); all the
+            # runtime can do is say so where the function's logs go and fetch the next event.
+            sys.stderr.write(
+                f"tamaya runtime: POST {path} answered {status}: "
+                f"{answer[:500].decode('utf-8', 'replace')}\n"
+            )
+        return status
+
+    def post_init_error(self, error):
+        body = json_dumps(error).encode("utf-8")
+        self.post(
+            "/init/error",
+            body,
+            {"Content-Type": "application/json", ERROR_TYPE_HEADER: error["errorType"]},
+        )
+
+
+class _EmptyReply(ConnectionError):
+    pass
+
+
+# --- context object ------------------------------------------------------------------------------
+
+
+class CognitoIdentity:
+    __slots__ = ["cognito_identity_id", "cognito_identity_pool_id"]
+
+    def __repr__(self):
+        return (
+            f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
+            f"cognito_identity_pool_id={self.cognito_identity_pool_id}])"
+        )
+
+
+class Client:
+    __slots__ = [
+        "installation_id",
+        "app_title",
+        "app_version_name",
+        "app_version_code",
+        "app_package_name",
+    ]
+
+    def __repr__(self):
+        return "Client([" + ",".join(f"{k}={getattr(self, k)}" for k in self.__slots__) + "])"
+
+
+class ClientContext:
+    __slots__ = ["custom", "env", "client"]
+
+    def __repr__(self):
+        return f"ClientContext([custom={self.custom},env={self.env},client={self.client}])"
+
+
+def _obj_from_dict(cls, values):
+    if values is None:
+        return None
+    obj = cls()
+    for field in cls.__slots__:
+        setattr(obj, field, values.get(field) if isinstance(values, dict) else None)
+    return obj
+
+
+class LambdaContext:
+    def __init__(self, request_id, client_context, cognito_identity, deadline_ms, function_arn):
+        env = os.environ
+        self.aws_request_id = request_id
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
+        # A string, as in awslambdaric, because it comes straight from the environment.
+        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.invoked_function_arn = function_arn
+        self.client_context = _obj_from_dict(ClientContext, client_context)
+        if self.client_context is not None:
+            self.client_context.client = _obj_from_dict(Client, self.client_context.client)
+        self.identity = _obj_from_dict(CognitoIdentity, {})
+        if isinstance(cognito_identity, dict):
+            self.identity.cognito_identity_id = cognito_identity.get("cognitoIdentityId")
+            self.identity.cognito_identity_pool_id = cognito_identity.get("cognitoIdentityPoolId")
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self):
+        remaining = self._deadline_ms - int(time.time() * 1000)
+        return remaining if remaining > 0 else 0
+
+    def log(self, msg):
+        sys.stdout.write(str(msg))
+
+    def __repr__(self):
+        return (
+            f"LambdaContext([aws_request_id={self.aws_request_id},"
+            f"log_group_name={self.log_group_name},log_stream_name={self.log_stream_name},"
+            f"function_name={self.function_name},memory_limit_in_mb={self.memory_limit_in_mb},"
+            f"function_version={self.function_version},"
+            f"invoked_function_arn={self.invoked_function_arn},"
+            f"client_context={self.client_context},identity={self.identity}])"
+        )
+
+
+def _parse_json_header(value, name):
+    if not value:
+        return None
+    try:
+        return json_loads(value)
+    except Exception as e:
+        raise FaultError(
+            "Runtime.LambdaContextUnmarshalError", f"Unable to parse {name} JSON: {e}"
+        ) from None
+
+
+# --- logging ---------------------------------------------------------------------------------
+# Lambda's runtime puts a handler on the root logger before user code runs, so `logger.info`
+# works without configuration and `logging.basicConfig` is a no-op. Importing logging costs
+# ~30 ms, so the handler is installed the moment anything imports logging rather than up front.
+
+
+def _setup_logging(logging):
+    logging.Formatter.converter = time.gmtime
+
+    class LambdaLoggerHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                msg = self.format(record)
+                # One record = one line on the pipe, as Lambda keeps a record one event.
+                if "\n" in msg[:-1]:
+                    msg = msg[:-1].replace("\n", "\r") + "\n"
+                sys.stdout.write(msg)
+                sys.stdout.flush()
+            except Exception:
+                self.handleError(record)
+
+    class LambdaLoggerFilter(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = _current_request_id or ""
+            return True
+
+    handler = LambdaLoggerHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    handler.addFilter(LambdaLoggerFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()
+    if level in logging._nameToLevel:
+        root.setLevel(level)
+
+
+class _LoggingImportHook:
+    """A sys.meta_path finder that configures logging right after its first import."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(self)
+        spec = None
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(name, path, target) if find_spec else None
+            if spec is not None:
+                break
+        if spec is None or spec.loader is None:
+            return spec
+        real_loader = spec.loader
+
+        class Loader:
+            def create_module(self, spec):
+                return real_loader.create_module(spec)
+
+            def exec_module(self, module):
+                real_loader.exec_module(module)
+                # A function may ship its own module named logging; leave that one alone.
+                if hasattr(module, "Handler") and hasattr(module, "getLogger"):
+                    _setup_logging(module)
+
+        spec.loader = Loader()
+        return spec
+
+
+def _install_logging():
+    if "logging" in sys.modules:
+        _setup_logging(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, _LoggingImportHook())
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def make_error(message, error_type, stack_trace, request_id=None):
+    return {
+        "errorMessage": message or "",
+        "errorType": error_type or "",
+        "requestId": request_id or "",
+        "stackTrace": stack_trace or [],
+    }
+
+
+def error_from_exception(exc, request_id=None):
+    """The awslambdaric error body: the runtime's own frames are cut from the top of the trace."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    for i, frame in enumerate(frames):
+        if not frame.filename.startswith(RUNTIME_DIR):
+            frames = frames[i:]
+            break
+    return make_error(
+        str(exc), type(exc).__name__, traceback.format_list(frames), request_id
+    )
+
+
+def log_error(error):
+    """Writes the one-line `[ERROR] Type: message` record that Lambda's Python runtime logs."""
+    description = "[ERROR]"
+    if error.get("errorType"):
+        description += " " + error["errorType"]
+    if error.get("errorMessage"):
+        if error.get("errorType"):
+            description += ":"
+        description += " " + error["errorMessage"]
+    lines = [description, "Traceback (most recent call last):"]
+    for element in error.get("stackTrace") or []:
+        if element == "":
+            lines.append("")
+            continue
+        for line in element.splitlines():
+            stripped = line.lstrip(" ")
+            lines.append(ERROR_LOG_IDENT * (len(line) - len(stripped)) + stripped)
+    sys.stdout.write(ERROR_LOG_LINE_TERMINATE.join(lines) + "\n")
+    sys.stdout.flush()
+
+
+# --- handler loading ---------------------------------------------------------------------------
+
+
+def load_handler(handler):
+    """Resolves `module.function` (also `dir/module.function`, `pkg.module.function`)."""
+    try:
+        modname, fname = handler.rsplit(".", 1)
+    except ValueError as e:
+        raise FaultError("Runtime.MalformedHandlerName", f"Bad handler '{handler}': {e}") from None
+    if not modname or not fname:
+        raise FaultError(
+            "Runtime.MalformedHandlerName",
+            f"Bad handler '{handler}': expected 'module.function', e.g. 'app.handler'",
+        )
+    if modname.split(".")[0] in sys.builtin_module_names:
+        raise FaultError(
+            "Runtime.BuiltInModuleConflict",
+            f"Cannot use built-in module {modname} as a handler module",
+        )
+    name = modname.replace("/", ".")
+    try:
+        # importlib.import_module without importing importlib (and warnings): for an
+        # absolute name the two do the same.
+        __import__(name)
+        module = sys.modules[name]
+    except ImportError as e:
+        raise FaultError(
+            "Runtime.ImportModuleError", f"Unable to import module '{modname}': {e}"
+        ) from None
+    except SyntaxError as e:
+        trace = ['  File "%s" Line %s\n    %s' % (e.filename, e.lineno, e.text)]
+        raise FaultError(
+            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {e}", trace
+        ) from None
+    try:
+        return getattr(module, fname)
+    except AttributeError:
+        raise FaultError(
+            "Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'"
+        ) from None
+
+
+# --- main loop ---------------------------------------------------------------------------------
+
+
+def _flush_output():
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def handle_invocation(client, handler, headers, body):
+    global _current_request_id
+    request_id = headers.get("lambda-runtime-aws-request-id", "")
+    _current_request_id = request_id
+    trace_id = headers.get("lambda-runtime-trace-id")
+    if trace_id:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+
+    error = None
+    try:
+        try:
+            deadline_ms = int(headers.get("lambda-runtime-deadline-ms") or 0)
+        except ValueError:
+            deadline_ms = 0
+        context = LambdaContext(
+            request_id,
+            _parse_json_header(headers.get("lambda-runtime-client-context"), "Client Context"),
+            _parse_json_header(
+                headers.get("lambda-runtime-cognito-identity"), "Cognito Identity"
+            ),
+            deadline_ms,
+            headers.get("lambda-runtime-invoked-function-arn"),
+        )
+        content_type = headers.get("content-type", "application/json")
+        if content_type.split(";")[0].strip() in ("application/json", ""):
+            try:
+                event = json_loads(body.decode("utf-8"))
+            except Exception as e:
+                raise FaultError(
+                    "Runtime.UnmarshalError", f"Unable to unmarshal input: {e}"
+                ) from None
+        else:
+            event = body
+        result = handler(event, context)
+        if isinstance(result, bytes):
+            payload, result_type = result, "application/unknown"
+        else:
+            try:
+                payload = json_dumps(result).encode("utf-8")
+            except Exception as e:
+                raise FaultError(
+                    "Runtime.MarshalError", f"Unable to marshal response: {e}"
+                ) from None
+            result_type = "application/json"
+    except FaultError as e:
+        error = make_error(e.message, e.error_type, e.trace, request_id)
+    except Exception as e:
+        error = error_from_exception(e, request_id)
+
+    _flush_output()
+    path = f"/invocation/{request_id}"
+    if error is None:
+        client.post(path + "/response", payload, {"Content-Type": result_type})
+        return
+    log_error(error)
+    try:
+        error_body = json_dumps(error).encode("utf-8")
+    except Exception:
+        # The exception's message may hold something unserializable only in odd cases
+        # (surrogates); the type still tells the caller what happened.
+        error_body = json_dumps(
+            make_error(repr(error["errorMessage"]), error["errorType"], [], request_id)
+        ).encode("utf-8", "replace")
+    client.post(
+        path + "/error",
+        error_body,
+        {"Content-Type": "application/json", ERROR_TYPE_HEADER: error["errorType"]},
+    )
+
+
+def main():
+    # Pipes make stdout block-buffered; Lambda's logs show each line as it is printed.
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+
+    address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    if not address:
+        sys.stderr.write(
+            "tamaya runtime: AWS_LAMBDA_RUNTIME_API is not set; this program is started by "
+            "the tamaya daemon, which sets it to the Runtime API's host:port\n"
+        )
+        return 1
+    client = RuntimeApiClient(address)
+
+    task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    if task_root not in sys.path:
+        sys.path.insert(0, task_root)
+    _install_logging()
+
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except FaultError as e:
+        error = make_error(e.message, e.error_type, e.trace)
+    except Exception as e:
+        # Anything the module raises at import time is an init failure with its own type.
+        error = error_from_exception(e)
+    else:
+        error = None
+    if error is not None:
+        _flush_output()
+        log_error(error)
+        client.post_init_error(error)
+        return 1
+
+    while True:
+        headers, body = client.next_invocation()
+        handle_invocation(client, handler, headers, body)
+
+
+def run():
+    try:
+        code = main()
+    except ApiError as e:
+        sys.stderr.write(f"tamaya runtime: {e}\n")
+        code = 1
+    sys.exit(code)

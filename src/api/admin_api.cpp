@@ -1,0 +1,345 @@
+#include "api/admin_api.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <ctime>
+#include <set>
+#include <nlohmann/json.hpp>
+
+#include "common/encoding.h"
+
+namespace tamaya::api {
+
+namespace {
+
+using nlohmann::json;
+
+std::string iso8601(int64_t ms) {
+  time_t secs = ms / 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+}
+
+json to_json(const registry::FunctionVersion& f) {
+  return {{"name", f.name},
+          {"version", f.version},
+          {"runtime", f.config.runtime},
+          {"handler", f.config.handler},
+          {"memory_mb", f.config.memory_mb},
+          {"timeout_s", f.config.timeout_s},
+          {"max_concurrency", f.config.max_concurrency},
+          {"environment", f.config.environment},
+          {"description", f.config.description},
+          {"code_sha256", f.code_sha256},
+          {"code_size", f.code_size},
+          {"revision_id", f.revision_id},
+          {"created_at", iso8601(f.created_ms)},
+          {"updated_at", iso8601(f.updated_ms)}};
+}
+
+net::Response ok_json(int status, const json& body) { return net::Response::json(status, body.dump()); }
+
+Result<json> parse_object(const std::string& body) {
+  if (body.empty()) return Status::Invalid("the request body is empty; send a JSON object");
+  auto doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded()) {
+    return Status::Invalid("the request body is not valid JSON; send a JSON object");
+  }
+  if (!doc.is_object()) return Status::Invalid("the request body must be a JSON object");
+  return doc;
+}
+
+// Reads an optional typed field, with an error that names the field.
+template <typename T>
+Status read_field(const json& doc, const char* key, std::optional<T>* out) {
+  auto it = doc.find(key);
+  if (it == doc.end() || it->is_null()) return Status::Ok();
+  if constexpr (std::is_same_v<T, int>) {
+    if (!it->is_number_integer()) return Status::Invalid(fmt::format("'{}' must be an integer", key));
+    auto v = it->get<int64_t>();
+    if (v < INT32_MIN || v > INT32_MAX) return Status::Invalid(fmt::format("'{}' is out of range", key));
+    *out = int(v);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!it->is_string()) return Status::Invalid(fmt::format("'{}' must be a string", key));
+    *out = it->get<std::string>();
+  } else {
+    if (!it->is_object()) {
+      return Status::Invalid(fmt::format("'{}' must be an object of string values", key));
+    }
+    std::map<std::string, std::string> m;
+    for (const auto& [k, v] : it->items()) {
+      if (!v.is_string()) {
+        return Status::Invalid(fmt::format("'{}.{}' must be a string", key, k));
+      }
+      m[k] = v.template get<std::string>();
+    }
+    *out = std::move(m);
+  }
+  return Status::Ok();
+}
+
+Result<registry::ConfigPatch> read_patch(const json& doc) {
+  static const std::set<std::string> kKnown = {"name", "runtime", "handler", "memory_mb",
+                                               "timeout_s", "max_concurrency", "environment",
+                                               "description", "code"};
+  for (const auto& [k, v] : doc.items()) {
+    if (!kKnown.count(k)) {
+      return Status::Invalid(fmt::format(
+          "unknown field '{}'; known fields: runtime, handler, memory_mb, timeout_s, "
+          "max_concurrency, environment, description, code",
+          k));
+    }
+  }
+  registry::ConfigPatch p;
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "runtime", &p.runtime));
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "handler", &p.handler));
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "memory_mb", &p.memory_mb));
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "timeout_s", &p.timeout_s));
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "max_concurrency", &p.max_concurrency));
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "environment", &p.environment));
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "description", &p.description));
+  return p;
+}
+
+Result<std::string> zip_from_json(const json& code) {
+  if (!code.is_object() || !code.contains("zip_base64") || !code["zip_base64"].is_string()) {
+    return Status::Invalid("'code' must be an object with 'zip_base64': the base64 of a zip archive");
+  }
+  auto bytes = base64_decode(code["zip_base64"].get<std::string>());
+  if (!bytes) return Status::Invalid("'code.zip_base64' is not valid base64");
+  return std::move(*bytes);
+}
+
+class Handlers {
+ public:
+  explicit Handlers(Services s) : s_(s) {}
+
+  void create(net::Request req, net::Params, net::Responder respond) {
+    auto doc = parse_object(req.body);
+    if (!doc.ok()) return respond(net::Response::error(doc.status()));
+    auto name_it = doc->find("name");
+    if (name_it == doc->end() || !name_it->is_string()) {
+      return respond(net::Response::error(Status::Invalid("'name' is required and must be a string")));
+    }
+    std::string name = name_it->get<std::string>();
+    auto patch = read_patch(*doc);
+    if (!patch.ok()) return respond(net::Response::error(patch.status()));
+    registry::FunctionConfig config = s_.registry.defaults();
+    apply(*patch, &config);
+    if (!patch->runtime) {
+      return respond(net::Response::error(
+          Status::Invalid("'runtime' is required; use one of: python3, nodejs, provided")));
+    }
+    if (Status v = s_.registry.validate(name, config); !v.ok()) {
+      return respond(net::Response::error(v));
+    }
+    if (s_.registry.get(name).ok()) {
+      return respond(net::Response::error(Status::Exists(fmt::format(
+          "function '{}' already exists; update it with PUT /v1/functions/{}/code and PATCH "
+          "/v1/functions/{}",
+          name, name, name))));
+    }
+    if (!doc->contains("code")) {
+      return respond(net::Response::error(
+          Status::Invalid("'code' is required: {\"zip_base64\": \"<base64 of a zip>\"}")));
+    }
+    auto zip = zip_from_json((*doc)["code"]);
+    if (!zip.ok()) return respond(net::Response::error(zip.status()));
+    auto artifact = s_.artifacts.put_zip(*zip);
+    if (!artifact.ok()) return respond(net::Response::error(artifact.status()));
+    auto created = s_.registry.create(name, config, *artifact);
+    if (!created.ok()) return respond(net::Response::error(created.status()));
+    respond(ok_json(201, to_json(*created)));
+  }
+
+  void list(net::Request, net::Params, net::Responder respond) {
+    json arr = json::array();
+    for (const auto& f : s_.registry.list()) arr.push_back(to_json(f));
+    respond(ok_json(200, {{"functions", arr}}));
+  }
+
+  void get(net::Request req, net::Params p, net::Responder respond) {
+    auto f = s_.registry.get(p["name"], req.query_param("qualifier").value_or(""));
+    if (!f.ok()) return respond(net::Response::error(f.status()));
+    respond(ok_json(200, to_json(*f)));
+  }
+
+  void update_code(net::Request req, net::Params p, net::Responder respond) {
+    const std::string& name = p["name"];
+    if (auto f = s_.registry.get(name); !f.ok()) return respond(net::Response::error(f.status()));
+    std::string zip;
+    auto ct = req.header("Content-Type").value_or("");
+    if (ct.substr(0, 16) == "application/json") {
+      auto doc = parse_object(req.body);
+      if (!doc.ok()) return respond(net::Response::error(doc.status()));
+      auto bytes = zip_from_json(*doc);
+      if (!bytes.ok()) return respond(net::Response::error(bytes.status()));
+      zip = std::move(*bytes);
+    } else {
+      zip = std::move(req.body);
+    }
+    if (zip.empty()) {
+      return respond(net::Response::error(Status::Invalid(
+          "the request body is empty; send the zip's bytes (Content-Type: application/zip)")));
+    }
+    auto artifact = s_.artifacts.put_zip(zip);
+    if (!artifact.ok()) return respond(net::Response::error(artifact.status()));
+    auto f = s_.registry.update_code(name, *artifact);
+    if (!f.ok()) return respond(net::Response::error(f.status()));
+    s_.dispatcher.retire(name);
+    respond(ok_json(200, to_json(*f)));
+  }
+
+  void update_config(net::Request req, net::Params p, net::Responder respond) {
+    auto doc = parse_object(req.body);
+    if (!doc.ok()) return respond(net::Response::error(doc.status()));
+    if (doc->contains("name") || doc->contains("code")) {
+      return respond(net::Response::error(Status::Invalid(
+          "'name' and 'code' cannot be changed here; update code with PUT /v1/functions/{name}/code")));
+    }
+    auto patch = read_patch(*doc);
+    if (!patch.ok()) return respond(net::Response::error(patch.status()));
+    auto f = s_.registry.update_config(p["name"], *patch);
+    if (!f.ok()) return respond(net::Response::error(f.status()));
+    s_.dispatcher.retire(p["name"]);
+    respond(ok_json(200, to_json(*f)));
+  }
+
+  void remove(net::Request, net::Params p, net::Responder respond) {
+    if (Status st = s_.registry.remove(p["name"]); !st.ok()) return respond(net::Response::error(st));
+    s_.dispatcher.retire(p["name"]);
+    s_.logs.remove_function(p["name"]).ok();
+    respond(net::Response::no_content());
+  }
+
+  void publish(net::Request req, net::Params p, net::Responder respond) {
+    std::string description;
+    if (!req.body.empty()) {
+      auto doc = parse_object(req.body);
+      if (!doc.ok()) return respond(net::Response::error(doc.status()));
+      std::optional<std::string> d;
+      if (Status st = read_field(*doc, "description", &d); !st.ok()) {
+        return respond(net::Response::error(st));
+      }
+      description = d.value_or("");
+    }
+    auto before = s_.registry.versions(p["name"]);
+    if (!before.ok()) return respond(net::Response::error(before.status()));
+    auto v = s_.registry.publish(p["name"], description);
+    if (!v.ok()) return respond(net::Response::error(v.status()));
+    bool existed = false;
+    for (const auto& old : *before) existed |= old.version == v->version;
+    respond(ok_json(existed ? 200 : 201, to_json(*v)));
+  }
+
+  void versions(net::Request, net::Params p, net::Responder respond) {
+    auto vs = s_.registry.versions(p["name"]);
+    if (!vs.ok()) return respond(net::Response::error(vs.status()));
+    json arr = json::array();
+    for (const auto& f : *vs) arr.push_back(to_json(f));
+    respond(ok_json(200, {{"versions", arr}}));
+  }
+
+  void invoke(net::Request req, net::Params p, net::Responder respond) {
+    auto f = s_.registry.get(p["name"], req.query_param("qualifier").value_or(""));
+    if (!f.ok()) return respond(net::Response::error(f.status()));
+    if (int64_t(req.body.size()) > s_.settings.invoke_max_payload_bytes) {
+      return respond(net::Response::error(Status::TooLarge(
+          fmt::format("request payload of {} bytes is over the limit of {} bytes", req.body.size(),
+                      s_.settings.invoke_max_payload_bytes))));
+    }
+    // An empty payload is the empty event, as in Lambda; anything else must
+    // be JSON (validated without building a document).
+    if (req.body.empty()) {
+      req.body = "{}";
+    } else if (!json::accept(req.body)) {
+      return respond(net::Response::error(
+          Status::Invalid("the payload is not valid JSON; send a JSON document as the event")));
+    }
+    dispatch::InvokeRequest ir;
+    ir.target.code_dir = s_.artifacts.code_dir(f->code_sha256);
+    ir.target.function = std::move(*f);
+    ir.payload = std::move(req.body);
+    ir.trace_id = std::string(req.header("X-Amzn-Trace-Id").value_or(""));
+    auto log_type = req.header("X-Tamaya-Log-Type");
+    ir.want_log_tail = log_type && (*log_type == "Tail" || *log_type == "tail");
+    s_.dispatcher.invoke(std::move(ir), [respond](dispatch::InvokeResult r) {
+      if (!r.status.ok()) {
+        net::Response e = net::Response::error(r.status);
+        e.set_header("X-Tamaya-Request-Id", r.request_id);
+        return respond(std::move(e));
+      }
+      net::Response res = net::Response::json(200, std::move(r.payload));
+      res.set_header("X-Tamaya-Request-Id", r.request_id);
+      res.set_header("X-Tamaya-Executed-Version", r.executed_version);
+      if (r.function_error) res.set_header("X-Tamaya-Function-Error", "Unhandled");
+      if (!r.log_tail.empty()) res.set_header("X-Tamaya-Log-Result", base64_encode(r.log_tail));
+      respond(std::move(res));
+    });
+  }
+
+  void logs(net::Request req, net::Params p, net::Responder respond) {
+    const std::string& name = p["name"];
+    if (auto f = s_.registry.get(name); !f.ok()) return respond(net::Response::error(f.status()));
+    int64_t since = 0;
+    int limit = 1000;
+    try {
+      if (auto v = req.query_param("since_id")) since = std::stoll(*v);
+      if (auto v = req.query_param("limit")) limit = std::stoi(*v);
+    } catch (const std::exception&) {
+      return respond(net::Response::error(Status::Invalid("since_id and limit must be integers")));
+    }
+    limit = std::clamp(limit, 1, 10'000);
+    auto events = s_.logs.query(name, since, limit, req.query_param("request_id").value_or(""));
+    if (!events.ok()) return respond(net::Response::error(events.status()));
+    json arr = json::array();
+    int64_t next = since;
+    for (const auto& e : *events) {
+      arr.push_back({{"id", e.id}, {"time_ms", e.time_ms}, {"request_id", e.request_id}, {"message", e.message}});
+      next = std::max(next, e.id);
+    }
+    respond(ok_json(200, {{"events", arr}, {"next_since_id", next}}));
+  }
+
+ private:
+  static void apply(const registry::ConfigPatch& p, registry::FunctionConfig* c) {
+    if (p.runtime) c->runtime = *p.runtime;
+    if (p.handler) c->handler = *p.handler;
+    if (p.memory_mb) c->memory_mb = *p.memory_mb;
+    if (p.timeout_s) c->timeout_s = *p.timeout_s;
+    if (p.max_concurrency) c->max_concurrency = *p.max_concurrency;
+    if (p.environment) c->environment = *p.environment;
+    if (p.description) c->description = *p.description;
+  }
+
+  Services s_;
+};
+
+}  // namespace
+
+void add_admin_routes(net::Router& router, Services services) {
+  auto h = std::make_shared<Handlers>(services);
+  auto bind = [h](void (Handlers::*fn)(net::Request, net::Params, net::Responder)) {
+    return [h, fn](net::Request r, net::Params p, net::Responder respond) {
+      ((*h).*fn)(std::move(r), std::move(p), std::move(respond));
+    };
+  };
+  router.add("GET", "/v1/health", [](net::Request, net::Params, net::Responder respond) {
+    respond(net::Response::json(200, R"({"status":"ok","version":"0.1.0"})"));
+  });
+  router.add("POST", "/v1/functions", bind(&Handlers::create));
+  router.add("GET", "/v1/functions", bind(&Handlers::list));
+  router.add("GET", "/v1/functions/{name}", bind(&Handlers::get));
+  router.add("PATCH", "/v1/functions/{name}", bind(&Handlers::update_config));
+  router.add("DELETE", "/v1/functions/{name}", bind(&Handlers::remove));
+  router.add("PUT", "/v1/functions/{name}/code", bind(&Handlers::update_code));
+  router.add("POST", "/v1/functions/{name}/versions", bind(&Handlers::publish));
+  router.add("GET", "/v1/functions/{name}/versions", bind(&Handlers::versions));
+  router.add("POST", "/v1/functions/{name}/invoke", bind(&Handlers::invoke));
+  router.add("GET", "/v1/functions/{name}/logs", bind(&Handlers::logs));
+}
+
+}  // namespace tamaya::api

@@ -1,0 +1,129 @@
+#include "common/settings.h"
+
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#ifndef TAMAYA_RUNTIMES_DIR
+#define TAMAYA_RUNTIMES_DIR "runtimes"
+#endif
+
+namespace tamaya {
+
+namespace {
+
+using Setter = std::function<Status(Settings&, const std::string&)>;
+using Getter = std::function<std::string(const Settings&)>;
+struct Field {
+  Setter set;
+  Getter get;
+};
+
+template <typename T>
+Field int_field(T Settings::*member) {
+  return {[member](Settings& s, const std::string& v) -> Status {
+            T out{};
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+            if (ec != std::errc() || p != v.data() + v.size() || out < 0) {
+              return Status::Invalid("expected a non-negative integer, got '" + v + "'");
+            }
+            s.*member = out;
+            return Status::Ok();
+          },
+          [member](const Settings& s) { return std::to_string(s.*member); }};
+}
+
+Field str_field(std::string Settings::*member) {
+  return {[member](Settings& s, const std::string& v) {
+            s.*member = v;
+            return Status::Ok();
+          },
+          [member](const Settings& s) { return s.*member; }};
+}
+
+const std::map<std::string, Field>& fields() {
+  static const std::map<std::string, Field> kFields = {
+      {"data_dir", str_field(&Settings::data_dir)},
+      {"admin_host", str_field(&Settings::admin_host)},
+      {"admin_port", int_field(&Settings::admin_port)},
+      {"log_level", str_field(&Settings::log_level)},
+      {"region", str_field(&Settings::region)},
+      {"admin_max_body_bytes", int_field(&Settings::admin_max_body_bytes)},
+      {"max_header_bytes", int_field(&Settings::max_header_bytes)},
+      {"http_header_timeout_ms", int_field(&Settings::http_header_timeout_ms)},
+      {"http_idle_timeout_ms", int_field(&Settings::http_idle_timeout_ms)},
+      {"invoke_max_payload_bytes", int_field(&Settings::invoke_max_payload_bytes)},
+      {"runtime_max_response_bytes", int_field(&Settings::runtime_max_response_bytes)},
+      {"artifact_max_zip_bytes", int_field(&Settings::artifact_max_zip_bytes)},
+      {"artifact_max_unpacked_bytes", int_field(&Settings::artifact_max_unpacked_bytes)},
+      {"artifact_max_files", int_field(&Settings::artifact_max_files)},
+      {"default_memory_mb", int_field(&Settings::default_memory_mb)},
+      {"default_timeout_s", int_field(&Settings::default_timeout_s)},
+      {"default_max_concurrency", int_field(&Settings::default_max_concurrency)},
+      {"max_timeout_s", int_field(&Settings::max_timeout_s)},
+      {"max_memory_mb", int_field(&Settings::max_memory_mb)},
+      {"instance_idle_timeout_ms", int_field(&Settings::instance_idle_timeout_ms)},
+      {"queue_max_per_function", int_field(&Settings::queue_max_per_function)},
+      {"queue_timeout_ms", int_field(&Settings::queue_timeout_ms)},
+      {"instance_start_timeout_ms", int_field(&Settings::instance_start_timeout_ms)},
+      {"drain_timeout_ms", int_field(&Settings::drain_timeout_ms)},
+      {"log_max_bytes_per_invocation", int_field(&Settings::log_max_bytes_per_invocation)},
+      {"python_path", str_field(&Settings::python_path)},
+      {"node_path", str_field(&Settings::node_path)},
+      {"runtimes_dir", str_field(&Settings::runtimes_dir)},
+  };
+  return kFields;
+}
+
+std::string env_name(const std::string& key) {
+  std::string out = "TAMAYA_";
+  for (char c : key) out += char(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+Status Settings::set(const std::string& key, const std::string& value) {
+  auto it = fields().find(key);
+  if (it == fields().end()) return Status::Invalid("unknown setting '" + key + "'");
+  return it->second.set(*this, value).with_context("setting " + key);
+}
+
+std::map<std::string, std::string> Settings::to_map() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, field] : fields()) out[name] = field.get(*this);
+  return out;
+}
+
+Result<Settings> load_settings(const std::string& path, bool required) {
+  Settings s;
+  s.runtimes_dir = TAMAYA_RUNTIMES_DIR;
+  if (!path.empty() && std::filesystem::exists(path)) {
+    std::ifstream in(path);
+    std::stringstream buf;
+    buf << in.rdbuf();
+    auto doc = nlohmann::json::parse(buf.str(), nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded() || !doc.is_object()) {
+      return Status::Invalid("settings file " + path + " is not a JSON object");
+    }
+    for (const auto& [key, value] : doc.items()) {
+      std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+      TAMAYA_RETURN_IF_ERROR(s.set(key, text).with_context(path));
+    }
+  } else if (required) {
+    return Status::NotFound("settings file " + path + " does not exist");
+  }
+  for (const auto& [name, field] : fields()) {
+    if (const char* v = std::getenv(env_name(name).c_str())) {
+      TAMAYA_RETURN_IF_ERROR(s.set(name, v).with_context(env_name(name)));
+    }
+  }
+  return s;
+}
+
+}  // namespace tamaya

@@ -1,0 +1,830 @@
+#include "dispatch/dispatcher.h"
+
+#include <unistd.h>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <deque>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_map>
+
+#include "common/encoding.h"
+#include "common/log.h"
+#include "runtime/endpoint.h"
+#include "sandbox/exit_status.h"
+
+namespace tamaya::dispatch {
+
+namespace asio = boost::asio;
+using std::chrono::duration;
+using std::chrono::milliseconds;
+
+std::string timeout_message(const std::string& request_id, int timeout_s) {
+  return fmt::format("RequestId: {} Error: Task timed out after {}.00 seconds", request_id,
+                     timeout_s);
+}
+
+namespace {
+
+constexpr size_t kLogTailBytes = 4096;
+constexpr size_t kPipeReadChunk = 64 * 1024;
+
+double ms_between(SteadyTime a, SteadyTime b) {
+  return duration<double, std::milli>(b - a).count();
+}
+
+std::string error_document(const std::string& type, const std::string& message) {
+  return nlohmann::json{{"errorMessage", message}, {"errorType", type}}.dump();
+}
+
+struct Waiter {
+  InvokeRequest request;
+  std::function<void(InvokeResult)> done;
+  std::unique_ptr<asio::steady_timer> timer;
+};
+
+struct Active {
+  InvokeRequest request;
+  std::function<void(InvokeResult)> done;
+  SteadyTime started{};  // when the payload was handed to the runtime
+  bool cold = false;
+  bool begun = false;
+  std::vector<LogLine> log;
+  int64_t log_bytes = 0;
+  bool truncated = false;
+};
+
+enum class State { kStarting, kIdle, kBusy, kDying };
+
+struct Instance {
+  Instance(asio::io_context& io) : timer(io) {}
+  uint64_t id = 0;
+  std::string pool_key;
+  std::string function;
+  sandbox::Process process;
+  std::unique_ptr<runtime::Endpoint> endpoint;
+  std::unique_ptr<asio::posix::stream_descriptor> pidfd;
+  std::unique_ptr<asio::posix::stream_descriptor> out;
+  std::unique_ptr<asio::posix::stream_descriptor> err;
+  std::string partial[2];
+  State state = State::kStarting;
+  SteadyTime spawned{};
+  double init_ms = 0;
+  bool ready = false;
+  std::optional<Active> active;
+  std::vector<LogLine> pending_log;  // output between invocations (init)
+  int64_t pending_bytes = 0;
+  asio::steady_timer timer;  // start, invocation or idle timeout
+  std::string init_error_type;
+  std::string init_error_body;
+};
+
+struct Pool {
+  std::string key;
+  std::string function;
+  Target target;
+  std::vector<uint64_t> idle;  // most recently used last
+  int instances = 0;
+  std::deque<std::unique_ptr<Waiter>> queue;
+  bool retired = false;
+};
+
+}  // namespace
+
+struct Dispatcher::Impl {
+  Impl(asio::io_context& io, const Settings& s, runtime::RuntimePaths p, sandbox::Launcher& l,
+       const Clock& c, Observer* o)
+      : io(io), settings(s), paths(std::move(p)), launcher(l), clock(c), observer(o),
+        drain_timer(io) {}
+
+  asio::io_context& io;
+  const Settings& settings;
+  runtime::RuntimePaths paths;
+  sandbox::Launcher& launcher;
+  const Clock& clock;
+  Observer* observer;
+
+  std::unordered_map<std::string, std::unique_ptr<Pool>> pools;
+  std::unordered_map<uint64_t, std::unique_ptr<Instance>> instances;
+  std::unordered_map<std::string, int> function_instances;
+  uint64_t next_id = 1;
+
+  bool draining = false;
+  std::function<void()> drain_done;
+  asio::steady_timer drain_timer;
+  SteadyTime drain_deadline{};
+
+  // --- pools -------------------------------------------------------------
+
+  static std::string pool_key(const Target& t) {
+    return t.function.name + "\n" + t.function.version + "\n" + t.function.revision_id;
+  }
+
+  Pool& pool_for(const Target& target) {
+    std::string key = pool_key(target);
+    auto it = pools.find(key);
+    if (it != pools.end()) return *it->second;
+    // A newer revision of the same version replaces the older pool.
+    for (auto& [k, p] : pools) {
+      if (!p->retired && p->function == target.function.name &&
+          p->target.function.version == target.function.version) {
+        retire_pool(*p);
+      }
+    }
+    auto pool = std::make_unique<Pool>();
+    pool->key = key;
+    pool->function = target.function.name;
+    pool->target = target;
+    Pool& ref = *pool;
+    pools.emplace(key, std::move(pool));
+    return ref;
+  }
+
+  void retire_pool(Pool& pool) {
+    pool.retired = true;
+    auto idle = pool.idle;
+    for (uint64_t id : idle) kill(id);
+  }
+
+  void maybe_erase_pool(const std::string& key) {
+    auto it = pools.find(key);
+    if (it == pools.end()) return;
+    Pool& p = *it->second;
+    if (p.instances == 0 && p.queue.empty() && (p.retired || draining)) pools.erase(it);
+  }
+
+  int max_concurrency(const Pool& pool) const {
+    return std::max(1, pool.target.function.config.max_concurrency);
+  }
+
+  // --- invoke ------------------------------------------------------------
+
+  void invoke(InvokeRequest req, std::function<void(InvokeResult)> done) {
+    if (req.request_id.empty()) req.request_id = new_request_id();
+    if (draining) {
+      return reject(req, done, Status::Unavailable("tamaya is shutting down; retry on another node or later"));
+    }
+    if (int64_t(req.payload.size()) > settings.invoke_max_payload_bytes) {
+      return reject(req, done,
+                    Status::TooLarge(fmt::format("request payload of {} bytes is over the limit of {} bytes",
+                                                 req.payload.size(), settings.invoke_max_payload_bytes)));
+    }
+    Pool& pool = pool_for(req.target);
+    if (!pool.idle.empty()) {
+      uint64_t id = pool.idle.back();
+      pool.idle.pop_back();
+      return assign(*instances.at(id), std::move(req), std::move(done));
+    }
+    if (function_instances[pool.function] < max_concurrency(pool)) {
+      return start_instance(pool, std::move(req), std::move(done));
+    }
+    if (int(pool.queue.size()) >= settings.queue_max_per_function) {
+      return reject(req, done,
+                    Status::Exhausted(fmt::format(
+                        "function '{}' is at its max concurrency of {} and {} requests are already "
+                        "waiting; retry later or raise max_concurrency",
+                        pool.function, max_concurrency(pool), pool.queue.size())));
+    }
+    enqueue(pool, std::move(req), std::move(done));
+  }
+
+  void reject(const InvokeRequest& req, const std::function<void(InvokeResult)>& done, Status status) {
+    InvokeResult r;
+    r.request_id = req.request_id;
+    r.status = std::move(status);
+    r.executed_version = req.target.function.version;
+    done(std::move(r));
+  }
+
+  void enqueue(Pool& pool, InvokeRequest req, std::function<void(InvokeResult)> done) {
+    auto w = std::make_unique<Waiter>();
+    w->request = std::move(req);
+    w->done = std::move(done);
+    w->timer = std::make_unique<asio::steady_timer>(io, milliseconds(settings.queue_timeout_ms));
+    Waiter* raw = w.get();
+    std::string key = pool.key;
+    w->timer->async_wait([this, key, raw](boost::system::error_code ec) {
+      if (ec) return;
+      auto it = pools.find(key);
+      if (it == pools.end()) return;
+      auto& q = it->second->queue;
+      for (auto qi = q.begin(); qi != q.end(); ++qi) {
+        if (qi->get() != raw) continue;
+        auto waiter = std::move(*qi);
+        q.erase(qi);
+        reject(waiter->request, waiter->done,
+               Status::Exhausted(fmt::format(
+                   "function '{}' is at its max concurrency of {}; the request waited {} ms for a "
+                   "free instance. Retry later or raise max_concurrency",
+                   it->second->function, max_concurrency(*it->second), settings.queue_timeout_ms)));
+        maybe_erase_pool(key);
+        check_drain();
+        return;
+      }
+    });
+    pool.queue.push_back(std::move(w));
+  }
+
+  // Hands queued work to capacity that became free.
+  void serve_queue(Pool& pool) {
+    while (!pool.queue.empty()) {
+      if (!pool.idle.empty()) {
+        uint64_t id = pool.idle.back();
+        pool.idle.pop_back();
+        auto w = pop_waiter(pool);
+        assign(*instances.at(id), std::move(w->request), std::move(w->done));
+      } else if (function_instances[pool.function] < max_concurrency(pool)) {
+        auto w = pop_waiter(pool);
+        start_instance(pool, std::move(w->request), std::move(w->done));
+      } else {
+        return;
+      }
+    }
+  }
+
+  std::unique_ptr<Waiter> pop_waiter(Pool& pool) {
+    auto w = std::move(pool.queue.front());
+    pool.queue.pop_front();
+    w->timer->cancel();
+    return w;
+  }
+
+  // --- instance lifecycle ------------------------------------------------
+
+  void start_instance(Pool& pool, InvokeRequest req, std::function<void(InvokeResult)> done) {
+    auto inst = std::make_unique<Instance>(io);
+    inst->id = next_id++;
+    inst->pool_key = pool.key;
+    inst->function = pool.function;
+    uint64_t id = inst->id;
+
+    runtime::EndpointLimits limits;
+    limits.max_response_bytes = settings.runtime_max_response_bytes;
+    limits.max_header_bytes = settings.max_header_bytes;
+    runtime::EndpointCallbacks cb;
+    cb.on_next = [this, id] { on_next(id); };
+    cb.on_response = [this, id](const std::string& rid, std::string body) {
+      on_result(id, rid, false, "", std::move(body));
+    };
+    cb.on_error = [this, id](const std::string& rid, std::string type, std::string body) {
+      on_result(id, rid, true, std::move(type), std::move(body));
+    };
+    cb.on_init_error = [this, id](std::string type, std::string body) {
+      on_init_error(id, std::move(type), std::move(body));
+    };
+    inst->endpoint = std::make_unique<runtime::Endpoint>(io, limits, std::move(cb));
+    if (Status s = inst->endpoint->listen(); !s.ok()) {
+      return fail_start(req, done, "Runtime.Unknown", s.message());
+    }
+
+    const auto& fn = pool.target.function;
+    runtime::InstanceSpec spec;
+    spec.function_name = fn.name;
+    spec.version = fn.version;
+    spec.runtime = fn.config.runtime;
+    spec.handler = fn.config.handler;
+    spec.code_dir = pool.target.code_dir;
+    spec.region = settings.region;
+    spec.memory_mb = fn.config.memory_mb;
+    spec.environment = fn.config.environment;
+    spec.runtime_api_port = inst->endpoint->port();
+    spec.log_stream = fmt::format("{}/[{}]{}", clock.wall_ms() / 1000, fn.version, id);
+    auto launch_spec = runtime::make_launch_spec(spec, paths);
+    if (!launch_spec.ok()) {
+      std::string msg = launch_spec.status().message();
+      std::string type = "Runtime.InvalidEntrypoint";
+      if (msg.rfind(type + ": ", 0) == 0) msg = msg.substr(type.size() + 2);
+      return fail_start(req, done, type, msg);
+    }
+    launch_spec->limits.file_size_bytes = 512ll << 20;
+    auto process = launcher.launch(*launch_spec);
+    if (!process.ok()) {
+      return fail_start(req, done, "Runtime.InvalidEntrypoint", process.status().message());
+    }
+    inst->process = *process;
+    inst->spawned = clock.now();
+    inst->pidfd = std::make_unique<asio::posix::stream_descriptor>(io, process->pidfd);
+    inst->out = std::make_unique<asio::posix::stream_descriptor>(io, process->stdout_fd);
+    inst->err = std::make_unique<asio::posix::stream_descriptor>(io, process->stderr_fd);
+    inst->state = State::kStarting;
+    Active a;
+    a.request = std::move(req);
+    a.done = std::move(done);
+    a.cold = true;
+    inst->active = std::move(a);
+
+    pool.instances++;
+    function_instances[pool.function]++;
+    Instance& ref = *inst;
+    instances.emplace(id, std::move(inst));
+    watch_exit(ref);
+    watch_pipe(ref, 0);
+    watch_pipe(ref, 1);
+    ref.timer.expires_after(milliseconds(settings.instance_start_timeout_ms));
+    ref.timer.async_wait([this, id](boost::system::error_code ec) {
+      if (!ec) on_start_timeout(id);
+    });
+    spdlog::debug("instance started function={} instance={} pid={}", ref.function, id,
+                  ref.process.pid);
+  }
+
+  void fail_start(const InvokeRequest& req, const std::function<void(InvokeResult)>& done,
+                  const std::string& type, const std::string& message) {
+    InvokeResult r;
+    r.request_id = req.request_id;
+    r.function_error = true;
+    r.error_type = type;
+    r.payload = error_document(type, message);
+    r.executed_version = req.target.function.version;
+    r.memory_mb = req.target.function.config.memory_mb;
+    std::vector<LogLine> log{{clock.wall_ms(), fmt::format("INIT_REPORT Status: error\tError Type: {}\t{}", type, message)}};
+    if (req.want_log_tail) r.log_tail = log.back().text + "\n";
+    if (observer) observer->on_invocation(req.target.function.name, r, log);
+    done(std::move(r));
+  }
+
+  Instance* find(uint64_t id) {
+    auto it = instances.find(id);
+    return it == instances.end() ? nullptr : it->second.get();
+  }
+
+  void on_next(uint64_t id) {
+    Instance* inst = find(id);
+    if (!inst || inst->state == State::kDying) return;
+    if (!inst->ready) {
+      inst->ready = true;
+      inst->init_ms = ms_between(inst->spawned, clock.now());
+      inst->timer.cancel();
+      if (inst->active) {
+        inst->state = State::kBusy;
+        begin(*inst);
+      } else {
+        make_idle(*inst);
+      }
+    }
+  }
+
+  void assign(Instance& inst, InvokeRequest req, std::function<void(InvokeResult)> done) {
+    inst.timer.cancel();
+    inst.state = State::kBusy;
+    Active a;
+    a.request = std::move(req);
+    a.done = std::move(done);
+    inst.active = std::move(a);
+    begin(inst);
+  }
+
+  void begin(Instance& inst) {
+    Active& a = *inst.active;
+    a.begun = true;
+    a.started = clock.now();
+    const auto& fn = a.request.target.function;
+    // Output the runtime wrote before this invocation (init) comes first.
+    a.log = std::move(inst.pending_log);
+    a.log_bytes = inst.pending_bytes;
+    inst.pending_log.clear();
+    inst.pending_bytes = 0;
+    append_log(a, fmt::format("START RequestId: {} Version: {}", a.request.request_id, fn.version));
+
+    runtime::Invocation inv;
+    inv.request_id = a.request.request_id;
+    inv.payload = a.request.payload;
+    inv.deadline_ms = clock.wall_ms() + int64_t(fn.config.timeout_s) * 1000;
+    inv.function_arn = fmt::format("arn:aws:lambda:{}:000000000000:function:{}{}", settings.region,
+                                   fn.name, fn.version == registry::kLatest ? "" : ":" + fn.version);
+    inv.trace_id = a.request.trace_id;
+    inv.client_context = a.request.client_context;
+    inst.endpoint->deliver(std::move(inv));
+
+    uint64_t id = inst.id;
+    inst.timer.expires_after(std::chrono::seconds(fn.config.timeout_s));
+    inst.timer.async_wait([this, id](boost::system::error_code ec) {
+      if (!ec) on_timeout(id);
+    });
+  }
+
+  void on_result(uint64_t id, const std::string& rid, bool is_error, std::string type,
+                 std::string body) {
+    Instance* inst = find(id);
+    if (!inst || !inst->active || inst->active->request.request_id != rid) return;
+    if (!is_error) return finish(*inst, false, "", std::move(body), true);
+    auto doc = nlohmann::json::parse(body, nullptr, false);
+    if (doc.is_object()) {
+      if (type.empty() && doc.contains("errorType") && doc["errorType"].is_string()) {
+        type = doc["errorType"].get<std::string>();
+      }
+    } else {
+      // Lambda wraps an error body that is not a JSON document.
+      body = error_document(type.empty() ? "Unhandled" : type, body);
+    }
+    if (type.empty()) type = "Unhandled";
+    // An oversized response leaves the runtime in an unknown state: replace it.
+    bool reuse = type != "Function.ResponseSizeTooLarge";
+    finish(*inst, true, type, std::move(body), reuse);
+  }
+
+  void on_init_error(uint64_t id, std::string type, std::string body) {
+    Instance* inst = find(id);
+    if (!inst) return;
+    if (type.empty()) type = "Runtime.Unknown";
+    inst->init_error_type = type;
+    inst->init_error_body = body;
+    // Lambda stops an environment whose init failed; the invocation that
+    // started it gets the init error.
+    if (inst->active) {
+      if (!inst->active->begun) begin_for_error(*inst);
+      auto doc = nlohmann::json::parse(body, nullptr, false);
+      if (!doc.is_object()) body = error_document(type, body);
+      finish(*inst, true, type, std::move(body), false);
+    } else {
+      kill(id);
+    }
+  }
+
+  // An invocation that fails before the runtime took it still gets its
+  // START line and timing, as Lambda logs it.
+  void begin_for_error(Instance& inst) {
+    Active& a = *inst.active;
+    a.begun = true;
+    a.started = clock.now();
+    a.log = std::move(inst.pending_log);
+    a.log_bytes = inst.pending_bytes;
+    inst.pending_log.clear();
+    inst.pending_bytes = 0;
+    append_log(a, fmt::format("START RequestId: {} Version: {}", a.request.request_id,
+                              a.request.target.function.version));
+    if (!inst.ready) inst.init_ms = ms_between(inst.spawned, clock.now());
+  }
+
+  void on_timeout(uint64_t id) {
+    Instance* inst = find(id);
+    if (!inst || !inst->active) return;
+    sandbox::kill_group(inst->process.pid, SIGKILL).ok();
+    const auto& fn = inst->active->request.target.function;
+    std::string msg = timeout_message(inst->active->request.request_id, fn.config.timeout_s);
+    finish(*inst, true, "Sandbox.Timedout", error_document("Sandbox.Timedout", msg), false, msg);
+  }
+
+  void on_start_timeout(uint64_t id) {
+    Instance* inst = find(id);
+    if (!inst || inst->ready) return;
+    sandbox::kill_group(inst->process.pid, SIGKILL).ok();
+    std::string msg = fmt::format("the runtime did not ask for work within {} ms of starting",
+                                  settings.instance_start_timeout_ms);
+    if (inst->active) {
+      begin_for_error(*inst);
+      finish(*inst, true, "Runtime.InitTimeout", error_document("Runtime.InitTimeout", msg), false);
+    } else {
+      kill(id);
+    }
+  }
+
+  void on_exit(uint64_t id) {
+    Instance* inst = find(id);
+    if (!inst) return;
+    auto status = sandbox::reap(inst->process);
+    if (!status.ok()) {  // spurious wake-up: keep watching
+      watch_exit(*inst);
+      return;
+    }
+    std::string how = sandbox::describe_exit(*status);
+    if (inst->active) {
+      if (!inst->active->begun) begin_for_error(*inst);
+      std::string rid = inst->active->request.request_id;
+      if (!inst->init_error_type.empty()) {
+        finish(*inst, true, inst->init_error_type, inst->init_error_body, false);
+      } else {
+        std::string msg = fmt::format("RequestId: {} Error: Runtime exited with error: {}", rid, how);
+        finish(*inst, true, "Runtime.ExitError", error_document("Runtime.ExitError", msg), false,
+               msg);
+      }
+    }
+    spdlog::debug("instance exited function={} instance={} how={}", inst->function, id, how);
+    remove(id);
+  }
+
+  void make_idle(Instance& inst) {
+    Pool* pool = pools.count(inst.pool_key) ? pools[inst.pool_key].get() : nullptr;
+    if (!pool || pool->retired || draining) {
+      if (pool && !pool->queue.empty()) {
+        auto w = pop_waiter(*pool);
+        return assign(inst, std::move(w->request), std::move(w->done));
+      }
+      return kill(inst.id);
+    }
+    if (!pool->queue.empty()) {
+      auto w = pop_waiter(*pool);
+      return assign(inst, std::move(w->request), std::move(w->done));
+    }
+    inst.state = State::kIdle;
+    pool->idle.push_back(inst.id);
+    uint64_t id = inst.id;
+    inst.timer.expires_after(milliseconds(settings.instance_idle_timeout_ms));
+    inst.timer.async_wait([this, id](boost::system::error_code ec) {
+      if (!ec) {
+        spdlog::debug("instance idle timeout instance={}", id);
+        kill(id);
+      }
+    });
+  }
+
+  void finish(Instance& inst, bool is_error, std::string type, std::string payload, bool reuse,
+              const std::string& log_message = "") {
+    inst.timer.cancel();
+    drain_pipe(inst, 0);
+    drain_pipe(inst, 1);
+    Active a = std::move(*inst.active);
+    inst.active.reset();
+    SteadyTime now = clock.now();
+    const auto& fn = a.request.target.function;
+
+    InvokeResult r;
+    r.request_id = a.request.request_id;
+    r.function_error = is_error;
+    r.error_type = std::move(type);
+    r.payload = std::move(payload);
+    r.executed_version = fn.version;
+    r.duration_ms = ms_between(a.started, now);
+    r.billed_ms = std::max<int64_t>(1, int64_t(std::ceil(r.duration_ms)));
+    r.cold = a.cold;
+    r.init_ms = a.cold ? inst.init_ms : 0;
+    r.memory_mb = fn.config.memory_mb;
+    r.max_memory_used_mb = (sandbox::peak_rss_bytes(inst.process.pid) + (1 << 20) - 1) >> 20;
+
+    if (!log_message.empty()) {
+      append_log(a, fmt::format("{} {}", iso_time(clock.wall_ms()), log_message));
+    }
+    append_log(a, fmt::format("END RequestId: {}", r.request_id));
+    std::string report = fmt::format(
+        "REPORT RequestId: {}\tDuration: {:.2f} ms\tBilled Duration: {} ms\tMemory Size: {} MB\t"
+        "Max Memory Used: {} MB",
+        r.request_id, r.duration_ms, r.billed_ms, r.memory_mb, r.max_memory_used_mb);
+    if (r.cold) report += fmt::format("\tInit Duration: {:.2f} ms", r.init_ms);
+    if (is_error && !reuse) report += fmt::format("\tStatus: error\tError Type: {}", r.error_type);
+    append_log(a, std::move(report), /*force=*/true);
+
+    if (a.request.want_log_tail) r.log_tail = tail(a.log);
+    auto done = std::move(a.done);
+    if (observer) observer->on_invocation(fn.name, r, std::move(a.log));
+
+    if (reuse && inst.state != State::kDying) {
+      make_idle(inst);
+    } else {
+      kill(inst.id);
+    }
+    done(std::move(r));
+  }
+
+  static std::string iso_time(int64_t wall_ms) {
+    time_t secs = wall_ms / 1000;
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, wall_ms % 1000);
+  }
+
+  static std::string tail(const std::vector<LogLine>& log) {
+    std::string all;
+    for (const auto& l : log) {
+      all += l.text;
+      all += '\n';
+    }
+    if (all.size() > kLogTailBytes) all = all.substr(all.size() - kLogTailBytes);
+    return all;
+  }
+
+  void kill(uint64_t id) {
+    Instance* inst = find(id);
+    if (!inst || inst->state == State::kDying) return;
+    auto pit = pools.find(inst->pool_key);
+    if (pit != pools.end()) std::erase(pit->second->idle, id);
+    inst->state = State::kDying;
+    inst->timer.cancel();
+    sandbox::kill_group(inst->process.pid, SIGKILL).ok();
+    // The pidfd watcher removes the instance once the kernel says it is gone.
+  }
+
+  void remove(uint64_t id) {
+    auto it = instances.find(id);
+    if (it == instances.end()) return;
+    Instance& inst = *it->second;
+    inst.timer.cancel();
+    if (inst.endpoint) inst.endpoint->close();
+    // Kill stragglers the runtime may have left in its group.
+    sandbox::kill_group(inst.process.pid, SIGKILL).ok();
+    std::string key = inst.pool_key;
+    std::string function = inst.function;
+    auto pit = pools.find(key);
+    if (pit != pools.end()) {
+      std::erase(pit->second->idle, id);
+      pit->second->instances--;
+    }
+    if (--function_instances[function] <= 0) function_instances.erase(function);
+    inst.pidfd->close();
+    inst.out->close();
+    inst.err->close();
+    instances.erase(it);
+    if (pit != pools.end()) serve_queue(*pit->second);
+    // Capacity freed for the function may serve another pool's queue.
+    for (auto& [k, p] : pools) {
+      if (p->function == function && !p->queue.empty()) serve_queue(*p);
+    }
+    maybe_erase_pool(key);
+    check_drain();
+  }
+
+  // --- process watching --------------------------------------------------
+
+  void watch_exit(Instance& inst) {
+    uint64_t id = inst.id;
+    inst.pidfd->async_wait(asio::posix::stream_descriptor::wait_read,
+                           [this, id](boost::system::error_code ec) {
+                             if (!ec) on_exit(id);
+                           });
+  }
+
+  void watch_pipe(Instance& inst, int which) {
+    auto& sd = which == 0 ? inst.out : inst.err;
+    uint64_t id = inst.id;
+    sd->async_wait(asio::posix::stream_descriptor::wait_read,
+                   [this, id, which](boost::system::error_code ec) {
+                     if (ec) return;
+                     Instance* i = find(id);
+                     if (!i) return;
+                     if (drain_pipe(*i, which)) watch_pipe(*i, which);
+                   });
+  }
+
+  // Reads everything available now; false at end of file.
+  bool drain_pipe(Instance& inst, int which) {
+    auto& sd = which == 0 ? inst.out : inst.err;
+    if (!sd || !sd->is_open()) return false;
+    char buf[kPipeReadChunk];
+    while (true) {
+      ssize_t n = ::read(sd->native_handle(), buf, sizeof buf);
+      if (n > 0) {
+        take_output(inst, which, std::string_view(buf, size_t(n)));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+      // EOF or error: flush what is left of a line without its newline.
+      if (!inst.partial[which].empty()) {
+        add_line(inst, std::move(inst.partial[which]));
+        inst.partial[which].clear();
+      }
+      return false;
+    }
+  }
+
+  void take_output(Instance& inst, int which, std::string_view data) {
+    std::string& partial = inst.partial[which];
+    size_t start = 0;
+    while (start < data.size()) {
+      size_t nl = data.find('\n', start);
+      if (nl == std::string_view::npos) {
+        partial.append(data.substr(start));
+        // A line with no end in sight is cut so one print cannot grow memory.
+        if (int64_t(partial.size()) > settings.log_max_bytes_per_invocation) {
+          add_line(inst, std::move(partial));
+          partial.clear();
+        }
+        return;
+      }
+      partial.append(data.substr(start, nl - start));
+      add_line(inst, std::move(partial));
+      partial.clear();
+      start = nl + 1;
+    }
+  }
+
+  void add_line(Instance& inst, std::string text) {
+    if (inst.active && inst.active->begun) {
+      append_log(*inst.active, std::move(text));
+      return;
+    }
+    if (inst.pending_bytes > settings.log_max_bytes_per_invocation) return;
+    inst.pending_bytes += int64_t(text.size()) + 1;
+    inst.pending_log.push_back({clock.wall_ms(), std::move(text)});
+  }
+
+  void append_log(Active& a, std::string text, bool force = false) {
+    int64_t cap = settings.log_max_bytes_per_invocation;
+    if (!force && a.log_bytes + int64_t(text.size()) > cap) {
+      if (!a.truncated) {
+        a.truncated = true;
+        a.log.push_back({clock.wall_ms(), fmt::format("[tamaya] log truncated: this invocation wrote "
+                                                      "more than {} bytes", cap)});
+      }
+      return;
+    }
+    a.log_bytes += int64_t(text.size()) + 1;
+    a.log.push_back({clock.wall_ms(), std::move(text)});
+  }
+
+  // --- drain -------------------------------------------------------------
+
+  int in_flight() const {
+    int n = 0;
+    for (const auto& [id, inst] : instances) n += inst->active ? 1 : 0;
+    for (const auto& [k, p] : pools) n += int(p->queue.size());
+    return n;
+  }
+
+  void drain(std::function<void()> done) {
+    draining = true;
+    drain_done = std::move(done);
+    drain_deadline = clock.now() + milliseconds(settings.drain_timeout_ms);
+    // Idle instances have nothing to finish.
+    std::vector<uint64_t> idle;
+    for (auto& [k, p] : pools) idle.insert(idle.end(), p->idle.begin(), p->idle.end());
+    for (uint64_t id : idle) kill(id);
+    drain_timer.expires_at(drain_deadline);
+    drain_timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) force_drain();
+    });
+    check_drain();
+  }
+
+  void check_drain() {
+    if (!draining || !drain_done) return;
+    if (in_flight() > 0) return;
+    finish_drain();
+  }
+
+  void force_drain() {
+    if (!drain_done) return;
+    spdlog::warn("drain deadline reached in_flight={}", in_flight());
+    for (auto& [k, p] : pools) {
+      while (!p->queue.empty()) {
+        auto w = pop_waiter(*p);
+        reject(w->request, w->done, Status::Unavailable("tamaya shut down before this request ran"));
+      }
+    }
+    finish_drain();
+  }
+
+  void finish_drain() {
+    drain_timer.cancel();
+    for (auto& [id, inst] : instances) {
+      inst->timer.cancel();
+      sandbox::kill_group(inst->process.pid, SIGKILL).ok();
+      if (inst->endpoint) inst->endpoint->close();
+    }
+    auto done = std::move(drain_done);
+    drain_done = nullptr;
+    if (done) done();
+  }
+
+  Stats stats_of(const std::string* function) const {
+    Stats s;
+    for (const auto& [id, inst] : instances) {
+      if (function && inst->function != *function) continue;
+      s.instances++;
+      switch (inst->state) {
+        case State::kStarting: s.starting++; break;
+        case State::kIdle: s.idle++; break;
+        case State::kBusy: s.busy++; break;
+        case State::kDying: break;
+      }
+    }
+    for (const auto& [k, p] : pools) {
+      if (function && p->function != *function) continue;
+      s.queued += int(p->queue.size());
+    }
+    return s;
+  }
+};
+
+Dispatcher::Dispatcher(asio::io_context& io, const Settings& settings, runtime::RuntimePaths paths,
+                       sandbox::Launcher& launcher, const Clock& clock, Observer* observer)
+    : impl_(std::make_unique<Impl>(io, settings, std::move(paths), launcher, clock, observer)) {}
+
+Dispatcher::~Dispatcher() {
+  for (auto& [id, inst] : impl_->instances) {
+    sandbox::kill_group(inst->process.pid, SIGKILL).ok();
+    sandbox::reap(inst->process).ok();
+  }
+}
+
+void Dispatcher::invoke(InvokeRequest request, std::function<void(InvokeResult)> done) {
+  impl_->invoke(std::move(request), std::move(done));
+}
+
+void Dispatcher::retire(const std::string& function) {
+  for (auto& [k, p] : impl_->pools) {
+    if (p->function == function && !p->retired) impl_->retire_pool(*p);
+  }
+}
+
+void Dispatcher::drain(std::function<void()> done) { impl_->drain(std::move(done)); }
+
+Stats Dispatcher::stats() const { return impl_->stats_of(nullptr); }
+Stats Dispatcher::stats(const std::string& function) const { return impl_->stats_of(&function); }
+
+}  // namespace tamaya::dispatch

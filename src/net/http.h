@@ -1,0 +1,106 @@
+// HTTP/1.1 server on Boost.Beast, kept out of this header so modules that
+// serve HTTP do not pay Beast's compile cost. Handlers are asynchronous: they
+// get the request and a Responder they may call later (the Runtime API's
+// long poll holds it until an invocation arrives).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace tamaya::net {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct Request {
+  std::string method;  // upper case: GET, POST, ...
+  std::string target;  // raw request target: path?query
+  std::string path;    // percent-decoded path without the query
+  std::string query;   // raw query string without '?'
+  Headers headers;     // as received (names in their original case)
+  std::string body;
+  std::string remote_addr;
+
+  // Case-insensitive header lookup; the first value when repeated.
+  std::optional<std::string_view> header(std::string_view name) const;
+  // Percent-decoded query parameter.
+  std::optional<std::string> query_param(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+
+  Response& set_header(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+    return *this;
+  }
+  static Response json(int status, std::string body);
+  // {"error":{"code":...,"message":...}} with the status that fits the code.
+  static Response error(const Status& status);
+  static Response no_content() { return Response{204, {}, {}}; }
+};
+
+// Sends the response for one request, exactly once. Copyable (shared state)
+// so it can be stored in std::function; calls after the first are ignored.
+// When the last copy is dropped without a call, a 500 is sent, so a handler
+// bug never hangs a client.
+class Responder {
+ public:
+  struct State;
+  explicit Responder(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  void operator()(Response response) const;
+  // True when the client connection is gone (nothing will be delivered).
+  bool closed() const;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+using Handler = std::function<void(Request, Responder)>;
+
+struct ServerLimits {
+  int64_t max_body_bytes = 6 << 20;
+  int64_t max_header_bytes = 16 << 10;
+  std::chrono::milliseconds header_timeout{10'000};
+  // To receive a body once its headers are in.
+  std::chrono::milliseconds body_timeout{60'000};
+  // Between requests on a keep-alive connection. Not applied while a handler
+  // is working on a request (long polls may legitimately take minutes).
+  std::chrono::milliseconds idle_timeout{60'000};
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, ServerLimits limits, Handler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts accepting. Port 0 picks a free port (see port()).
+  Status listen(const std::string& host, uint16_t port);
+  uint16_t port() const;
+  // Stops accepting new connections; open connections finish their current
+  // request and are closed.
+  void stop_accepting();
+  // Closes every connection now.
+  void close_all();
+  size_t open_connections() const;
+
+ struct Impl;  // public so the connection type in server.cpp can name it
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace tamaya::net

@@ -1,0 +1,105 @@
+// Functions, their immutable published versions, and their code artifacts.
+// Single-threaded: the daemon calls it from its event loop only. Reads are
+// served from an in-memory cache loaded at open, so the invoke path never
+// waits for SQLite; writes go through to SQLite before they return.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/settings.h"
+#include "common/status.h"
+#include "registry/artifacts.h"
+
+namespace tamaya::store {
+class Database;
+}
+
+namespace tamaya::registry {
+
+inline constexpr const char* kLatest = "$LATEST";
+
+// Lambda's limits where a setting would add nothing.
+inline constexpr int64_t kMaxEnvironmentBytes = 4096;  // sum of key and value bytes
+inline constexpr size_t kMaxDescriptionChars = 256;
+inline constexpr size_t kMaxHandlerChars = 128;
+inline constexpr int kMaxConcurrencyLimit = 1000;  // per function, beyond which a host thrashes
+
+struct FunctionConfig {
+  std::string runtime;  // python3 | nodejs | provided
+  std::string handler;  // "module.function" (python3, nodejs); optional for provided
+  int memory_mb = 128;
+  int timeout_s = 3;
+  int max_concurrency = 10;
+  std::map<std::string, std::string> environment;
+  std::string description;
+};
+
+// A partial update: only the fields that are set change.
+struct ConfigPatch {
+  std::optional<std::string> runtime;
+  std::optional<std::string> handler;
+  std::optional<int> memory_mb;
+  std::optional<int> timeout_s;
+  std::optional<int> max_concurrency;
+  std::optional<std::map<std::string, std::string>> environment;
+  std::optional<std::string> description;
+};
+
+struct FunctionVersion {
+  std::string name;
+  std::string version;  // "$LATEST" or "1", "2", ...
+  FunctionConfig config;
+  std::string code_sha256;
+  int64_t code_size = 0;
+  std::string revision_id;  // changes on every write of $LATEST
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+class Registry {
+ public:
+  // Loads every function and version into memory.
+  static Result<std::unique_ptr<Registry>> open(store::Database& db, ArtifactStore& artifacts,
+                                                const Settings& settings);
+
+  // Fills defaults from settings and checks every field: name pattern
+  // [A-Za-z0-9_-]{1,64}, runtime known, handler present where needed, memory
+  // 128..max_memory_mb, timeout 1..max_timeout_s, concurrency >= 1, env keys.
+  Status validate(const std::string& name, const FunctionConfig& config) const;
+  FunctionConfig defaults() const;
+
+  // The artifact must already be in the ArtifactStore.
+  Result<FunctionVersion> create(const std::string& name, FunctionConfig config,
+                                 const Artifact& code);
+  Result<FunctionVersion> update_code(const std::string& name, const Artifact& code);
+  Result<FunctionVersion> update_config(const std::string& name, const ConfigPatch& patch);
+  // Removes the function and all its versions.
+  Status remove(const std::string& name);
+  // Snapshots $LATEST as the next version number; returns the existing
+  // latest version instead when nothing changed since it was published (code
+  // and config other than description). `created`, when given, tells which.
+  // The version's description is `description`, or $LATEST's when empty.
+  Result<FunctionVersion> publish(const std::string& name, const std::string& description,
+                                  bool* created = nullptr);
+
+  // qualifier: "" or "$LATEST" or a version number.
+  Result<FunctionVersion> get(const std::string& name, const std::string& qualifier = "") const;
+  std::vector<FunctionVersion> list() const;  // $LATEST of each, by name
+  // $LATEST first, then published versions in ascending order.
+  Result<std::vector<FunctionVersion>> versions(const std::string& name) const;
+
+ private:
+  struct Impl;
+  explicit Registry(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+
+ public:
+  ~Registry();
+};
+
+}  // namespace tamaya::registry

@@ -1,0 +1,55 @@
+#include "runtime/launch.h"
+
+#include <unistd.h>
+
+namespace tamaya::runtime {
+
+bool is_known_runtime(const std::string& runtime) {
+  return runtime == "python3" || runtime == "nodejs" || runtime == "provided";
+}
+
+Result<sandbox::LaunchSpec> make_launch_spec(const InstanceSpec& spec, const RuntimePaths& paths) {
+  sandbox::LaunchSpec out;
+  out.cwd = spec.code_dir;
+  if (spec.runtime == "python3") {
+    // -I: ignore PYTHON* variables and the user site dir, so the host's
+    // environment cannot change how a function starts.
+    out.argv = {paths.python, "-I", paths.runtimes_dir + "/python/bootstrap.py"};
+  } else if (spec.runtime == "nodejs") {
+    out.argv = {paths.node, paths.runtimes_dir + "/node/bootstrap.js"};
+  } else if (spec.runtime == "provided") {
+    std::string bootstrap = spec.code_dir + "/bootstrap";
+    if (access(bootstrap.c_str(), X_OK) != 0) {
+      return Status::Invalid(
+          "Runtime.InvalidEntrypoint: the code has no executable 'bootstrap' file at its root; "
+          "a 'provided' function must ship one (chmod +x bootstrap)");
+    }
+    out.argv = {bootstrap};
+  } else {
+    return Status::Invalid("unknown runtime '" + spec.runtime + "'");
+  }
+
+  // The function's own variables first; Lambda's reserved ones override them.
+  std::map<std::string, std::string> env = spec.environment;
+  env["PATH"] = "/usr/local/bin:/usr/bin:/bin";
+  env["LANG"] = "C.UTF-8";
+  env["TZ"] = ":UTC";
+  env["AWS_LAMBDA_RUNTIME_API"] = "127.0.0.1:" + std::to_string(spec.runtime_api_port);
+  env["_HANDLER"] = spec.handler;
+  env["LAMBDA_TASK_ROOT"] = spec.code_dir;
+  env["LAMBDA_RUNTIME_DIR"] = paths.runtimes_dir;
+  env["AWS_LAMBDA_FUNCTION_NAME"] = spec.function_name;
+  env["AWS_LAMBDA_FUNCTION_VERSION"] = spec.version;
+  env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = std::to_string(spec.memory_mb);
+  env["AWS_LAMBDA_LOG_GROUP_NAME"] = "/aws/lambda/" + spec.function_name;
+  env["AWS_LAMBDA_LOG_STREAM_NAME"] = spec.log_stream;
+  env["AWS_REGION"] = spec.region;
+  env["AWS_DEFAULT_REGION"] = spec.region;
+  env["AWS_EXECUTION_ENV"] = "AWS_Lambda_" + spec.runtime;
+  env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "on-demand";
+  if (spec.runtime == "nodejs") env["NODE_PATH"] = spec.code_dir + "/node_modules";
+  for (auto& [k, v] : env) out.env.push_back(k + "=" + v);
+  return out;
+}
+
+}  // namespace tamaya::runtime

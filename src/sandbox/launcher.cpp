@@ -1,0 +1,514 @@
+// How an instance is started, and why this way:
+//
+// The daemon is multi-threaded and may hold a large heap, so the child is
+// made with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD), as posix_spawn does:
+// no page tables are copied (fork of a 1 GiB daemon costs milliseconds, this
+// does not grow with the heap), the launching thread sleeps until the child
+// has called execve or died, and the kernel hands back a pidfd that cannot
+// refer to a recycled pid. Because the child shares our memory until execve,
+// it runs on its own small stack, writes nothing but the failure report in
+// ChildArgs, and makes only async-signal-safe system calls (no malloc, no
+// locks, no C++ library).
+// Everything it needs (argv, envp, rlimits, fds) is built before the clone.
+//
+// A failure before execve is written into ChildArgs by the child; the parent
+// reads it once clone returns (CLONE_VFORK guarantees the child is done by
+// then), reaps the child and returns the error as a Status. Shared memory does
+// what a report pipe would do in a forked child, without the extra fds.
+#include "sandbox/launcher.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <string_view>
+#include <utility>
+
+namespace tamaya::sandbox {
+
+namespace {
+
+// The child runs a few system calls on this stack before execve; 64 KiB
+// leaves room for a lazy PLT resolution saving the full AVX-512 state.
+constexpr size_t kChildStackBytes = 64 << 10;
+
+// Exit code of a child that failed before execve; the parent reaps it and
+// reports the error it left in ChildArgs, so nobody else sees this code.
+constexpr int kChildFailedExit = 127;
+
+// Size of the kernel's sigset_t (64 signals) for the raw rt_sig* calls.
+constexpr size_t kKernelSigsetBytes = 8;
+
+// What the child was doing when it failed; turned into words by the parent.
+enum class Step : int {
+  kNone = 0,
+  kSetsid,
+  kDeathSignal,
+  kStdio,
+  kCloseFds,
+  kRlimit,
+  kChdir,
+  kExec,
+};
+
+struct LimitSetting {
+  __rlimit_resource_t resource;
+  rlimit value;
+  const char* name;
+};
+
+// Shared with the child (CLONE_VM): inputs prepared by the parent, and the
+// failure report written by the child. Nothing here is allocated by the child.
+struct ChildArgs {
+  const char* path;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;
+  int stdin_fd;
+  int stdout_fd;
+  int stderr_fd;
+  const LimitSetting* limits;
+  size_t limit_count;
+  pid_t parent_pid;
+
+  Step failed_step;
+  int failed_errno;
+  size_t failed_limit;
+};
+
+[[noreturn]] void child_fail(ChildArgs* args, Step step) {
+  args->failed_errno = errno;
+  args->failed_step = step;
+  _exit(kChildFailedExit);
+}
+
+// Runs in the child, on its own stack, sharing the parent's memory:
+// async-signal-safe system calls only. All signals are blocked on entry (the
+// parent blocked them before clone), so no handler of the daemon can run here.
+int child_main(void* opaque) {
+  auto* args = static_cast<ChildArgs*>(opaque);
+
+  // Default dispositions for every signal, including glibc's internal ones
+  // that sigaction() refuses to touch. An all-zero kernel sigaction is
+  // SIG_DFL with no flags, whatever the architecture's field order.
+  const unsigned long default_action[8] = {};
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) {
+      continue;
+    }
+    syscall(SYS_rt_sigaction, sig, default_action, nullptr, kKernelSigsetBytes);
+  }
+  const uint64_t empty_mask = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty_mask, nullptr, kKernelSigsetBytes);
+
+  if (setsid() < 0) {
+    child_fail(args, Step::kSetsid);
+  }
+
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
+    child_fail(args, Step::kDeathSignal);
+  }
+  // The daemon may have died between clone and prctl; then nobody waits for
+  // this child and it must not run.
+  if (getppid() != args->parent_pid) {
+    _exit(kChildFailedExit);
+  }
+
+  // The parent made sure these fds are >= 3, so dup2 never aliases them.
+  if (dup2(args->stdin_fd, STDIN_FILENO) < 0 || dup2(args->stdout_fd, STDOUT_FILENO) < 0 ||
+      dup2(args->stderr_fd, STDERR_FILENO) < 0) {
+    child_fail(args, Step::kStdio);
+  }
+  if (close_range(3, ~0U, 0) < 0) {
+    child_fail(args, Step::kCloseFds);
+  }
+
+  for (size_t i = 0; i < args->limit_count; ++i) {
+    if (setrlimit(args->limits[i].resource, &args->limits[i].value) < 0) {
+      args->failed_limit = i;
+      child_fail(args, Step::kRlimit);
+    }
+  }
+
+  if (chdir(args->cwd) < 0) {
+    child_fail(args, Step::kChdir);
+  }
+
+  execve(args->path, args->argv, args->envp);
+  child_fail(args, Step::kExec);
+}
+
+// Owns one fd until released.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) {
+      close(fd_);
+    }
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// dup2 onto 0/1/2 in the child must never have 0/1/2 as its source (a
+// daemon started with stdin closed gets fd 0 from pipe2), so such fds move up.
+Status move_above_stdio(Fd& fd) {
+  if (fd.get() > STDERR_FILENO) {
+    return Status::Ok();
+  }
+  int moved = fcntl(fd.get(), F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+  if (moved < 0) {
+    return Status::Internal("duplicating a pipe fd: " + errno_text(errno));
+  }
+  fd.reset(moved);
+  return Status::Ok();
+}
+
+// A pipe whose read end (ours) is non-blocking; both ends close on exec so a
+// concurrently launched instance never inherits them.
+Status make_pipe(Fd& read_end, Fd& write_end) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    return Status::Exhausted("cannot create a pipe for instance output: " + errno_text(errno) +
+                             " (too many open files? raise the daemon's fd limit)");
+  }
+  read_end.reset(fds[0]);
+  write_end.reset(fds[1]);
+  if (fcntl(read_end.get(), F_SETFL, O_NONBLOCK) < 0) {
+    return Status::Internal("setting O_NONBLOCK on a pipe: " + errno_text(errno));
+  }
+  return move_above_stdio(write_end);
+}
+
+bool has_nul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
+Status validate(const LaunchSpec& spec) {
+  if (spec.argv.empty() || spec.argv[0].empty()) {
+    return Status::Invalid("launch: argv is empty; argv[0] must be the program's path");
+  }
+  for (const auto& arg : spec.argv) {
+    if (has_nul(arg)) {
+      return Status::Invalid("launch: an argument of " + spec.argv[0] +
+                             " contains a NUL byte; remove it");
+    }
+  }
+  for (const auto& entry : spec.env) {
+    if (has_nul(entry) || entry.find('=') == std::string::npos || entry.front() == '=') {
+      return Status::Invalid("launch: environment entry '" + entry.substr(0, entry.find('\0')) +
+                             "' is not KEY=value");
+    }
+  }
+  if (spec.cwd.empty() || has_nul(spec.cwd)) {
+    return Status::Invalid("launch: the working directory of " + spec.argv[0] +
+                           " is empty or contains a NUL byte; give an existing directory");
+  }
+  const ResourceLimits& l = spec.limits;
+  if (l.open_files < 1) {
+    return Status::Invalid("launch: open_files limit must be at least 1, got " +
+                           std::to_string(l.open_files));
+  }
+  if (l.file_size_bytes < 0 || l.processes < 0 || l.address_space_bytes < 0) {
+    return Status::Invalid("launch: resource limits must not be negative");
+  }
+  return Status::Ok();
+}
+
+rlimit both(rlim_t value) { return rlimit{value, value}; }
+
+// Soft and hard are set alike: the function may not raise its own limits.
+std::vector<LimitSetting> limit_settings(const ResourceLimits& l) {
+  std::vector<LimitSetting> out;
+  out.push_back({RLIMIT_NOFILE, both(static_cast<rlim_t>(l.open_files)), "RLIMIT_NOFILE"});
+  out.push_back({RLIMIT_FSIZE, both(static_cast<rlim_t>(l.file_size_bytes)), "RLIMIT_FSIZE"});
+  if (!l.core_dumps) {
+    out.push_back({RLIMIT_CORE, both(0), "RLIMIT_CORE"});
+  }
+  if (l.processes > 0) {
+    out.push_back({RLIMIT_NPROC, both(static_cast<rlim_t>(l.processes)), "RLIMIT_NPROC"});
+  }
+  if (l.address_space_bytes > 0) {
+    out.push_back({RLIMIT_AS, both(static_cast<rlim_t>(l.address_space_bytes)), "RLIMIT_AS"});
+  } else {
+    // "Unlimited" must be asked for only when the daemon runs under a lower
+    // limit: raising a hard limit needs privilege, keeping one does not.
+    rlimit current{};
+    if (getrlimit(RLIMIT_AS, &current) == 0 &&
+        (current.rlim_cur != RLIM_INFINITY || current.rlim_max != RLIM_INFINITY)) {
+      out.push_back({RLIMIT_AS, both(RLIM_INFINITY), "RLIMIT_AS"});
+    }
+  }
+  return out;
+}
+
+std::string limit_value_text(rlim_t value) {
+  return value == RLIM_INFINITY ? "unlimited" : std::to_string(value);
+}
+
+Status child_failure(const LaunchSpec& spec, const ChildArgs& args,
+                     const std::vector<LimitSetting>& limits) {
+  const std::string prefix = "cannot start " + spec.argv[0] + ": ";
+  const int err = args.failed_errno;
+  const std::string what = errno_text(err);
+  switch (args.failed_step) {
+    case Step::kExec: {
+      std::string hint;
+      switch (err) {
+        case EACCES:
+          hint = " (is it executable?)";
+          break;
+        case ENOENT:
+          hint = " (check the path, and for a script its #! interpreter)";
+          break;
+        case ENOEXEC:
+          hint = " (not a program for this machine and no #! line)";
+          break;
+        case ENOMEM:
+          hint = " (is the address space limit too low?)";
+          break;
+        case E2BIG:
+          hint = " (arguments and environment are too large)";
+          break;
+        case ETXTBSY:
+          hint = " (the file is still open for writing)";
+          break;
+        default:
+          break;
+      }
+      if (err == ENOMEM || err == EAGAIN) {
+        return Status::Exhausted(prefix + what + hint);
+      }
+      return Status::Precondition(prefix + what + hint);
+    }
+    case Step::kChdir:
+      return Status::Precondition(prefix + "working directory " + spec.cwd + ": " + what);
+    case Step::kRlimit: {
+      const LimitSetting& limit = limits.at(args.failed_limit);
+      std::string text = prefix + "setting " + limit.name + " to " +
+                         limit_value_text(limit.value.rlim_max) + ": " + what;
+      if (err == EPERM) {
+        text += " (the daemon's own hard limit is lower; raise it or lower the setting)";
+      }
+      return Status::Precondition(text);
+    }
+    case Step::kSetsid:
+      return Status::Internal(prefix + "setsid: " + what);
+    case Step::kDeathSignal:
+      return Status::Internal(prefix + "prctl(PR_SET_PDEATHSIG): " + what);
+    case Step::kStdio:
+      return Status::Internal(prefix + "redirecting stdin/stdout/stderr: " + what);
+    case Step::kCloseFds:
+      return Status::Internal(prefix + "closing inherited fds: " + what);
+    case Step::kNone:
+      break;
+  }
+  return Status::Internal(prefix + "the child exited before execve without saying why");
+}
+
+// Converts what waitid reports into the waitpid encoding callers expect.
+int wait_status_from(const siginfo_t& info) {
+  switch (info.si_code) {
+    case CLD_EXITED:
+      return (info.si_status & 0xff) << 8;
+    case CLD_KILLED:
+      return info.si_status & 0x7f;
+    case CLD_DUMPED:
+      return (info.si_status & 0x7f) | 0x80;
+    default:
+      return info.si_status;
+  }
+}
+
+}  // namespace
+
+Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
+  TAMAYA_RETURN_IF_ERROR(validate(spec));
+
+  // Everything the child touches is built here, before the clone.
+  std::vector<char*> argv;
+  argv.reserve(spec.argv.size() + 1);
+  for (const auto& arg : spec.argv) {
+    argv.push_back(const_cast<char*>(arg.c_str()));
+  }
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  envp.reserve(spec.env.size() + 1);
+  for (const auto& entry : spec.env) {
+    envp.push_back(const_cast<char*>(entry.c_str()));
+  }
+  envp.push_back(nullptr);
+  const std::vector<LimitSetting> limits = limit_settings(spec.limits);
+
+  Fd dev_null(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (dev_null.get() < 0) {
+    return Status::Internal("cannot start " + spec.argv[0] +
+                            ": opening /dev/null: " + errno_text(errno));
+  }
+  TAMAYA_RETURN_IF_ERROR(move_above_stdio(dev_null));
+  Fd out_read, out_write, err_read, err_write;
+  TAMAYA_RETURN_IF_ERROR(make_pipe(out_read, out_write));
+  TAMAYA_RETURN_IF_ERROR(make_pipe(err_read, err_write));
+
+  // A guard page below the stack turns an overflow into a crash of the
+  // child instead of a write into the daemon's memory.
+  const size_t guard = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t mapped = kChildStackBytes + guard;
+  void* stack =
+      mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED || mprotect(stack, guard, PROT_NONE) < 0) {
+    if (stack != MAP_FAILED) {
+      munmap(stack, mapped);
+    }
+    return Status::Exhausted("cannot start " + spec.argv[0] + ": no memory for the child's stack");
+  }
+
+  ChildArgs args{};
+  args.path = argv[0];
+  args.argv = argv.data();
+  args.envp = envp.data();
+  args.cwd = spec.cwd.c_str();
+  args.stdin_fd = dev_null.get();
+  args.stdout_fd = out_write.get();
+  args.stderr_fd = err_write.get();
+  args.limits = limits.data();
+  args.limit_count = limits.size();
+  args.parent_pid = getpid();
+  args.failed_step = Step::kNone;
+
+  // Block every signal, glibc's internal ones too, so that no handler of the
+  // daemon runs in the child while it shares our memory; the child resets
+  // dispositions before unblocking.
+  const uint64_t all_signals = ~uint64_t{0};
+  uint64_t saved_mask = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &saved_mask, kKernelSigsetBytes);
+
+  int pidfd = -1;
+  const pid_t pid = clone(child_main, static_cast<char*>(stack) + mapped,
+                          CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
+  const int clone_errno = errno;
+
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
+  munmap(stack, mapped);
+  dev_null.reset();
+  out_write.reset();
+  err_write.reset();
+
+  if (pid < 0) {
+    std::string text = "cannot start " + spec.argv[0] + ": clone: " + errno_text(clone_errno);
+    if (clone_errno == EAGAIN) {
+      return Status::Exhausted(text + " (process limit reached; lower concurrency or raise it)");
+    }
+    return Status::Internal(text);
+  }
+  Fd pid_fd(pidfd);
+
+  if (args.failed_step != Step::kNone) {
+    // The child is exiting (CLONE_VFORK returned without an exec): reap it
+    // so no zombie is left behind.
+    siginfo_t info{};
+    while (waitid(P_PIDFD, static_cast<id_t>(pid_fd.get()), &info, WEXITED) < 0 && errno == EINTR) {
+    }
+    return child_failure(spec, args, limits);
+  }
+
+  Process process;
+  process.pid = pid;
+  process.pidfd = pid_fd.release();
+  process.stdout_fd = out_read.release();
+  process.stderr_fd = err_read.release();
+  return process;
+}
+
+Status kill_group(pid_t pid, int sig) {
+  // pid 0 or 1 would signal our own group or everything: always a bug upstream.
+  if (pid <= 1) {
+    return Status::Invalid("kill_group: refusing to signal pid " + std::to_string(pid));
+  }
+  if (kill(-pid, sig) == 0 || errno == ESRCH) {
+    return Status::Ok();
+  }
+  return Status::Internal("signalling process group " + std::to_string(pid) + ": " +
+                          errno_text(errno));
+}
+
+Result<int> reap(const Process& process) {
+  siginfo_t info{};
+  int rc;
+  if (process.pidfd >= 0) {
+    rc = waitid(P_PIDFD, static_cast<id_t>(process.pidfd), &info, WEXITED | WNOHANG);
+  } else if (process.pid > 0) {
+    rc = waitid(P_PID, static_cast<id_t>(process.pid), &info, WEXITED | WNOHANG);
+  } else {
+    return Status::Invalid("reap: the process has neither a pid nor a pidfd");
+  }
+  if (rc < 0) {
+    if (errno == ECHILD) {
+      return Status::Precondition("reap: process " + std::to_string(process.pid) +
+                                  " is not our child or was already reaped");
+    }
+    return Status::Internal("reap: waitid on process " + std::to_string(process.pid) + ": " +
+                            errno_text(errno));
+  }
+  // WNOHANG leaves si_pid 0 when the child is still running.
+  if (info.si_pid == 0) {
+    return Status::Precondition("reap: process " + std::to_string(process.pid) +
+                                " has not exited yet; wait for its pidfd to become readable");
+  }
+  return wait_status_from(info);
+}
+
+int64_t peak_rss_bytes(pid_t pid) {
+  if (pid <= 0) {
+    return 0;
+  }
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  constexpr std::string_view kKey = "VmHWM:";
+  while (std::getline(status, line)) {
+    if (line.compare(0, kKey.size(), kKey) != 0) {
+      continue;
+    }
+    // "VmHWM:	    1234 kB": the kernel always reports kB.
+    const char* begin = line.c_str() + kKey.size();
+    while (*begin == ' ' || *begin == '\t') {
+      ++begin;
+    }
+    int64_t kib = 0;
+    const auto [end, ec] = std::from_chars(begin, line.c_str() + line.size(), kib);
+    return ec == std::errc() && end != begin ? kib * 1024 : 0;
+  }
+  return 0;
+}
+
+void close_fds(Process& process) {
+  for (int* fd : {&process.pidfd, &process.stdout_fd, &process.stderr_fd}) {
+    if (*fd >= 0) {
+      close(*fd);
+    }
+    *fd = -1;
+  }
+}
+
+}  // namespace tamaya::sandbox

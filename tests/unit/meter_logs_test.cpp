@@ -1,0 +1,269 @@
+#include "meter/logs.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/database.h"
+
+namespace tamaya::meter {
+namespace {
+
+namespace fs = std::filesystem;
+
+LogEvent event(const std::string& fn, const std::string& request, const std::string& message,
+               int64_t time_ms = 1'700'000'000'000) {
+  LogEvent e;
+  e.time_ms = time_ms;
+  e.function = fn;
+  e.request_id = request;
+  e.message = message;
+  return e;
+}
+
+std::vector<std::string> messages(const std::vector<LogEvent>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.message);
+  return out;
+}
+
+class LogStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("tamaya_logs_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    path_ = (dir_ / "tamaya.db").string();
+    auto db = store::Database::open(path_, migrations());
+    ASSERT_TRUE(db.ok()) << db.status().to_string();
+    db_ = std::move(*db);
+  }
+  void TearDown() override {
+    db_.reset();
+    fs::remove_all(dir_);
+  }
+
+  std::unique_ptr<LogStore> open_store(int64_t max_per_function = 1000) {
+    auto logs = LogStore::open(path_, max_per_function);
+    EXPECT_TRUE(logs.ok()) << logs.status().to_string();
+    return logs.ok() ? std::move(*logs) : nullptr;
+  }
+
+  fs::path dir_;
+  std::string path_;
+  std::unique_ptr<store::Database> db_;  // the daemon's main connection
+};
+
+TEST_F(LogStoreTest, AppendFlushQueryInOrder) {
+  auto logs = open_store();
+  ASSERT_TRUE(logs);
+  logs->append({event("fn", "r1", "START"), event("other", "r9", "elsewhere"),
+                event("fn", "r1", "hello", 1'700'000'000'123)});
+  logs->append({event("fn", "r1", "END")});
+  logs->flush();
+
+  auto got = logs->query("fn", 0, 100, "");
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(messages(*got), (std::vector<std::string>{"START", "hello", "END"}));
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_LT((*got)[0].id, (*got)[1].id);
+  EXPECT_LT((*got)[1].id, (*got)[2].id);
+  EXPECT_EQ((*got)[1].time_ms, 1'700'000'000'123);
+  EXPECT_EQ((*got)[1].function, "fn");
+  EXPECT_EQ((*got)[1].request_id, "r1");
+
+  auto none = logs->query("unknown", 0, 100, "");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(logs->dropped(), 0);
+}
+
+TEST_F(LogStoreTest, SinceIdPages) {
+  auto logs = open_store();
+  ASSERT_TRUE(logs);
+  std::vector<LogEvent> batch;
+  for (int i = 0; i < 25; ++i) batch.push_back(event("fn", "r", "line " + std::to_string(i)));
+  logs->append(std::move(batch));
+  logs->flush();
+
+  std::vector<std::string> seen;
+  int64_t since = 0;
+  int pages = 0;
+  while (true) {
+    auto page = logs->query("fn", since, 10, "");
+    ASSERT_TRUE(page.ok());
+    if (page->empty()) break;
+    ++pages;
+    EXPECT_LE(page->size(), 10u);
+    for (const auto& e : *page) {
+      EXPECT_GT(e.id, since);
+      seen.push_back(e.message);
+    }
+    since = page->back().id;
+  }
+  EXPECT_EQ(pages, 3);
+  ASSERT_EQ(seen.size(), 25u);
+  EXPECT_EQ(seen.front(), "line 0");
+  EXPECT_EQ(seen.back(), "line 24");
+}
+
+TEST_F(LogStoreTest, FiltersByRequestId) {
+  auto logs = open_store();
+  ASSERT_TRUE(logs);
+  logs->append({event("fn", "a", "a1"), event("fn", "b", "b1"), event("fn", "a", "a2"),
+                event("other", "a", "same id, other function")});
+  logs->flush();
+  auto got = logs->query("fn", 0, 100, "a");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(messages(*got), (std::vector<std::string>{"a1", "a2"}));
+  got = logs->query("fn", (*got)[0].id, 100, "a");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(messages(*got), (std::vector<std::string>{"a2"}));
+}
+
+TEST_F(LogStoreTest, RetentionKeepsNewestPerFunction) {
+  auto logs = open_store(/*max_per_function=*/5);
+  ASSERT_TRUE(logs);
+  std::vector<LogEvent> batch;
+  for (int i = 0; i < 12; ++i) batch.push_back(event("busy", "r", std::to_string(i)));
+  batch.push_back(event("quiet", "r", "only one"));
+  logs->append(std::move(batch));
+  logs->flush();
+
+  auto busy = logs->query("busy", 0, 100, "");
+  ASSERT_TRUE(busy.ok());
+  EXPECT_EQ(messages(*busy), (std::vector<std::string>{"7", "8", "9", "10", "11"}));
+  auto quiet = logs->query("quiet", 0, 100, "");
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_EQ(quiet->size(), 1u);
+
+  // A second round trims again, across batches.
+  logs->append({event("busy", "r", "12"), event("busy", "r", "13")});
+  logs->flush();
+  busy = logs->query("busy", 0, 100, "");
+  ASSERT_TRUE(busy.ok());
+  EXPECT_EQ(messages(*busy), (std::vector<std::string>{"9", "10", "11", "12", "13"}));
+}
+
+TEST_F(LogStoreTest, RemoveFunctionDeletesStoredAndQueued) {
+  auto logs = open_store();
+  ASSERT_TRUE(logs);
+  logs->append({event("gone", "r", "stored"), event("kept", "r", "stays")});
+  logs->flush();
+  logs->append({event("gone", "r", "still queued")});
+  ASSERT_TRUE(logs->remove_function("gone").ok());
+  logs->flush();
+
+  auto gone = logs->query("gone", 0, 100, "");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->empty()) << gone->front().message;
+  auto kept = logs->query("kept", 0, 100, "");
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(messages(*kept), (std::vector<std::string>{"stays"}));
+}
+
+TEST_F(LogStoreTest, DestructorWritesWhatIsQueued) {
+  {
+    auto logs = open_store();
+    ASSERT_TRUE(logs);
+    logs->append({event("fn", "r", "written on shutdown")});
+  }
+  auto logs = open_store();
+  ASSERT_TRUE(logs);
+  auto got = logs->query("fn", 0, 10, "");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(messages(*got), (std::vector<std::string>{"written on shutdown"}));
+}
+
+TEST_F(LogStoreTest, WritesWithoutFlushWithinTheBatchInterval) {
+  auto logs = open_store();
+  ASSERT_TRUE(logs);
+  logs->append({event("fn", "r", "eventually")});
+  // No flush: the writer commits on its own after kLogBatchInterval. Poll
+  // with a generous bound so a loaded machine does not fail the test.
+  bool found = false;
+  for (int i = 0; i < 200 && !found; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    auto got = logs->query("fn", 0, 10, "");
+    ASSERT_TRUE(got.ok());
+    found = !got->empty();
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(LogStoreTest, ConcurrentAppendersLoseNothing) {
+  auto logs = open_store(/*max_per_function=*/100'000);
+  ASSERT_TRUE(logs);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 2'500;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        logs->append({event("fn", "t" + std::to_string(t), std::to_string(i))});
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  logs->flush();
+  int64_t total = 0;
+  int64_t since = 0;
+  while (true) {
+    auto page = logs->query("fn", since, kMaxLogQueryLimit, "");
+    ASSERT_TRUE(page.ok());
+    if (page->empty()) break;
+    total += static_cast<int64_t>(page->size());
+    since = page->back().id;
+  }
+  EXPECT_EQ(total, kThreads * kPerThread);
+  // Each thread's lines keep their order.
+  auto t0 = logs->query("fn", 0, kMaxLogQueryLimit, "t0");
+  ASSERT_TRUE(t0.ok());
+  ASSERT_EQ(t0->size(), static_cast<size_t>(kPerThread));
+  for (int i = 0; i < kPerThread; ++i) EXPECT_EQ((*t0)[i].message, std::to_string(i));
+}
+
+TEST_F(LogStoreTest, DropsAndCountsBeyondTheQueueBound) {
+  auto logs = open_store(/*max_per_function=*/1'000'000);
+  ASSERT_TRUE(logs);
+  // One append holds the queue lock throughout, so the writer cannot drain
+  // in between: exactly the overflow is dropped.
+  std::vector<LogEvent> flood(kMaxQueuedLogEvents + 10, event("fn", "r", "x"));
+  logs->append(std::move(flood));
+  EXPECT_EQ(logs->dropped(), 10);
+  logs->flush();
+  auto count = db_->prepare("SELECT COUNT(*) FROM log_events");
+  ASSERT_TRUE(count.ok());
+  ASSERT_TRUE(*count->step());
+  EXPECT_EQ(count->column_int(0), static_cast<int64_t>(kMaxQueuedLogEvents));
+}
+
+TEST_F(LogStoreTest, RejectsBadArguments) {
+  auto logs = open_store();
+  ASSERT_TRUE(logs);
+  auto r = logs->query("fn", 0, 0, "");
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("use 1 to 10000"), std::string::npos);
+  EXPECT_EQ(logs->query("fn", 0, kMaxLogQueryLimit + 1, "").status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(logs->query("fn", -1, 10, "").status().code(), Code::kInvalidArgument);
+
+  auto zero = LogStore::open(path_, 0);
+  EXPECT_EQ(zero.status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(LogStoreTest, OpenNeedsMigrations) {
+  auto bare = LogStore::open((dir_ / "bare.db").string(), 10);
+  ASSERT_FALSE(bare.ok());
+  EXPECT_EQ(bare.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(bare.status().message().find("meter::migrations()"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tamaya::meter

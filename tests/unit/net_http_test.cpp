@@ -1,0 +1,186 @@
+// The HTTP server and router over real loopback sockets.
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <thread>
+
+#include "net/client.h"
+#include "net/http.h"
+#include "net/router.h"
+
+namespace tamaya::net {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    router_.add("GET", "/hello/{name}", [](Request, Params p, Responder r) {
+      r(Response::json(200, "{\"hello\":\"" + p["name"] + "\"}"));
+    });
+    router_.add("GET", "/hello/exact", [](Request, Params, Responder r) {
+      r(Response::json(200, R"({"exact":true})"));
+    });
+    router_.add("POST", "/echo", [](Request req, Params, Responder r) {
+      Response res{200, {}, req.body};
+      res.set_header("X-Query", req.query_param("q").value_or("-"));
+      r(std::move(res));
+    });
+    // Answers later, as the Runtime API's long poll does.
+    router_.add("GET", "/later", [this](Request, Params, Responder r) {
+      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(50));
+      timer->async_wait([timer, r](boost::system::error_code) { r(Response::json(200, "{}")); });
+    });
+    router_.add("GET", "/forgotten", [](Request, Params, Responder) {});
+    ServerLimits limits;
+    limits.max_body_bytes = 1024;
+    limits.max_header_bytes = 2048;
+    limits.header_timeout = std::chrono::milliseconds(300);
+    server_ = std::make_unique<HttpServer>(io_, limits, [this](Request r, Responder respond) {
+      router_.dispatch(std::move(r), std::move(respond));
+    });
+    ASSERT_TRUE(server_->listen("127.0.0.1", 0).ok());
+    url_ = Url{"127.0.0.1", server_->port(), ""};
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    asio::post(io_, [this] {
+      server_->stop_accepting();
+      server_->close_all();
+    });
+    io_.stop();
+    thread_.join();
+    server_.reset();
+  }
+
+  Response call(const std::string& method, const std::string& target, std::string body = "") {
+    ClientRequest req;
+    req.method = method;
+    req.target = target;
+    req.body = std::move(body);
+    req.timeout = std::chrono::seconds(5);
+    auto res = http_request(url_, req);
+    EXPECT_TRUE(res.ok()) << res.status().to_string();
+    return res.ok() ? *res : Response{0, {}, {}};
+  }
+
+  // Sends raw bytes and reads until the server closes or the timeout.
+  std::string raw(const std::string& bytes) {
+    asio::io_context io;
+    tcp::socket s(io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+    asio::write(s, asio::buffer(bytes));
+    std::string out;
+    boost::system::error_code ec;
+    char buf[4096];
+    timeval tv{2, 0};
+    setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (true) {
+      size_t n = s.read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      out.append(buf, n);
+    }
+    return out;
+  }
+
+  asio::io_context io_;
+  Router router_;
+  std::unique_ptr<HttpServer> server_;
+  Url url_;
+  std::thread thread_;
+};
+
+TEST_F(ServerTest, RoutesWithParamsAndPrefersExactSegments) {
+  EXPECT_EQ(call("GET", "/hello/world").body, R"({"hello":"world"})");
+  EXPECT_EQ(call("GET", "/hello/exact").body, R"({"exact":true})");
+}
+
+TEST_F(ServerTest, UnknownPathIs404AndWrongMethodIs405WithAllow) {
+  Response r = call("GET", "/nope");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_NE(r.body.find("\"NotFound\""), std::string::npos);
+  Response m = call("DELETE", "/echo");
+  EXPECT_EQ(m.status, 405);
+  bool has_allow = false;
+  for (auto& [k, v] : m.headers) has_allow |= (k == "Allow" && v == "POST");
+  EXPECT_TRUE(has_allow);
+}
+
+TEST_F(ServerTest, EchoesBodyAndDecodesQuery) {
+  Response r = call("POST", "/echo?q=a%20b+c", "payload");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "payload");
+  bool found = false;
+  for (auto& [k, v] : r.headers) found |= (k == "X-Query" && v == "a b c");
+  EXPECT_TRUE(found);
+}
+
+TEST_F(ServerTest, HandlerMayAnswerLater) { EXPECT_EQ(call("GET", "/later").status, 200); }
+
+TEST_F(ServerTest, DroppedResponderAnswers500) {
+  Response r = call("GET", "/forgotten");
+  EXPECT_EQ(r.status, 500);
+}
+
+TEST_F(ServerTest, BodyOverLimitIs413) {
+  Response r = call("POST", "/echo", std::string(2000, 'x'));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("TooLarge"), std::string::npos);
+}
+
+TEST_F(ServerTest, HeadersOverLimitAre431) {
+  std::string out = raw("GET /hello/x HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(4000, 'a') +
+                        "\r\n\r\n");
+  EXPECT_NE(out.find("HTTP/1.1 431"), std::string::npos) << out;
+}
+
+TEST_F(ServerTest, ContentLengthWithTransferEncodingIsRefusedAndClosed) {
+  std::string out = raw(
+      "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\n\r\nGET /hello/smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_NE(out.find("HTTP/1.1 400"), std::string::npos) << out;
+  EXPECT_EQ(out.find("smuggled"), std::string::npos) << "a second request was served: " << out;
+}
+
+TEST_F(ServerTest, PipelinedRequestsAnswerInOrderOnOneConnection) {
+  std::string out = raw(
+      "GET /hello/one HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /hello/two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  size_t one = out.find(R"({"hello":"one"})");
+  size_t two = out.find(R"({"hello":"two"})");
+  ASSERT_NE(one, std::string::npos) << out;
+  ASSERT_NE(two, std::string::npos) << out;
+  EXPECT_LT(one, two);
+}
+
+TEST_F(ServerTest, SlowHeadersGet408) {
+  std::string out = raw("GET /hello/x HTTP/1.1\r\nHost: a\r\n");  // never finished
+  EXPECT_NE(out.find("HTTP/1.1 408"), std::string::npos) << out;
+}
+
+TEST_F(ServerTest, MalformedRequestIs400) {
+  std::string out = raw("NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_NE(out.find("HTTP/1.1 400"), std::string::npos) << out;
+}
+
+TEST(ServerListen, PortInUseIsAClearError) {
+  asio::io_context io;
+  HttpServer a(io, {}, [](Request, Responder r) { r(Response::no_content()); });
+  ASSERT_TRUE(a.listen("127.0.0.1", 0).ok());
+  HttpServer b(io, {}, [](Request, Responder r) { r(Response::no_content()); });
+  Status s = b.listen("127.0.0.1", a.port());
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("cannot listen"), std::string::npos);
+  EXPECT_FALSE(b.listen("not-an-ip", 0).ok());
+}
+
+}  // namespace
+}  // namespace tamaya::net
