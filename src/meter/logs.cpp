@@ -87,8 +87,8 @@ void LogStore::Impl::run() {
       }
     }
     const auto now = std::chrono::steady_clock::now();
-    if (!dirty.empty() && (serving > flushes_done || stopping ||
-                           now - last_trim >= kLogRetentionInterval)) {
+    if (!dirty.empty() &&
+        (serving > flushes_done || stopping || now - last_trim >= kLogRetentionInterval)) {
       trim(dirty);
       dirty.clear();
       last_trim = now;
@@ -148,7 +148,8 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& db_path,
   {
     TAMAYA_ASSIGN_OR_RETURN(
         store::Statement check,
-        reader->prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_events'"));
+        reader->prepare(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_events'"));
     TAMAYA_ASSIGN_OR_RETURN(bool exists, check.step());
     if (!exists) {
       return Status::Precondition("table log_events is missing in '" + db_path +
@@ -212,11 +213,13 @@ Result<std::vector<LogEvent>> LogStore::query(const std::string& function, int64
   std::lock_guard lk(impl_->reader_mu);
   store::Database& db = *impl_->reader_db;
   auto stmt = request_id.empty()
-                  ? db.prepare("SELECT id, time_ms, function, request_id, message FROM log_events "
-                               "WHERE function = ? AND id > ? ORDER BY id LIMIT ?")
-                  : db.prepare("SELECT id, time_ms, function, request_id, message FROM log_events "
-                               "WHERE function = ? AND id > ? AND request_id = ? "
-                               "ORDER BY id LIMIT ?");
+                  ? db.prepare(
+                        "SELECT id, time_ms, function, request_id, message FROM log_events "
+                        "WHERE function = ? AND id > ? ORDER BY id LIMIT ?")
+                  : db.prepare(
+                        "SELECT id, time_ms, function, request_id, message FROM log_events "
+                        "WHERE function = ? AND id > ? AND request_id = ? "
+                        "ORDER BY id LIMIT ?");
   if (!stmt.ok()) return stmt.status();
   stmt->bind(1, function).bind(2, since_id);
   if (request_id.empty()) {

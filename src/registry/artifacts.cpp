@@ -231,7 +231,8 @@ class Unpacker {
     const mode_t type = archive_entry_filetype(e);
     if (parts.empty()) {
       if (type == AE_IFDIR) return Status::Ok();  // "./": the root itself
-      return Status::Invalid("zip entry '" + name + "' names the code root itself; rebuild the zip");
+      return Status::Invalid("zip entry '" + name +
+                             "' names the code root itself; rebuild the zip");
     }
     TAMAYA_ASSIGN_OR_RETURN(Fd parent, open_dir(root_fd_, parts, parts.size() - 1, name));
     const std::string& leaf = parts.back();
@@ -298,8 +299,8 @@ class Unpacker {
       if (r == ARCHIVE_EOF) break;
       if (r < ARCHIVE_WARN) {
         const char* err = archive_error_string(a);
-        return Status::Invalid("code is not a valid zip archive: entry '" + name + "': " +
-                               (err != nullptr ? err : "unreadable") +
+        return Status::Invalid("code is not a valid zip archive: entry '" + name +
+                               "': " + (err != nullptr ? err : "unreadable") +
                                "; rebuild the zip (encrypted entries are not supported)");
       }
       unpacked_ += static_cast<int64_t>(size);
@@ -384,7 +385,8 @@ Result<Artifact> ArtifactStore::put_zip(std::string_view zip_bytes) {
 
   Status status = [&]() -> Status {
     Fd root_fd(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!root_fd.valid()) return Status::Internal("opening '" + tmp.string() + "': " + errno_text(errno));
+    if (!root_fd.valid())
+      return Status::Internal("opening '" + tmp.string() + "': " + errno_text(errno));
     if (::fchmod(root_fd.get(), kDirMode) != 0) {
       return Status::Internal("chmod '" + tmp.string() + "': " + errno_text(errno));
     }

@@ -1,11 +1,10 @@
 #include "registry/registry.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
 
@@ -53,9 +52,8 @@ std::string runtimes_list() {
 
 bool valid_name(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
-  return std::all_of(name.begin(), name.end(), [](unsigned char c) {
-    return std::isalnum(c) != 0 || c == '-' || c == '_';
-  });
+  return std::all_of(name.begin(), name.end(),
+                     [](unsigned char c) { return std::isalnum(c) != 0 || c == '-' || c == '_'; });
 }
 
 bool ascii_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
@@ -115,8 +113,10 @@ Result<std::map<std::string, std::string>> env_from_json(const std::string& text
   std::map<std::string, std::string> env;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (!it.value().is_string()) {
-      return Status::Internal("stored environment of function '" + name + "' has a non-string "
-                              "value for '" + it.key() + "'; the database is damaged");
+      return Status::Internal("stored environment of function '" + name +
+                              "' has a non-string "
+                              "value for '" +
+                              it.key() + "'; the database is damaged");
     }
     env[it.key()] = it.value().get<std::string>();
   }
@@ -164,7 +164,8 @@ struct Registry::Impl {
     std::map<int64_t, FunctionVersion> versions;
   };
 
-  Impl(store::Database& d, ArtifactStore& a, const Settings& s) : db(d), artifacts(a), settings(s) {}
+  Impl(store::Database& d, ArtifactStore& a, const Settings& s)
+      : db(d), artifacts(a), settings(s) {}
 
   store::Database& db;
   ArtifactStore& artifacts;
@@ -179,10 +180,9 @@ struct Registry::Impl {
 };
 
 Status Registry::Impl::load() {
-  TAMAYA_ASSIGN_OR_RETURN(
-      store::Statement fns,
-      db.prepare(std::string("SELECT name, ") + kConfigColumns +
-                 ", created_ms, updated_ms, next_version FROM functions"));
+  TAMAYA_ASSIGN_OR_RETURN(store::Statement fns,
+                          db.prepare(std::string("SELECT name, ") + kConfigColumns +
+                                     ", created_ms, updated_ms, next_version FROM functions"));
   while (true) {
     TAMAYA_ASSIGN_OR_RETURN(bool row, fns.step());
     if (!row) break;
@@ -273,8 +273,8 @@ Status Registry::validate(const std::string& name, const FunctionConfig& c) cons
                            "'_'");
   }
   if (std::find(kRuntimes.begin(), kRuntimes.end(), c.runtime) == kRuntimes.end()) {
-    return Status::Invalid("runtime '" + c.runtime + "' is not supported; use one of: " +
-                           runtimes_list());
+    return Status::Invalid("runtime '" + c.runtime +
+                           "' is not supported; use one of: " + runtimes_list());
   }
   if (c.handler.size() > kMaxHandlerChars) {
     return Status::Invalid("handler is " + std::to_string(c.handler.size()) +
@@ -427,9 +427,8 @@ Result<FunctionVersion> Registry::publish(const std::string& name, const std::st
     bind_config(ins, 1, v);
     ins.bind(11, v.created_ms).bind(12, name).bind(13, number);
     TAMAYA_RETURN_IF_ERROR(ins.run());
-    TAMAYA_ASSIGN_OR_RETURN(
-        store::Statement bump,
-        db.prepare("UPDATE functions SET next_version = ? WHERE name = ?"));
+    TAMAYA_ASSIGN_OR_RETURN(store::Statement bump,
+                            db.prepare("UPDATE functions SET next_version = ? WHERE name = ?"));
     bump.bind(1, number + 1).bind(2, name);
     return bump.run();
   }));

@@ -70,9 +70,9 @@ Statement& Statement::bind(int index, std::string_view text) {
 }
 
 Statement& Statement::bind_blob(int index, std::string_view bytes) {
-  int rc = bytes.empty() ? sqlite3_bind_zeroblob(stmt_, index, 0)
-                         : sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(),
-                                               SQLITE_TRANSIENT);
+  int rc = bytes.empty()
+               ? sqlite3_bind_zeroblob(stmt_, index, 0)
+               : sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
   if (rc != SQLITE_OK && bind_rc_ == 0) bind_rc_ = rc;
   return *this;
 }
@@ -148,9 +148,9 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path,
   }
 
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string detail = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
     sqlite3_close(raw);
@@ -267,8 +267,8 @@ int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(d
 
 int Database::schema_version() const {
   sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
-                         &stmt, nullptr) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1, &stmt,
+                         nullptr) != SQLITE_OK) {
     sqlite3_finalize(stmt);
     return 0;
   }

@@ -1,5 +1,3 @@
-#include "meter/logs.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -8,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "meter/logs.h"
 #include "store/database.h"
 
 namespace tamaya::meter {

@@ -23,8 +23,8 @@ namespace fs = std::filesystem;
 
 struct ZipEntry {
   std::string path;
-  std::string data;           // file content, or the target for symlinks
-  mode_t type = AE_IFREG;     // AE_IFREG, AE_IFDIR, AE_IFLNK
+  std::string data;        // file content, or the target for symlinks
+  mode_t type = AE_IFREG;  // AE_IFREG, AE_IFDIR, AE_IFLNK
   mode_t perm = 0644;
 };
 
@@ -93,10 +93,10 @@ std::string make_dos_zip(const std::vector<std::pair<std::string, std::string>>&
     const uint32_t offset = static_cast<uint32_t>(body.size());
     const uint32_t crc = crc32(data);
     le32(body, 0x04034b50);
-    le16(body, 20);  // version needed
-    le16(body, 0);   // flags
-    le16(body, 0);   // stored
-    le16(body, 0);   // time
+    le16(body, 20);    // version needed
+    le16(body, 0);     // flags
+    le16(body, 0);     // stored
+    le16(body, 0);     // time
     le16(body, 0x21);  // date
     le32(body, crc);
     le32(body, uint32_t(data.size()));
@@ -282,10 +282,9 @@ TEST_F(ArtifactsTest, RejectsSymlinkClimbingOut) {
 TEST_F(ArtifactsTest, RejectsWritingThroughASymlinkedDirectory) {
   // "d" points inside the root, but an entry below it would be written via a
   // link; refusing that keeps later links' lexical checks sound.
-  expect_rejected(make_zip({{"real/", "", AE_IFDIR, 0755},
-                            {"d", "real", AE_IFLNK, 0777},
-                            {"d/file", "x"}}),
-                  Code::kInvalidArgument, "which is a symlink or a file");
+  expect_rejected(
+      make_zip({{"real/", "", AE_IFDIR, 0755}, {"d", "real", AE_IFLNK, 0777}, {"d/file", "x"}}),
+      Code::kInvalidArgument, "which is a symlink or a file");
 }
 
 TEST_F(ArtifactsTest, RejectsDuplicateEntries) {

@@ -315,9 +315,9 @@ TEST_F(RegistryTest, ValidatesHandler) {
   FunctionConfig c = python();
   c.handler = "";
   expect_invalid(c, "handler is required for runtime python3");
-  for (const std::string bad : {"app", "app.", ".handler", "app.1fn", "../app.handler",
-                                "/abs/app.handler", "a//b.handler", "app.han dler",
-                                "./app.handler"}) {
+  for (const std::string bad :
+       {"app", "app.", ".handler", "app.1fn", "../app.handler", "/abs/app.handler", "a//b.handler",
+        "app.han dler", "./app.handler"}) {
     c.handler = bad;
     expect_invalid(c, "handler '" + bad + "' is invalid; use module.function");
   }

@@ -1,10 +1,10 @@
-#include "store/database.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
+
+#include "store/database.h"
 
 namespace tamaya::store {
 namespace {
@@ -141,7 +141,8 @@ TEST_F(DatabaseTest, NestedTransactionRollsBackOnlyItself) {
 }
 
 TEST_F(DatabaseTest, BindAndStepTextIntBlobNull) {
-  auto db = Database::open(path_, {{1, "kv", "CREATE TABLE kv(k TEXT, i INTEGER, b BLOB, n TEXT)"}});
+  auto db =
+      Database::open(path_, {{1, "kv", "CREATE TABLE kv(k TEXT, i INTEGER, b BLOB, n TEXT)"}});
   ASSERT_TRUE(db.ok());
   Database& d = **db;
   const std::string blob("a\0b\xff", 4);

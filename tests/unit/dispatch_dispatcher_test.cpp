@@ -1,0 +1,241 @@
+// The dispatcher with real instances: the real Python runtime client, real
+// processes, real Runtime API endpoints on loopback.
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "dispatch/dispatcher.h"
+
+namespace tamaya::dispatch {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Recorder final : public Observer {
+ public:
+  void on_invocation(const std::string&, const InvokeResult& r, std::vector<LogLine> log) override {
+    logs[r.request_id] = std::move(log);
+  }
+  std::map<std::string, std::vector<LogLine>> logs;
+};
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("tamaya-dispatch-" + std::to_string(getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "app.py") << R"(import os, time
+count = 0
+def handler(event, context):
+    global count
+    count += 1
+    print("line from", event.get("tag", "?"))
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("crash"):
+        os._exit(3)
+    if event.get("raise"):
+        raise ValueError("boom")
+    return {"count": count, "pid": os.getpid()}
+)";
+    settings_.queue_timeout_ms = 300;
+    settings_.instance_idle_timeout_ms = 60'000;
+    paths_.runtimes_dir = std::string(TAMAYA_SOURCE_DIR) + "/runtimes";
+    dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+  }
+
+  void TearDown() override {
+    bool drained = false;
+    dispatcher_->drain([&] { drained = true; });
+    run_until([&] { return drained; });
+    dispatcher_.reset();
+    fs::remove_all(dir_);
+  }
+
+  Target target(int max_concurrency = 4, int timeout_s = 3) {
+    Target t;
+    t.function.name = "fn";
+    t.function.version = "$LATEST";
+    t.function.revision_id = "r1";
+    t.function.config.runtime = "python3";
+    t.function.config.handler = "app.handler";
+    t.function.config.memory_mb = 128;
+    t.function.config.timeout_s = timeout_s;
+    t.function.config.max_concurrency = max_concurrency;
+    t.code_dir = dir_.string();
+    return t;
+  }
+
+  // Starts an invocation; its result lands in the returned slot.
+  std::shared_ptr<std::optional<InvokeResult>> start(const Target& t, std::string payload) {
+    auto slot = std::make_shared<std::optional<InvokeResult>>();
+    InvokeRequest req;
+    req.target = t;
+    req.payload = std::move(payload);
+    dispatcher_->invoke(std::move(req), [slot](InvokeResult r) { *slot = std::move(r); });
+    return slot;
+  }
+
+  InvokeResult invoke(const Target& t, std::string payload) {
+    auto slot = start(t, std::move(payload));
+    run_until([&] { return slot->has_value(); });
+    EXPECT_TRUE(slot->has_value()) << "invocation did not finish";
+    return slot->value_or(InvokeResult{});
+  }
+
+  void run_until(const std::function<bool()>& done, std::chrono::seconds limit = std::chrono::seconds(20)) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io_.run_for(std::chrono::milliseconds(10));
+      io_.restart();
+    }
+  }
+
+  boost::asio::io_context io_;
+  Settings settings_;
+  runtime::RuntimePaths paths_;
+  sandbox::ProcessLauncher launcher_;
+  SystemClock clock_;
+  Recorder recorder_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  fs::path dir_;
+};
+
+TEST_F(DispatcherTest, ColdThenWarmOnTheSameInstance) {
+  auto t = target();
+  InvokeResult first = invoke(t, R"({"tag":"a"})");
+  ASSERT_TRUE(first.status.ok()) << first.status.to_string();
+  EXPECT_FALSE(first.function_error) << first.payload;
+  EXPECT_TRUE(first.cold);
+  EXPECT_GT(first.init_ms, 0);
+  EXPECT_NE(first.payload.find("\"count\": 1"), std::string::npos) << first.payload;
+
+  InvokeResult second = invoke(t, R"({"tag":"b"})");
+  EXPECT_FALSE(second.cold);
+  EXPECT_EQ(second.init_ms, 0);
+  EXPECT_NE(second.payload.find("\"count\": 2"), std::string::npos) << second.payload;
+  EXPECT_GE(second.billed_ms, 1);
+  EXPECT_EQ(dispatcher_->stats().instances, 1);
+}
+
+TEST_F(DispatcherTest, LogIsFramedAndAttributed) {
+  auto t = target();
+  InvokeResult r = invoke(t, R"({"tag":"framed"})");
+  const auto& log = recorder_.logs[r.request_id];
+  ASSERT_GE(log.size(), 4u);
+  EXPECT_EQ(log.front().text.rfind("START RequestId: " + r.request_id, 0), 0u);
+  bool printed = false;
+  for (const auto& l : log) printed |= l.text == "line from framed";
+  EXPECT_TRUE(printed);
+  EXPECT_EQ(log[log.size() - 2].text, "END RequestId: " + r.request_id);
+  EXPECT_EQ(log.back().text.rfind("REPORT RequestId: " + r.request_id, 0), 0u);
+  EXPECT_NE(log.back().text.find("Init Duration:"), std::string::npos);
+}
+
+TEST_F(DispatcherTest, ScalesToMaxThenQueuesThenThrottles) {
+  auto t = target(/*max_concurrency=*/2);
+  std::vector<std::shared_ptr<std::optional<InvokeResult>>> slots;
+  for (int i = 0; i < 5; ++i) slots.push_back(start(t, R"({"sleep":1.0})"));
+  run_until([&] {
+    return std::all_of(slots.begin(), slots.end(), [](auto& s) { return s->has_value(); });
+  });
+  int ok = 0, throttled = 0;
+  for (auto& s : slots) {
+    ASSERT_TRUE(s->has_value());
+    if ((*s)->status.ok()) ++ok;
+    if ((*s)->status.code() == Code::kResourceExhausted) ++throttled;
+  }
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(throttled, 3);
+  EXPECT_LE(dispatcher_->stats().instances, 2);
+}
+
+TEST_F(DispatcherTest, QueuedRequestRunsWhenAnInstanceFrees) {
+  settings_.queue_timeout_ms = 10'000;
+  auto t = target(/*max_concurrency=*/1);
+  auto a = start(t, R"({"sleep":0.2})");
+  auto b = start(t, R"({"tag":"queued"})");
+  run_until([&] { return a->has_value() && b->has_value(); });
+  ASSERT_TRUE(b->has_value());
+  EXPECT_TRUE((*b)->status.ok());
+  EXPECT_FALSE((*b)->cold);  // served by the same, now warm, instance
+}
+
+TEST_F(DispatcherTest, TimeoutKillsAndTheNextInvocationIsFresh) {
+  auto t = target(4, /*timeout_s=*/1);
+  InvokeResult r = invoke(t, R"({"sleep":5})");
+  EXPECT_TRUE(r.function_error);
+  EXPECT_EQ(r.error_type, "Sandbox.Timedout");
+  EXPECT_NE(r.payload.find("Task timed out after 1.00 seconds"), std::string::npos) << r.payload;
+  InvokeResult next = invoke(t, "{}");
+  EXPECT_FALSE(next.function_error) << next.payload;
+  EXPECT_TRUE(next.cold);
+  EXPECT_NE(next.payload.find("\"count\": 1"), std::string::npos);
+}
+
+TEST_F(DispatcherTest, CrashIsRuntimeExitError) {
+  auto t = target();
+  InvokeResult r = invoke(t, R"({"crash":true})");
+  EXPECT_TRUE(r.function_error);
+  EXPECT_EQ(r.error_type, "Runtime.ExitError");
+  EXPECT_NE(r.payload.find("exit status 3"), std::string::npos) << r.payload;
+  EXPECT_FALSE(invoke(t, "{}").function_error);
+}
+
+TEST_F(DispatcherTest, HandlerExceptionKeepsTheInstance) {
+  auto t = target();
+  InvokeResult r = invoke(t, R"({"raise":true})");
+  EXPECT_TRUE(r.function_error);
+  EXPECT_EQ(r.error_type, "ValueError");
+  EXPECT_NE(r.payload.find("boom"), std::string::npos);
+  InvokeResult next = invoke(t, "{}");
+  EXPECT_FALSE(next.cold);
+}
+
+TEST_F(DispatcherTest, IdleInstancesStopAfterTheIdleTimeout) {
+  settings_.instance_idle_timeout_ms = 200;
+  auto t = target();
+  ASSERT_FALSE(invoke(t, "{}").function_error);
+  run_until([&] { return dispatcher_->stats().instances == 0; }, std::chrono::seconds(5));
+  EXPECT_EQ(dispatcher_->stats().instances, 0);
+  EXPECT_TRUE(invoke(t, "{}").cold);
+}
+
+TEST_F(DispatcherTest, NewRevisionRetiresOldInstances) {
+  auto t = target();
+  ASSERT_FALSE(invoke(t, "{}").function_error);
+  t.function.revision_id = "r2";
+  InvokeResult r = invoke(t, "{}");
+  EXPECT_TRUE(r.cold);
+  run_until([&] { return dispatcher_->stats().instances == 1; }, std::chrono::seconds(5));
+  EXPECT_EQ(dispatcher_->stats().instances, 1);
+}
+
+TEST_F(DispatcherTest, ProvidedWithoutBootstrapIsInvalidEntrypoint) {
+  auto t = target();
+  t.function.config.runtime = "provided";
+  InvokeResult r = invoke(t, "{}");
+  EXPECT_TRUE(r.function_error);
+  EXPECT_EQ(r.error_type, "Runtime.InvalidEntrypoint");
+}
+
+TEST_F(DispatcherTest, DrainRefusesNewWorkAndWaitsForInFlight) {
+  auto t = target();
+  auto inflight = start(t, R"({"sleep":0.3})");
+  bool drained = false;
+  run_until([&] { return dispatcher_->stats().busy == 1; });
+  dispatcher_->drain([&] { drained = true; });
+  auto refused = start(t, "{}");
+  run_until([&] { return drained; });
+  ASSERT_TRUE(inflight->has_value());
+  EXPECT_TRUE((*inflight)->status.ok());
+  EXPECT_FALSE((*inflight)->function_error) << (*inflight)->payload;
+  ASSERT_TRUE(refused->has_value());
+  EXPECT_EQ((*refused)->status.code(), Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace tamaya::dispatch
