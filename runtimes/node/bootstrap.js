@@ -373,6 +373,7 @@ class Runtime {
     this.handler = handler;
     this.isAsync = handler.constructor && handler.constructor.name === 'AsyncFunction';
     this.currentId = null;
+    this.polling = false;
   }
 
   scheduleNext() {
@@ -386,6 +387,7 @@ class Runtime {
   }
 
   async handleOnce() {
+    this.polling = true;
     const { headers: rawHeaders, body } = await this.client.nextInvocation();
     const headers = lowercaseKeys(rawHeaders);
     const id = headers['lambda-runtime-aws-request-id'];
@@ -533,15 +535,17 @@ async function main() {
 
   const onFailure = (label, error, exitCode) => {
     logError(label, error);
-    // Before the first event there is no invocation to fail: the whole init fails instead.
-    const post =
-      runtime && runtime.currentId
-        ? client.postInvocationError(runtime.currentId, error)
-        : client.postInitError(error);
-    post.then(
-      () => process.exit(runtime && runtime.currentId ? exitCode : EXIT_INIT_FAILURE),
-      fatal,
-    );
+    const id = runtime && runtime.currentId;
+    if (id) {
+      client.postInvocationError(id, error).then(() => process.exit(exitCode), fatal);
+    } else if (!runtime || !runtime.polling) {
+      // Init (module load and the ticks right after it) failed.
+      client.postInitError(error).then(() => process.exit(EXIT_INIT_FAILURE), fatal);
+    } else {
+      // Waiting for the first event: the Runtime API refuses init errors after the first
+      // /next, so the exit itself tells the daemon.
+      process.exit(exitCode);
+    }
   };
   process.on('uncaughtException', (error) => {
     onFailure('Uncaught Exception', error, EXIT_UNCAUGHT_EXCEPTION);

@@ -111,8 +111,10 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
       return;
     }
     std::string type(request.header("Lambda-Runtime-Function-Error-Type").value_or(""));
-    respond(accepted());
+    // The dispatcher learns the outcome before the runtime hears back, so a
+    // runtime that exits right after cannot race its own report.
     if (callbacks_.on_init_error) callbacks_.on_init_error(std::move(type), std::move(request.body));
+    respond(accepted());
     return;
   }
 
@@ -144,12 +146,12 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
             }
             return;
           }
-          respond(accepted());
           if (callbacks_.on_response) callbacks_.on_response(id, std::move(request.body));
+          respond(accepted());
         } else {
           std::string type(request.header("Lambda-Runtime-Function-Error-Type").value_or(""));
-          respond(accepted());
           if (callbacks_.on_error) callbacks_.on_error(id, std::move(type), std::move(request.body));
+          respond(accepted());
         }
         return;
       }

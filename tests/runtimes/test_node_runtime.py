@@ -349,3 +349,12 @@ def test_large_event_and_result(api, start):
     inv = api.invoke(big).wait()
     assert inv.kind == "response"
     assert inv.json() == big
+
+
+def test_unhandled_rejection_during_init_is_init_error(api, start):
+    app = "Promise.reject(new Error('init went wrong'));\nexports.handler = async () => 1;\n"
+    proc = start("node", {"app.js": app})
+    assert proc.wait_exit() == 1
+    headers, body = api.init_error
+    assert headers["lambda-runtime-function-error-type"] == "Runtime.UnhandledPromiseRejection"
+    assert json.loads(body)["errorMessage"] == "Error: init went wrong"

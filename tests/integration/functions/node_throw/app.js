@@ -1,0 +1,6 @@
+class ItestError extends Error {}
+ItestError.prototype.name = 'ItestError';
+
+exports.handler = async () => {
+  throw new ItestError('node boom');
+};

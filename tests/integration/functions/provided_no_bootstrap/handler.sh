@@ -1,0 +1,3 @@
+#!/bin/sh
+# A 'provided' artifact without the required executable `bootstrap` at its root.
+echo '{"never": "runs"}'
