@@ -62,7 +62,7 @@ struct Settings {
   // Sets one field by its name (as in the settings file); used by the file,
   // TAMAYA_* variables and flags alike.
   Status set(const std::string& key, const std::string& value);
-  // All settings as strings, by name (for `tamaya serve --print-settings`).
+  // All settings as strings, by name.
   std::map<std::string, std::string> to_map() const;
 };
 

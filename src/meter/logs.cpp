@@ -80,7 +80,9 @@ void LogStore::Impl::run() {
     if (!batch.empty()) {
       Status s = write(batch);
       if (s.ok()) {
-        for (const LogEvent& e : batch) dirty.insert(e.function);
+        for (const LogEvent& e : batch) {
+          dirty.insert(e.function);
+        }
       } else {
         dropped += static_cast<int64_t>(batch.size());
         spdlog::error("log store write failed events={} error={}", batch.size(), s.message());
@@ -97,7 +99,9 @@ void LogStore::Impl::run() {
     lk.lock();
     flushes_done = serving;
     progress.notify_all();
-    if (stopping && queue.empty()) return;
+    if (stopping && queue.empty()) {
+      return;
+    }
   }
 }
 
@@ -132,7 +136,9 @@ void LogStore::Impl::trim(const std::set<std::string>& functions) {
     }
     return Status::Ok();
   });
-  if (!s.ok()) spdlog::warn("log retention failed error={}", s.message());
+  if (!s.ok()) {
+    spdlog::warn("log retention failed error={}", s.message());
+  }
 }
 
 LogStore::LogStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -172,7 +178,9 @@ LogStore::~LogStore() {
 }
 
 void LogStore::append(std::vector<LogEvent> events) {
-  if (events.empty()) return;
+  if (events.empty()) {
+    return;
+  }
   int64_t rejected = 0;
   {
     std::lock_guard lk(impl_->mu);
@@ -220,7 +228,9 @@ Result<std::vector<LogEvent>> LogStore::query(const std::string& function, int64
                         "SELECT id, time_ms, function, request_id, message FROM log_events "
                         "WHERE function = ? AND id > ? AND request_id = ? "
                         "ORDER BY id LIMIT ?");
-  if (!stmt.ok()) return stmt.status();
+  if (!stmt.ok()) {
+    return stmt.status();
+  }
   stmt->bind(1, function).bind(2, since_id);
   if (request_id.empty()) {
     stmt->bind(3, int64_t{limit});
@@ -230,7 +240,9 @@ Result<std::vector<LogEvent>> LogStore::query(const std::string& function, int64
   std::vector<LogEvent> out;
   while (true) {
     TAMAYA_ASSIGN_OR_RETURN(bool row, stmt->step());
-    if (!row) break;
+    if (!row) {
+      break;
+    }
     LogEvent e;
     e.id = stmt->column_int(0);
     e.time_ms = stmt->column_int(1);
@@ -257,7 +269,9 @@ Status LogStore::remove_function(const std::string& function) {
                           impl_->reader_db->prepare("DELETE FROM log_events WHERE function = ?"));
   del.bind(1, function);
   Status s = del.run();
-  if (!s.ok()) return s.with_context("deleting the logs of function '" + function + "'");
+  if (!s.ok()) {
+    return s.with_context("deleting the logs of function '" + function + "'");
+  }
   return Status::Ok();
 }
 

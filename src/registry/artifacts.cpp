@@ -33,12 +33,16 @@ class Fd {
  public:
   explicit Fd(int fd = -1) : fd_(fd) {}
   ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
   }
   Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
   Fd& operator=(Fd&& o) noexcept {
     if (this != &o) {
-      if (fd_ >= 0) ::close(fd_);
+      if (fd_ >= 0) {
+        ::close(fd_);
+      }
       fd_ = std::exchange(o.fd_, -1);
     }
     return *this;
@@ -56,9 +60,13 @@ struct ArchiveDeleter {
 using ArchivePtr = std::unique_ptr<archive, ArchiveDeleter>;
 
 bool is_sha256_hex(const std::string& s) {
-  if (s.size() != 64) return false;
+  if (s.size() != 64) {
+    return false;
+  }
   for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
   }
   return true;
 }
@@ -68,7 +76,9 @@ std::vector<std::string> split_path(std::string_view path) {
   size_t start = 0;
   while (start <= path.size()) {
     size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
+    if (end == std::string_view::npos) {
+      end = path.size();
+    }
     parts.emplace_back(path.substr(start, end - start));
     start = end + 1;
   }
@@ -88,7 +98,9 @@ Result<std::vector<std::string>> entry_components(const std::string& name) {
   }
   std::vector<std::string> out;
   for (std::string& part : split_path(name)) {
-    if (part.empty() || part == ".") continue;
+    if (part.empty() || part == ".") {
+      continue;
+    }
     if (part == "..") {
       return Status::Invalid("zip entry '" + name +
                              "' contains a '..' component; zip the files with paths inside the "
@@ -103,12 +115,18 @@ Result<std::vector<std::string>> entry_components(const std::string& name) {
 // below the root. Physical resolution cannot be fooled either, because no
 // entry is ever written through a symlinked directory (see open_dir).
 bool symlink_stays_inside(const std::vector<std::string>& link, std::string_view target) {
-  if (target.empty() || target.front() == '/') return false;
+  if (target.empty() || target.front() == '/') {
+    return false;
+  }
   std::vector<std::string> stack(link.begin(), link.end() - 1);
   for (std::string& part : split_path(target)) {
-    if (part.empty() || part == ".") continue;
+    if (part.empty() || part == ".") {
+      continue;
+    }
     if (part == "..") {
-      if (stack.empty()) return false;
+      if (stack.empty()) {
+        return false;
+      }
       stack.pop_back();
     } else {
       stack.push_back(std::move(part));
@@ -120,7 +138,9 @@ bool symlink_stays_inside(const std::vector<std::string>& link, std::string_view
 std::string join(const std::vector<std::string>& parts, size_t count) {
   std::string out;
   for (size_t i = 0; i < count; ++i) {
-    if (i > 0) out += '/';
+    if (i > 0) {
+      out += '/';
+    }
     out += parts[i];
   }
   return out;
@@ -132,7 +152,9 @@ std::string join(const std::vector<std::string>& parts, size_t count) {
 Result<Fd> open_dir(int root_fd, const std::vector<std::string>& parts, size_t count,
                     const std::string& entry) {
   Fd current(::dup(root_fd));
-  if (!current.valid()) return Status::Internal("dup: " + errno_text(errno));
+  if (!current.valid()) {
+    return Status::Internal("dup: " + errno_text(errno));
+  }
   for (size_t i = 0; i < count; ++i) {
     const char* name = parts[i].c_str();
     int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
@@ -170,14 +192,20 @@ Status duplicate_entry(const std::string& entry) {
 
 mode_t file_mode(archive_entry* e, const std::string& basename) {
   mode_t perm = archive_entry_perm(e) & 0777;  // setuid/setgid/sticky are never kept
-  if (perm == 0) perm = kDefaultFileMode;
+  if (perm == 0) {
+    perm = kDefaultFileMode;
+  }
   // Instances run as other uids: every file is readable by all and writable
   // by nobody but the daemon; an executable stays executable for everyone.
   perm = (perm & 0755) | 0444;
-  if ((perm & 0111) != 0) perm |= 0111;
+  if ((perm & 0111) != 0) {
+    perm |= 0111;
+  }
   // The `provided` runtime execs ./bootstrap; zips made on Windows carry no
   // exec bit, and a non-executable bootstrap is never what the user meant.
-  if (basename == "bootstrap") perm |= 0111;
+  if (basename == "bootstrap") {
+    perm |= 0111;
+  }
   return perm;
 }
 
@@ -187,7 +215,9 @@ class Unpacker {
 
   Status run(std::string_view zip_bytes) {
     ArchivePtr a(archive_read_new());
-    if (!a) return Status::Internal("archive_read_new failed");
+    if (!a) {
+      return Status::Internal("archive_read_new failed");
+    }
     archive_read_support_format_zip(a.get());
     if (archive_read_open_memory(a.get(), zip_bytes.data(), zip_bytes.size()) != ARCHIVE_OK) {
       return not_a_zip(a.get());
@@ -195,8 +225,12 @@ class Unpacker {
     while (true) {
       archive_entry* e = nullptr;
       int r = archive_read_next_header(a.get(), &e);
-      if (r == ARCHIVE_EOF) break;
-      if (r < ARCHIVE_WARN) return not_a_zip(a.get());
+      if (r == ARCHIVE_EOF) {
+        break;
+      }
+      if (r < ARCHIVE_WARN) {
+        return not_a_zip(a.get());
+      }
       if (++entries_ > limits_.max_files) {
         return Status::TooLarge("code zip has more than " + std::to_string(limits_.max_files) +
                                 " entries (artifact_max_files); ship fewer files, e.g. bundle "
@@ -217,7 +251,9 @@ class Unpacker {
 
   Status extract(archive* a, archive_entry* e) {
     const char* raw = archive_entry_pathname(e);
-    if (raw == nullptr) raw = archive_entry_pathname_utf8(e);
+    if (raw == nullptr) {
+      raw = archive_entry_pathname_utf8(e);
+    }
     if (raw == nullptr) {
       return Status::Invalid("zip has an entry whose name cannot be decoded; use UTF-8 names");
     }
@@ -230,7 +266,9 @@ class Unpacker {
     }
     const mode_t type = archive_entry_filetype(e);
     if (parts.empty()) {
-      if (type == AE_IFDIR) return Status::Ok();  // "./": the root itself
+      if (type == AE_IFDIR) {
+        return Status::Ok();  // "./": the root itself
+      }
       return Status::Invalid("zip entry '" + name +
                              "' names the code root itself; rebuild the zip");
     }
@@ -244,7 +282,9 @@ class Unpacker {
         return write_file(a, e, parent.get(), leaf, name);
       case AE_IFLNK: {
         const char* target = archive_entry_symlink(e);
-        if (target == nullptr) target = archive_entry_symlink_utf8(e);
+        if (target == nullptr) {
+          target = archive_entry_symlink_utf8(e);
+        }
         std::string t = target != nullptr ? target : "";
         if (!symlink_stays_inside(parts, t)) {
           return Status::Invalid("zip entry '" + name + "' is a symlink to '" + t +
@@ -252,7 +292,9 @@ class Unpacker {
                                  "files inside the zip are allowed");
         }
         if (::symlinkat(t.c_str(), parent.get(), leaf.c_str()) != 0) {
-          if (errno == EEXIST) return duplicate_entry(name);
+          if (errno == EEXIST) {
+            return duplicate_entry(name);
+          }
           return Status::Internal("creating symlink '" + name + "': " + errno_text(errno));
         }
         return Status::Ok();
@@ -288,7 +330,9 @@ class Unpacker {
     Fd fd(::openat(parent_fd, leaf.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                    0600));
     if (!fd.valid()) {
-      if (errno == EEXIST) return duplicate_entry(name);
+      if (errno == EEXIST) {
+        return duplicate_entry(name);
+      }
       return Status::Internal("creating file '" + name + "': " + errno_text(errno));
     }
     while (true) {
@@ -296,7 +340,9 @@ class Unpacker {
       size_t size = 0;
       la_int64_t offset = 0;
       int r = archive_read_data_block(a, &buf, &size, &offset);
-      if (r == ARCHIVE_EOF) break;
+      if (r == ARCHIVE_EOF) {
+        break;
+      }
       if (r < ARCHIVE_WARN) {
         const char* err = archive_error_string(a);
         return Status::Invalid("code is not a valid zip archive: entry '" + name +
@@ -304,12 +350,16 @@ class Unpacker {
                                "; rebuild the zip (encrypted entries are not supported)");
       }
       unpacked_ += static_cast<int64_t>(size);
-      if (unpacked_ > limits_.max_unpacked_bytes) return too_large();
+      if (unpacked_ > limits_.max_unpacked_bytes) {
+        return too_large();
+      }
       const char* p = static_cast<const char*>(buf);
       while (size > 0) {
         ssize_t n = ::pwrite(fd.get(), p, size, offset);
         if (n < 0) {
-          if (errno == EINTR) continue;
+          if (errno == EINTR) {
+            continue;
+          }
           return Status::Internal("writing '" + name + "': " + errno_text(errno));
         }
         p += n;
@@ -369,7 +419,9 @@ Result<Artifact> ArtifactStore::put_zip(std::string_view zip_bytes) {
     return Status::Invalid("code is not a valid zip archive: it is empty; upload a .zip file");
   }
   Artifact artifact{sha256_hex(zip_bytes), size};
-  if (contains(artifact.sha256)) return artifact;
+  if (contains(artifact.sha256)) {
+    return artifact;
+  }
 
   const fs::path code_root = fs::path(root_) / "code";
   std::error_code ec;
@@ -385,8 +437,9 @@ Result<Artifact> ArtifactStore::put_zip(std::string_view zip_bytes) {
 
   Status status = [&]() -> Status {
     Fd root_fd(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!root_fd.valid())
+    if (!root_fd.valid()) {
       return Status::Internal("opening '" + tmp.string() + "': " + errno_text(errno));
+    }
     if (::fchmod(root_fd.get(), kDirMode) != 0) {
       return Status::Internal("chmod '" + tmp.string() + "': " + errno_text(errno));
     }
@@ -411,7 +464,9 @@ Result<Artifact> ArtifactStore::put_zip(std::string_view zip_bytes) {
 
   if (!status.ok()) {
     fs::remove_all(tmp, ec);
-    if (ec) spdlog::warn("removing failed unpack dir={} error={}", tmp.string(), ec.message());
+    if (ec) {
+      spdlog::warn("removing failed unpack dir={} error={}", tmp.string(), ec.message());
+    }
     return status;
   }
   return artifact;

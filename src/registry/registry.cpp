@@ -44,14 +44,18 @@ constexpr std::array<std::string_view, 18> kReservedEnv = {
 std::string runtimes_list() {
   std::string out;
   for (std::string_view r : kRuntimes) {
-    if (!out.empty()) out += ", ";
+    if (!out.empty()) {
+      out += ", ";
+    }
     out += r;
   }
   return out;
 }
 
 bool valid_name(const std::string& name) {
-  if (name.empty() || name.size() > 64) return false;
+  if (name.empty() || name.size() > 64) {
+    return false;
+  }
   return std::all_of(name.begin(), name.end(),
                      [](unsigned char c) { return std::isalnum(c) != 0 || c == '-' || c == '_'; });
 }
@@ -60,7 +64,9 @@ bool ascii_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z
 bool ascii_digit(char c) { return c >= '0' && c <= '9'; }
 
 bool valid_env_key(const std::string& key) {
-  if (key.empty() || !(ascii_alpha(key[0]) || key[0] == '_')) return false;
+  if (key.empty() || !(ascii_alpha(key[0]) || key[0] == '_')) {
+    return false;
+  }
   return std::all_of(key.begin(), key.end(),
                      [](char c) { return ascii_alpha(c) || ascii_digit(c) || c == '_'; });
 }
@@ -70,7 +76,9 @@ bool valid_env_key(const std::string& key) {
 // package path. No component may climb out of the task root.
 bool valid_module_handler(const std::string& handler) {
   size_t dot = handler.rfind('.');
-  if (dot == std::string::npos || dot == 0 || dot + 1 == handler.size()) return false;
+  if (dot == std::string::npos || dot == 0 || dot + 1 == handler.size()) {
+    return false;
+  }
   std::string_view module(handler.data(), dot);
   std::string_view function(handler.data() + dot + 1, handler.size() - dot - 1);
   auto ident_char = [](char c) { return ascii_alpha(c) || ascii_digit(c) || c == '_' || c == '$'; };
@@ -80,11 +88,17 @@ bool valid_module_handler(const std::string& handler) {
   size_t start = 0;
   while (start <= module.size()) {
     size_t end = module.find('/', start);
-    if (end == std::string_view::npos) end = module.size();
+    if (end == std::string_view::npos) {
+      end = module.size();
+    }
     std::string_view part = module.substr(start, end - start);
-    if (part.empty() || part == "." || part == "..") return false;
+    if (part.empty() || part == "." || part == "..") {
+      return false;
+    }
     for (char c : part) {
-      if (!(ascii_alpha(c) || ascii_digit(c) || c == '_' || c == '-' || c == '.')) return false;
+      if (!(ascii_alpha(c) || ascii_digit(c) || c == '_' || c == '-' || c == '.')) {
+        return false;
+      }
     }
     start = end + 1;
   }
@@ -185,7 +199,9 @@ Status Registry::Impl::load() {
                                      ", created_ms, updated_ms, next_version FROM functions"));
   while (true) {
     TAMAYA_ASSIGN_OR_RETURN(bool row, fns.step());
-    if (!row) break;
+    if (!row) {
+      break;
+    }
     Entry e;
     e.latest.name = fns.column_text(0);
     e.latest.version = kLatest;
@@ -201,7 +217,9 @@ Status Registry::Impl::load() {
                                      ", created_ms FROM function_versions"));
   while (true) {
     TAMAYA_ASSIGN_OR_RETURN(bool row, vs.step());
-    if (!row) break;
+    if (!row) {
+      break;
+    }
     FunctionVersion v;
     v.name = vs.column_text(0);
     const int64_t number = vs.column_int(1);
@@ -210,7 +228,9 @@ Status Registry::Impl::load() {
     v.created_ms = v.updated_ms = vs.column_int(12);
     auto it = functions.find(v.name);
     // The foreign key makes an orphan impossible; skip one rather than fail.
-    if (it != functions.end()) it->second.versions.emplace(number, std::move(v));
+    if (it != functions.end()) {
+      it->second.versions.emplace(number, std::move(v));
+    }
   }
   return Status::Ok();
 }
@@ -253,7 +273,9 @@ Result<std::unique_ptr<Registry>> Registry::open(store::Database& db, ArtifactSt
                                                  const Settings& settings) {
   auto impl = std::make_unique<Impl>(db, artifacts, settings);
   Status s = impl->load();
-  if (!s.ok()) return s.with_context("loading the function registry");
+  if (!s.ok()) {
+    return s.with_context("loading the function registry");
+  }
   return std::unique_ptr<Registry>(new Registry(std::move(impl)));
 }
 
@@ -373,13 +395,27 @@ Result<FunctionVersion> Registry::update_config(const std::string& name, const C
   TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(name));
   FunctionVersion v = entry->latest;
   FunctionConfig& c = v.config;
-  if (patch.runtime) c.runtime = *patch.runtime;
-  if (patch.handler) c.handler = *patch.handler;
-  if (patch.memory_mb) c.memory_mb = *patch.memory_mb;
-  if (patch.timeout_s) c.timeout_s = *patch.timeout_s;
-  if (patch.max_concurrency) c.max_concurrency = *patch.max_concurrency;
-  if (patch.environment) c.environment = *patch.environment;
-  if (patch.description) c.description = *patch.description;
+  if (patch.runtime) {
+    c.runtime = *patch.runtime;
+  }
+  if (patch.handler) {
+    c.handler = *patch.handler;
+  }
+  if (patch.memory_mb) {
+    c.memory_mb = *patch.memory_mb;
+  }
+  if (patch.timeout_s) {
+    c.timeout_s = *patch.timeout_s;
+  }
+  if (patch.max_concurrency) {
+    c.max_concurrency = *patch.max_concurrency;
+  }
+  if (patch.environment) {
+    c.environment = *patch.environment;
+  }
+  if (patch.description) {
+    c.description = *patch.description;
+  }
   TAMAYA_RETURN_IF_ERROR(validate(name, c));
   v.revision_id = new_request_id();
   v.updated_ms = impl_->clock.wall_ms();
@@ -389,7 +425,9 @@ Result<FunctionVersion> Registry::update_config(const std::string& name, const C
 }
 
 Status Registry::remove(const std::string& name) {
-  if (auto found = impl_->find(name); !found.ok()) return found.status();
+  if (auto found = impl_->find(name); !found.ok()) {
+    return found.status();
+  }
   // Versions go with the function through ON DELETE CASCADE.
   TAMAYA_ASSIGN_OR_RETURN(store::Statement st,
                           impl_->db.prepare("DELETE FROM functions WHERE name = ?"));
@@ -401,7 +439,9 @@ Status Registry::remove(const std::string& name) {
 
 Result<FunctionVersion> Registry::publish(const std::string& name, const std::string& description,
                                           bool* created) {
-  if (created != nullptr) *created = false;
+  if (created != nullptr) {
+    *created = false;
+  }
   TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(name));
   if (!entry->versions.empty() &&
       same_code_and_config(entry->versions.rbegin()->second, entry->latest)) {
@@ -414,7 +454,9 @@ Result<FunctionVersion> Registry::publish(const std::string& name, const std::st
   const int64_t number = entry->next_version;
   FunctionVersion v = entry->latest;
   v.version = std::to_string(number);
-  if (!description.empty()) v.config.description = description;
+  if (!description.empty()) {
+    v.config.description = description;
+  }
   v.revision_id = new_request_id();
   v.created_ms = v.updated_ms = impl_->clock.wall_ms();
 
@@ -434,7 +476,9 @@ Result<FunctionVersion> Registry::publish(const std::string& name, const std::st
   }));
   entry->next_version = number + 1;
   entry->versions.emplace(number, v);
-  if (created != nullptr) *created = true;
+  if (created != nullptr) {
+    *created = true;
+  }
   return v;
 }
 
@@ -444,7 +488,9 @@ Result<FunctionVersion> Registry::get(const std::string& name, const std::string
     return Status::NotFound("function '" + name + "' does not exist; create it first");
   }
   const Impl::Entry& entry = it->second;
-  if (qualifier.empty() || qualifier == kLatest) return entry.latest;
+  if (qualifier.empty() || qualifier == kLatest) {
+    return entry.latest;
+  }
 
   int64_t number = 0;
   const char* end = qualifier.data() + qualifier.size();
@@ -467,7 +513,9 @@ Result<FunctionVersion> Registry::get(const std::string& name, const std::string
 std::vector<FunctionVersion> Registry::list() const {
   std::vector<FunctionVersion> out;
   out.reserve(impl_->functions.size());
-  for (const auto& [name, entry] : impl_->functions) out.push_back(entry.latest);
+  for (const auto& [name, entry] : impl_->functions) {
+    out.push_back(entry.latest);
+  }
   return out;
 }
 
@@ -479,7 +527,9 @@ Result<std::vector<FunctionVersion>> Registry::versions(const std::string& name)
   std::vector<FunctionVersion> out;
   out.reserve(it->second.versions.size() + 1);
   out.push_back(it->second.latest);
-  for (const auto& [number, v] : it->second.versions) out.push_back(v);
+  for (const auto& [number, v] : it->second.versions) {
+    out.push_back(v);
+  }
   return out;
 }
 

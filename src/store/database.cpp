@@ -38,9 +38,13 @@ std::string sql_excerpt(std::string_view sql) {
   constexpr size_t kMax = 80;
   std::string s(sql.substr(0, kMax));
   for (char& c : s) {
-    if (c == '\n' || c == '\t') c = ' ';
+    if (c == '\n' || c == '\t') {
+      c = ' ';
+    }
   }
-  if (sql.size() > kMax) s += "...";
+  if (sql.size() > kMax) {
+    s += "...";
+  }
   return s;
 }
 
@@ -49,7 +53,9 @@ std::string sql_excerpt(std::string_view sql) {
 // --- Statement ---------------------------------------------------------------
 
 Statement::~Statement() {
-  if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+  if (stmt_ != nullptr) {
+    sqlite3_finalize(stmt_);
+  }
 }
 
 Statement::Statement(Statement&& other) noexcept
@@ -57,7 +63,9 @@ Statement::Statement(Statement&& other) noexcept
 
 Statement& Statement::bind(int index, int64_t value) {
   int rc = sqlite3_bind_int64(stmt_, index, value);
-  if (rc != SQLITE_OK && bind_rc_ == 0) bind_rc_ = rc;
+  if (rc != SQLITE_OK && bind_rc_ == 0) {
+    bind_rc_ = rc;
+  }
   return *this;
 }
 
@@ -65,7 +73,9 @@ Statement& Statement::bind(int index, std::string_view text) {
   // A null data pointer would bind SQL NULL; an empty view must stay ''.
   const char* data = text.data() != nullptr ? text.data() : "";
   int rc = sqlite3_bind_text64(stmt_, index, data, text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-  if (rc != SQLITE_OK && bind_rc_ == 0) bind_rc_ = rc;
+  if (rc != SQLITE_OK && bind_rc_ == 0) {
+    bind_rc_ = rc;
+  }
   return *this;
 }
 
@@ -73,13 +83,17 @@ Statement& Statement::bind_blob(int index, std::string_view bytes) {
   int rc = bytes.empty()
                ? sqlite3_bind_zeroblob(stmt_, index, 0)
                : sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
-  if (rc != SQLITE_OK && bind_rc_ == 0) bind_rc_ = rc;
+  if (rc != SQLITE_OK && bind_rc_ == 0) {
+    bind_rc_ = rc;
+  }
   return *this;
 }
 
 Statement& Statement::bind_null(int index) {
   int rc = sqlite3_bind_null(stmt_, index);
-  if (rc != SQLITE_OK && bind_rc_ == 0) bind_rc_ = rc;
+  if (rc != SQLITE_OK && bind_rc_ == 0) {
+    bind_rc_ = rc;
+  }
   return *this;
 }
 
@@ -93,8 +107,12 @@ Result<bool> Statement::step() {
                             "): binding a parameter failed: " + sqlite3_errstr(bind_rc_));
   }
   int rc = sqlite3_step(stmt_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
+  if (rc == SQLITE_ROW) {
+    return true;
+  }
+  if (rc == SQLITE_DONE) {
+    return false;
+  }
   Status status = error(rc);
   // Leaves the statement reusable after a failed step.
   sqlite3_reset(stmt_);
@@ -104,8 +122,12 @@ Result<bool> Statement::step() {
 Status Statement::run() {
   while (true) {
     auto row = step();
-    if (!row.ok()) return row.status();
-    if (!*row) return Status::Ok();
+    if (!row.ok()) {
+      return row.status();
+    }
+    if (!*row) {
+      return Status::Ok();
+    }
   }
 }
 
@@ -119,13 +141,17 @@ int64_t Statement::column_int(int index) const { return sqlite3_column_int64(stm
 
 std::string Statement::column_text(int index) const {
   const unsigned char* text = sqlite3_column_text(stmt_, index);
-  if (text == nullptr) return {};
+  if (text == nullptr) {
+    return {};
+  }
   return std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(stmt_, index));
 }
 
 std::string Statement::column_blob(int index) const {
   const void* data = sqlite3_column_blob(stmt_, index);
-  if (data == nullptr) return {};
+  if (data == nullptr) {
+    return {};
+  }
   return std::string(static_cast<const char*>(data), sqlite3_column_bytes(stmt_, index));
 }
 
@@ -195,7 +221,9 @@ Status Database::apply(const Migration& migration) {
                             prepare("SELECT 1 FROM schema_migrations WHERE version = ?"));
     check.bind(1, int64_t{migration.version});
     TAMAYA_ASSIGN_OR_RETURN(bool applied, check.step());
-    if (applied) return Status::Ok();
+    if (applied) {
+      return Status::Ok();
+    }
     TAMAYA_RETURN_IF_ERROR(exec(migration.sql));
     TAMAYA_ASSIGN_OR_RETURN(
         Statement record,
@@ -231,7 +259,9 @@ Status Database::exec(std::string_view sql) {
   std::string text(sql);  // sqlite3_exec needs a terminated string
   char* err = nullptr;
   int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &err);
-  if (rc == SQLITE_OK) return Status::Ok();
+  if (rc == SQLITE_OK) {
+    return Status::Ok();
+  }
   std::string detail = err != nullptr ? err : sqlite3_errstr(rc);
   sqlite3_free(err);
   return sqlite_error(rc, "sqlite (" + sql_excerpt(sql) + ")", detail);
@@ -249,10 +279,14 @@ Status Database::transaction(const std::function<Status()>& fn) {
 
   Status status = fn();
 
-  if (!outermost) --savepoint_depth_;
+  if (!outermost) {
+    --savepoint_depth_;
+  }
   if (status.ok()) {
     Status commit = exec(outermost ? "COMMIT" : "RELEASE " + savepoint);
-    if (commit.ok()) return Status::Ok();
+    if (commit.ok()) {
+      return Status::Ok();
+    }
     status = commit;
   }
   Status rollback =

@@ -8,6 +8,7 @@ recorded so tests can check bodies, headers and timing.
 import json
 import os
 import queue
+import socket
 import subprocess
 import threading
 import time
@@ -66,6 +67,9 @@ class RuntimeApiServer:
 
             def setup(self):
                 super().setup()
+                # Without it a reply written as headers then body waits ~40 ms for the
+                # client's delayed ACK (Nagle).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with server.lock:
                     server.connections += 1
 
@@ -135,8 +139,14 @@ class RuntimeApiServer:
                 inv.done.set()
                 return self._reply(202, b'{"status":"OK"}')
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                # Clients are killed at the end of tests, often mid-connection.
+                pass
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
