@@ -35,6 +35,8 @@ def request(method, url, body=None, headers=None):
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
+    except (urllib.error.URLError, OSError) as e:
+        fail(f"{method} {url} failed: {getattr(e, 'reason', e)}; see the server's log below")
 
 
 def free_port():
@@ -50,12 +52,18 @@ def wait_http(url, timeout_s):
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            status, _, _ = request("GET", url)
+            req = urllib.request.Request(url, method="GET")
+            with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as resp:
+                status = resp.status
             if status < 500:
                 return
             last = f"status {status}"
+        except urllib.error.HTTPError as e:
+            if e.code < 500:
+                return
+            last = f"status {e.code}"
         except (urllib.error.URLError, OSError) as e:
-            last = str(e)
+            last = str(getattr(e, "reason", e))
         time.sleep(0.1)
     fail(f"{url} did not answer within {timeout_s}s ({last}); see the server's log above")
 

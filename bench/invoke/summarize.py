@@ -17,7 +17,7 @@ import sys
 
 REFERENCE = "nginx"
 TARGETS = [
-    ("nginx", "nginx proxy -> nginx (reference)"),
+    ("nginx", "nginx proxy → nginx (reference)"),
     ("native", "tamaya native-echo (provided, C)"),
     ("python", "tamaya py-echo (python3)"),
 ]
@@ -53,7 +53,7 @@ def cell(runs, target, c):
 
 
 def fmt_us(us):
-    return f"{us / 1000:.2f} ms" if us >= 10_000 else f"{us:.0f} µs"
+    return f"{us / 1000:.1f} ms" if us >= 10_000 else f"{us:,.0f} µs"
 
 
 def render(runs, meta):
@@ -94,9 +94,9 @@ def render(runs, meta):
         lines.append(
             f"| {label} | {mine_high['rps'] / ref_high['rps']:.2f}× "
             f"| {mine_low['rps'] / ref_low['rps']:.2f}× "
-            f"| +{mine_low['p50'] - ref_low['p50']:,.0f} µs "
+            f"| {mine_low['p50'] - ref_low['p50']:+,.0f} µs "
             f"| {mine_low['p50'] / ref_low['p50']:.2f}× "
-            f"| +{mine_low['p99'] - ref_low['p99']:,.0f} µs |")
+            f"| {mine_low['p99'] - ref_low['p99']:+,.0f} µs |")
 
     errors = sum(x["errors"] for x in cells.values() if x)
     notes = []
@@ -123,12 +123,12 @@ def main(argv):
         print("\nWARNING: " + n)
 
     md = ["# bench/invoke: warm invocation throughput and latency", ""]
-    md.append(f"Run {meta.get('started', '?')} on {meta.get('host', '?')}: {meta.get('cpus', '?')} "
+    md.append(f"- Run {meta.get('started', '?')} on {meta.get('host', '?')}: {meta.get('cpus', '?')} "
               f"CPUs, load average at start {meta.get('loadavg', '?')}.")
-    md.append(f"wrk {meta.get('duration', '?')} per cell, {meta.get('rounds', '?')} round(s), "
+    md.append(f"- wrk {meta.get('duration', '?')} per cell, {meta.get('rounds', '?')} round(s), "
               f"c={meta.get('c_high', '?')} with `wrk -t2`, c=1 with `wrk -t1 --latency`; "
               "POST of a 24-byte JSON event.")
-    md.append(f"tamaya {meta.get('tamaya_version', '?')} ({meta.get('tamaya_bin', '?')}), "
+    md.append(f"- tamaya {meta.get('tamaya_version', '?')} ({meta.get('tamaya_bin', '?')}), "
               f"{meta.get('nginx_version', '?')}, {meta.get('wrk_version', '?')}, "
               f"git {meta.get('git', '?')}.")
     md.append("")

@@ -226,13 +226,10 @@ class Handlers {
       }
       description = d.value_or("");
     }
-    auto before = s_.registry.versions(p["name"]);
-    if (!before.ok()) return respond(net::Response::error(before.status()));
-    auto v = s_.registry.publish(p["name"], description);
+    bool created = false;
+    auto v = s_.registry.publish(p["name"], description, &created);
     if (!v.ok()) return respond(net::Response::error(v.status()));
-    bool existed = false;
-    for (const auto& old : *before) existed |= old.version == v->version;
-    respond(ok_json(existed ? 200 : 201, to_json(*v)));
+    respond(ok_json(created ? 201 : 200, to_json(*v)));
   }
 
   void versions(net::Request, net::Params p, net::Responder respond) {

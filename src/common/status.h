@@ -92,7 +92,7 @@ class [[nodiscard]] Result {
 // returns Status or Result<...>.
 #define TAMAYA_RETURN_IF_ERROR(expr)              \
   do {                                            \
-    auto&& tamaya_status_ = (expr);               \
+    ::tamaya::Status tamaya_status_ = (expr);     \
     if (!tamaya_status_.ok()) return tamaya_status_; \
   } while (0)
 

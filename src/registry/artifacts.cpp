@@ -388,6 +388,14 @@ class Unpacker {
 
 }  // namespace
 
+ArtifactLimits artifact_limits(const Settings& settings) {
+  ArtifactLimits limits;
+  limits.max_zip_bytes = settings.artifact_max_zip_bytes;
+  limits.max_unpacked_bytes = settings.artifact_max_unpacked_bytes;
+  limits.max_files = settings.artifact_max_files;
+  return limits;
+}
+
 ArtifactStore::ArtifactStore(std::string root_dir, ArtifactLimits limits)
     : root_(std::move(root_dir)), limits_(limits) {
   // Temp dirs left by a crash mid-unpack are garbage: nothing refers to them.

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/settings.h"
 #include "common/status.h"
 
 namespace tamaya::registry {
@@ -16,6 +17,9 @@ struct ArtifactLimits {
   int64_t max_unpacked_bytes = 250ll << 20;
   int64_t max_files = 20'000;
 };
+
+// The artifact_* settings as limits.
+ArtifactLimits artifact_limits(const Settings& settings);
 
 struct Artifact {
   std::string sha256;

@@ -358,6 +358,22 @@ TEST_F(ArtifactsTest, SameZipTwiceIsStoredOnce) {
   EXPECT_EQ(code_children(), std::vector<std::string>{first->sha256});
 }
 
+TEST(ArtifactLimitsTest, ComeFromSettings) {
+  Settings settings;
+  settings.artifact_max_zip_bytes = 1;
+  settings.artifact_max_unpacked_bytes = 2;
+  settings.artifact_max_files = 3;
+  ArtifactLimits limits = artifact_limits(settings);
+  EXPECT_EQ(limits.max_zip_bytes, 1);
+  EXPECT_EQ(limits.max_unpacked_bytes, 2);
+  EXPECT_EQ(limits.max_files, 3);
+  // The struct's own defaults match the documented settings defaults.
+  ArtifactLimits defaults = artifact_limits(Settings{});
+  EXPECT_EQ(defaults.max_zip_bytes, ArtifactLimits{}.max_zip_bytes);
+  EXPECT_EQ(defaults.max_unpacked_bytes, ArtifactLimits{}.max_unpacked_bytes);
+  EXPECT_EQ(defaults.max_files, ArtifactLimits{}.max_files);
+}
+
 TEST_F(ArtifactsTest, LeftoverTempDirsAreRemovedAtStart) {
   fs::create_directories(root_ / "code" / ".tmp-crashed" / "sub");
   ArtifactStore store(root_.string(), {});

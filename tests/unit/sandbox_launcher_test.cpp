@@ -494,57 +494,5 @@ TEST(Launcher, PeakRssOfLiveProcesses) {
   EXPECT_GT(ballast[kBallast / 2], 0);
 }
 
-// Not a benchmark (bench/ has those): a sanity figure printed next to the
-// plain way, asserting only that every run worked.
-double mean_launcher_us(int runs, int& failures) {
-  ProcessLauncher launcher;
-  const auto start = steady_clock::now();
-  for (int i = 0; i < runs; ++i) {
-    auto p = launcher.launch(spec_of({"/bin/true"}));
-    if (!p.ok() || !wait_readable(p->pidfd, kDeadlineMs)) {
-      ++failures;
-      continue;
-    }
-    auto status = reap(*p);
-    if (!status.ok() || *status != 0) {
-      ++failures;
-    }
-    close_fds(*p);
-  }
-  return std::chrono::duration<double, std::micro>(steady_clock::now() - start).count() / runs;
-}
-
-double mean_fork_exec_us(int runs, int& failures) {
-  char* const argv[] = {const_cast<char*>("/bin/true"), nullptr};
-  char* const envp[] = {nullptr};
-  const auto start = steady_clock::now();
-  for (int i = 0; i < runs; ++i) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      execve(argv[0], argv, envp);
-      _exit(127);
-    }
-    int status = -1;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid || status != 0) {
-      ++failures;
-    }
-  }
-  return std::chrono::duration<double, std::micro>(steady_clock::now() - start).count() / runs;
-}
-
-TEST(Launcher, LaunchCostNextToPlainForkExec) {
-  constexpr int kRuns = 200;
-  int failures = 0;
-  std::printf("%-28s %14s %14s\n", "daemon heap", "launcher us", "fork+exec us");
-  for (size_t heap_mb : {0, 512}) {
-    std::vector<char> ballast(heap_mb << 20, 1);  // touched, so fork must copy its page tables
-    const double ours = mean_launcher_us(kRuns, failures);
-    const double plain = mean_fork_exec_us(kRuns, failures);
-    std::printf("%-28s %14.1f %14.1f\n", (std::to_string(heap_mb) + " MiB touched").c_str(), ours,
-                plain);
-  }
-  EXPECT_EQ(failures, 0);
-}
-
 }  // namespace
 }  // namespace tamaya::sandbox
