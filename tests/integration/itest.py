@@ -158,6 +158,11 @@ class Daemon:
         assert TAMAYA_BIN.exists(), f"tamaya binary not found at {TAMAYA_BIN}; set TAMAYA_BIN"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAMAYA_")}
         env.update(self.extra_env)
+        # The API gateway's public port (default 8080) must not collide between daemons run
+        # side by side; through the environment so a --set in settings still wins.
+        if "gateway_port" not in self.settings:
+            self.gateway_port = free_port()
+            env["TAMAYA_GATEWAY_PORT"] = str(self.gateway_port)
         # A port taken between free_port() and the daemon's bind makes it exit 1; try again.
         for _ in range(3):
             self.runs += 1

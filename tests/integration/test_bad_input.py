@@ -195,4 +195,8 @@ def test_empty_code_upload(seeded):
     ("PATCH", "/v1/functions/existing/versions"),
 ])
 def test_wrong_method(seeded, method, path):
-    assert_api_error(seeded.request(method, path), 405, "MethodNotAllowed")
+    r = seeded.request(method, path)
+    assert_api_error(r, 405, "MethodNotAllowed")
+    # HTTP says a 405 names the methods that are allowed.
+    assert r.headers.get("Allow"), dict(r.headers)
+    assert method not in r.headers["Allow"]
