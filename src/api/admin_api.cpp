@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <random>
 #include <set>
 #include <nlohmann/json.hpp>
 
@@ -33,6 +34,8 @@ json to_json(const registry::FunctionVersion& f) {
           {"max_concurrency", f.config.max_concurrency},
           {"environment", f.config.environment},
           {"description", f.config.description},
+          {"network", f.config.network},
+          {"tmp_mb", f.config.tmp_mb},
           {"code_sha256", f.code_sha256},
           {"code_size", f.code_size},
           {"revision_id", f.revision_id},
@@ -84,12 +87,12 @@ Status read_field(const json& doc, const char* key, std::optional<T>* out) {
 Result<registry::ConfigPatch> read_patch(const json& doc) {
   static const std::set<std::string> kKnown = {"name", "runtime", "handler", "memory_mb",
                                                "timeout_s", "max_concurrency", "environment",
-                                               "description", "code"};
+                                               "description", "network", "tmp_mb", "code"};
   for (const auto& [k, v] : doc.items()) {
     if (!kKnown.count(k)) {
       return Status::Invalid(fmt::format(
           "unknown field '{}'; known fields: runtime, handler, memory_mb, timeout_s, "
-          "max_concurrency, environment, description, code",
+          "max_concurrency, environment, description, network, tmp_mb, code",
           k));
     }
   }
@@ -101,6 +104,8 @@ Result<registry::ConfigPatch> read_patch(const json& doc) {
   TAMAYA_RETURN_IF_ERROR(read_field(doc, "max_concurrency", &p.max_concurrency));
   TAMAYA_RETURN_IF_ERROR(read_field(doc, "environment", &p.environment));
   TAMAYA_RETURN_IF_ERROR(read_field(doc, "description", &p.description));
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "network", &p.network));
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "tmp_mb", &p.tmp_mb));
   return p;
 }
 
@@ -241,8 +246,13 @@ class Handlers {
   }
 
   void invoke(net::Request req, net::Params p, net::Responder respond) {
-    auto f = s_.registry.get(p["name"], req.query_param("qualifier").value_or(""));
+    // An alias with routing weights sends each invocation to one of its two
+    // versions at random.
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    auto f = s_.registry.resolve(p["name"], req.query_param("qualifier").value_or(""),
+                                 uniform(rng_));
     if (!f.ok()) return respond(net::Response::error(f.status()));
+    auto reserved = s_.registry.reserved_concurrency(p["name"]);
     if (int64_t(req.body.size()) > s_.settings.invoke_max_payload_bytes) {
       return respond(net::Response::error(Status::TooLarge(
           fmt::format("request payload of {} bytes is over the limit of {} bytes", req.body.size(),
@@ -259,6 +269,7 @@ class Handlers {
     dispatch::InvokeRequest ir;
     ir.target.code_dir = s_.artifacts.code_dir(f->code_sha256);
     ir.target.function = std::move(*f);
+    if (reserved.ok()) ir.target.reserved_concurrency = *reserved;
     ir.payload = std::move(req.body);
     ir.trace_id = std::string(req.header("X-Amzn-Trace-Id").value_or(""));
     auto log_type = req.header("X-Tamaya-Log-Type");
@@ -310,9 +321,12 @@ class Handlers {
     if (p.max_concurrency) c->max_concurrency = *p.max_concurrency;
     if (p.environment) c->environment = *p.environment;
     if (p.description) c->description = *p.description;
+    if (p.network) c->network = *p.network;
+    if (p.tmp_mb) c->tmp_mb = *p.tmp_mb;
   }
 
   Services s_;
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "cli/admin_client.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/route_cli.h"
 
 #ifndef TAMAYA_VERSION
 #error "TAMAYA_VERSION must be defined by the build"
@@ -56,6 +57,15 @@ int run(int argc, char** argv, const ServeFn& serve) {
       ->check(CLI::Range(1, 65535));
   serve_cmd->add_option("--set", serve_sets, "override one setting: --set key=value")
       ->allow_extra_args(false);
+
+  // doctor: the host's isolation capabilities, through the same hook as serve
+  // (this library links no sandbox code).
+  ServeOptions doctor_options;
+  doctor_options.doctor = true;
+  CLI::App* doctor_cmd = app.add_subcommand(
+      "doctor", "print which isolation layers this host gives instances (run as the daemon's user)");
+  doctor_cmd->add_option("--config", doctor_options.config_path, "settings file (JSON)");
+  doctor_cmd->add_option("--data-dir", doctor_options.data_dir, "where state and code live");
 
   // deploy
   DeployOptions deploy_options;
@@ -124,6 +134,9 @@ int run(int argc, char** argv, const ServeFn& serve) {
   auto* limit_opt =
       logs_cmd->add_option("--limit", logs_limit, "at most N lines")->check(CLI::PositiveNumber);
 
+  // route, key (the API gateway)
+  GatewayCommands gateway_commands(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -131,6 +144,7 @@ int run(int argc, char** argv, const ServeFn& serve) {
     return app.exit(e, std::cout, std::cerr) == 0 ? kExitOk : kExitError;
   }
 
+  if (doctor_cmd->parsed()) return serve(doctor_options);
   if (serve_cmd->parsed()) {
     Result<KeyValues> sets = parse_key_values(serve_sets, "--set");
     if (!sets.ok()) {
@@ -147,6 +161,7 @@ int run(int argc, char** argv, const ServeFn& serve) {
     return kExitError;
   }
   const Context ctx{AdminClient(*url), json_output, std::cout, std::cerr};
+  if (std::optional<int> rc = gateway_commands.run(ctx)) return *rc;
 
   if (deploy_cmd->parsed()) {
     deploy_options.runtime = given(runtime_opt, deploy_runtime);

@@ -19,6 +19,9 @@ struct ServeOptions {
   int admin_port = 0;
   // --set key=value, in the order given (later ones win).
   std::vector<std::pair<std::string, std::string>> overrides;
+  // `tamaya doctor`: the daemon side prints what isolation this host allows
+  // with these settings and exits, without serving (no daemon needed).
+  bool doctor = false;
 };
 
 using ServeFn = std::function<int(const ServeOptions&)>;

@@ -51,6 +51,29 @@ struct Settings {
   int instance_start_timeout_ms = 10'000;  // runtime must reach invocation/next by then
   int drain_timeout_ms = 30'000;           // SIGTERM: in-flight invocations get this long
 
+  // API gateway (src/gateway): the public port, separate from the admin API.
+  // Loopback by default so a test or a laptop never exposes functions by
+  // accident; set gateway_host=0.0.0.0 to serve other machines.
+  std::string gateway_host = "127.0.0.1";
+  int gateway_port = 8080;                       // 0 picks a free port
+  int gateway_integration_timeout_ms = 30'000;   // a route's default: then 504
+  int64_t gateway_max_body_bytes = 6 << 20;      // request body (Lambda's sync payload)
+  int64_t gateway_async_max_body_bytes = 256 << 10;  // body of an async route (Lambda's event invoke)
+  int64_t gateway_max_header_bytes = 16 << 10;   // request line + headers, else 431
+  int gateway_max_header_count = 100;            // header fields, else 431
+  int gateway_max_request_line_bytes = 8 << 10;  // method + target + version, else 414
+  int gateway_max_connections = 4096;            // beyond it new connections are closed at once
+  int gateway_header_timeout_ms = 10'000;        // whole request head, else 408
+  int gateway_body_timeout_ms = 30'000;          // whole body once the head is in, else 408
+  int gateway_idle_timeout_ms = 60'000;          // keep-alive connection idle, then closed
+  std::string gateway_access_log;                // "" = the daemon's log; else a file (relative: in data_dir)
+
+  // AWS Lambda API on the admin port (src/api/lambda_api.h). Signatures
+  // (SigV4) are accepted unchecked unless verification is on; then every
+  // request must be signed with one of lambda_api_keys ("AKID:secret,...").
+  int lambda_api_verify_sigv4 = 0;  // 1: verify, 403 InvalidSignatureException when wrong
+  std::string lambda_api_keys;
+
   // Logs captured from instances.
   int64_t log_max_bytes_per_invocation = 256 << 10;
 
@@ -58,6 +81,17 @@ struct Settings {
   std::string python_path = "/usr/bin/python3";
   std::string node_path = "/usr/bin/node";
   std::string runtimes_dir;  // default: compiled-in source tree's runtimes/
+
+  // Isolation of instances (src/sandbox). "auto": every layer the host
+  // supports (namespaces, pivot_root, cgroups, uids, seccomp); "off": a plain
+  // process with rlimits, for developers without root.
+  std::string sandbox_isolation = "auto";
+  int sandbox_uid_base = 200'000;  // first uid/gid handed to functions
+  int sandbox_uid_count = 10'000;  // size of that range: at most this many functions
+  int sandbox_pids_max = 1'024;    // processes + threads per instance (pids cgroup)
+  int sandbox_open_files = 1'024;  // RLIMIT_NOFILE per instance
+  int default_tmp_mb = 512;        // size of an instance's private /tmp
+  int max_tmp_mb = 10'240;
 
   // Sets one field by its name (as in the settings file); used by the file,
   // TAMAYA_* variables and flags alike.

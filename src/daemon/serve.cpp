@@ -10,10 +10,13 @@
 #include <iostream>
 
 #include "api/admin_api.h"
+#include "api/lambda_api.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "dispatch/dispatcher.h"
+#include "gateway/gateway.h"
+#include "gateway/store.h"
 #include "meter/logs.h"
 #include "net/http.h"
 #include "net/router.h"
@@ -21,6 +24,7 @@
 #include "registry/registry.h"
 #include "registry/schema.h"
 #include "sandbox/launcher.h"
+#include "sandbox/setup.h"
 #include "store/database.h"
 
 namespace tamaya::daemon {
@@ -77,6 +81,15 @@ int serve(const cli::ServeOptions& options) {
   }
   const Settings settings = std::move(settings_or).value();
   init_logging(settings.log_level);
+  if (options.doctor) {
+    auto report = sandbox::doctor(settings.sandbox_isolation, settings.data_dir);
+    if (!report.ok()) {
+      std::cerr << "error: " << report.status().message() << "\n";
+      return 2;
+    }
+    std::cout << *report;
+    return 0;
+  }
 
   std::error_code ec;
   std::filesystem::create_directories(settings.data_dir, ec);
@@ -88,6 +101,8 @@ int serve(const cli::ServeOptions& options) {
   auto migrations = registry::migrations();
   auto meter_migrations = meter::migrations();
   migrations.insert(migrations.end(), meter_migrations.begin(), meter_migrations.end());
+  auto gateway_migrations = gateway::migrations();
+  migrations.insert(migrations.end(), gateway_migrations.begin(), gateway_migrations.end());
   auto db = store::Database::open(db_path, migrations);
   if (!db.ok()) {
     spdlog::critical("cannot open database path={} error={}", db_path, db.status().message());
@@ -110,13 +125,31 @@ int serve(const cli::ServeOptions& options) {
 
   boost::asio::io_context io(1);
   SystemClock clock;
-  sandbox::ProcessLauncher launcher;
+  auto sandbox = sandbox::Sandbox::open(settings.sandbox_isolation, settings.data_dir);
+  if (!sandbox.ok()) {
+    spdlog::critical("{}", sandbox.status().message());
+    return 1;
+  }
+  spdlog::info("{}", (**sandbox).startup_line());
+  if (std::string missing = (**sandbox).missing(); !missing.empty()) {
+    spdlog::warn("sandbox layers off: {} (tamaya doctor shows the host's capabilities)", missing);
+  }
+  sandbox::Launcher& launcher = (**sandbox).launcher();
   LogObserver observer(**logs);
   runtime::RuntimePaths paths{settings.python_path, settings.node_path, settings.runtimes_dir};
   dispatch::Dispatcher dispatcher(io, settings, paths, launcher, clock, &observer);
 
+  auto gw = gateway::Gateway::open(
+      gateway::Services{io, **reg, artifacts, dispatcher, **db, settings, clock});
+  if (!gw.ok()) {
+    spdlog::critical("cannot start the API gateway error={}", gw.status().message());
+    return 1;
+  }
+
   net::Router router;
   api::add_admin_routes(router, api::Services{**reg, artifacts, dispatcher, **logs, settings, clock});
+  api::add_lambda_routes(router, api::Services{**reg, artifacts, dispatcher, **logs, settings, clock});
+  gateway::add_gateway_admin_routes(router, **gw);
   net::ServerLimits limits;
   limits.max_body_bytes = settings.admin_max_body_bytes;
   limits.max_header_bytes = settings.max_header_bytes;
@@ -130,6 +163,15 @@ int serve(const cli::ServeOptions& options) {
     return 1;
   }
 
+  net::HttpServer public_gateway(io, gateway::server_limits(settings),
+                                 [&g = **gw](net::Request r, net::Responder respond) {
+                                   g.handle(std::move(r), std::move(respond));
+                                 });
+  if (Status s = public_gateway.listen(settings.gateway_host, uint16_t(settings.gateway_port)); !s.ok()) {
+    spdlog::critical("API gateway: {}; set gateway_port (0 picks a free port)", s.message());
+    return 1;
+  }
+
   // Instances are killed by PR_SET_PDEATHSIG if we die; a closed pipe to a
   // client must not kill us.
   std::signal(SIGPIPE, SIG_IGN);
@@ -140,9 +182,11 @@ int serve(const cli::ServeOptions& options) {
     stopping = true;
     spdlog::info("draining signal={} deadline_ms={}", sig, settings.drain_timeout_ms);
     admin.stop_accepting();
+    public_gateway.stop_accepting();
     dispatcher.drain([&] {
       (**logs).flush();
       admin.close_all();
+      public_gateway.close_all();
       io.stop();
     });
   });
@@ -150,8 +194,11 @@ int serve(const cli::ServeOptions& options) {
   std::string endpoint = fmt::format("http://{}:{}", settings.admin_host, admin.port());
   spdlog::info("tamaya serving admin={} data_dir={} functions={} pid={}", endpoint,
                settings.data_dir, (**reg).list().size(), getpid());
+  spdlog::info("gateway serving address={}:{} routes={}", settings.gateway_host,
+               public_gateway.port(), (**gw).routes().size());
   std::cout << "tamaya is serving\n"
             << "  admin API:  " << endpoint << "/v1/functions\n"
+            << "  gateway:    http://" << settings.gateway_host << ":" << public_gateway.port() << "\n"
             << "  data dir:   " << settings.data_dir << "\n"
             << std::flush;
   io.run();

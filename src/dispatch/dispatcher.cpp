@@ -1,5 +1,6 @@
 #include "dispatch/dispatcher.h"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -17,6 +18,8 @@
 #include "common/log.h"
 #include "runtime/endpoint.h"
 #include "sandbox/exit_status.h"
+#include "sandbox/netns.h"
+#include "sandbox/uids.h"
 
 namespace tamaya::dispatch {
 
@@ -82,6 +85,7 @@ struct Instance {
   asio::steady_timer timer;  // start, invocation or idle timeout
   std::string init_error_type;
   std::string init_error_body;
+  int netns_fd = -1;  // network "none": the instance's own namespace
 };
 
 struct Pool {
@@ -100,7 +104,8 @@ struct Dispatcher::Impl {
   Impl(asio::io_context& io, const Settings& s, runtime::RuntimePaths p, sandbox::Launcher& l,
        const Clock& c, Observer* o)
       : io(io), settings(s), paths(std::move(p)), launcher(l), clock(c), observer(o),
-        drain_timer(io) {}
+        drain_timer(io), layers(l.layers()),
+        uids(uint32_t(s.sandbox_uid_base), uint32_t(s.sandbox_uid_count)) {}
 
   asio::io_context& io;
   const Settings& settings;
@@ -118,6 +123,9 @@ struct Dispatcher::Impl {
   std::function<void()> drain_done;
   asio::steady_timer drain_timer;
   SteadyTime drain_deadline{};
+
+  sandbox::Layers layers;  // what the launcher isolates
+  sandbox::UidMap uids;
 
   // --- pools -------------------------------------------------------------
 
@@ -159,7 +167,9 @@ struct Dispatcher::Impl {
   }
 
   int max_concurrency(const Pool& pool) const {
-    return std::max(1, pool.target.function.config.max_concurrency);
+    int limit = std::max(1, pool.target.function.config.max_concurrency);
+    if (pool.target.reserved_concurrency) limit = std::min(limit, *pool.target.reserved_concurrency);
+    return limit;
   }
 
   // --- invoke ------------------------------------------------------------
@@ -174,7 +184,16 @@ struct Dispatcher::Impl {
                     Status::TooLarge(fmt::format("request payload of {} bytes is over the limit of {} bytes",
                                                  req.payload.size(), settings.invoke_max_payload_bytes)));
     }
+    if (req.target.reserved_concurrency && *req.target.reserved_concurrency == 0) {
+      return reject(req, done,
+                    Status::Exhausted(fmt::format(
+                        "function '{}' has a reserved concurrency of 0, so every invocation is "
+                        "refused; raise it or delete the function's concurrency setting",
+                        req.target.function.name)));
+    }
     Pool& pool = pool_for(req.target);
+    // Reserved concurrency is not versioned: the newest request says what it is now.
+    pool.target.reserved_concurrency = req.target.reserved_concurrency;
     if (!pool.idle.empty()) {
       uint64_t id = pool.idle.back();
       pool.idle.pop_back();
@@ -278,8 +297,26 @@ struct Dispatcher::Impl {
       on_init_error(id, std::move(type), std::move(body));
     };
     inst->endpoint = std::make_unique<runtime::Endpoint>(io, limits, std::move(cb));
-    if (Status s = inst->endpoint->listen(); !s.ok()) {
-      return fail_start(req, done, "Runtime.Unknown", s.message());
+    // Network "none": the endpoint listens inside the instance's own empty
+    // namespace, the only place the instance can reach (see sandbox/netns.h).
+    const bool network_none = pool.target.function.config.network == "none";
+    if (network_none) {
+      if (!layers.network_none) {
+        return fail_start(req, done, "Runtime.Unknown",
+                          "the function asks for network 'none', which needs network namespaces; "
+                          "this host or sandbox_isolation does not offer them (see tamaya doctor): "
+                          "set the function's network to 'host' or run tamaya as root");
+      }
+      auto ns = sandbox::create_network_namespace();
+      if (!ns.ok()) return fail_start(req, done, "Runtime.Unknown", ns.status().message());
+      inst->netns_fd = *ns;
+    }
+    Status listening = network_none ? sandbox::run_in_network_namespace(
+                                          inst->netns_fd, [&] { return inst->endpoint->listen(); })
+                                    : inst->endpoint->listen();
+    if (!listening.ok()) {
+      if (inst->netns_fd >= 0) ::close(inst->netns_fd);
+      return fail_start(req, done, "Runtime.Unknown", listening.message());
     }
 
     const auto& fn = pool.target.function;
@@ -294,16 +331,38 @@ struct Dispatcher::Impl {
     spec.environment = fn.config.environment;
     spec.runtime_api_port = inst->endpoint->port();
     spec.log_stream = fmt::format("{}/[{}]{}", clock.wall_ms() / 1000, fn.version, id);
+    spec.isolated = layers.filesystem || layers.cgroups || layers.uids || layers.seccomp ||
+                    layers.network_none;
+    spec.own_root = layers.filesystem;
+    spec.network_none = network_none;
+    spec.tmp_mb = fn.config.tmp_mb;
     auto launch_spec = runtime::make_launch_spec(spec, paths);
+    if (launch_spec.ok() && spec.isolated) {
+      sandbox::Isolation& iso = launch_spec->isolation;
+      iso.name = fmt::format("{}-{}", id, fn.name);
+      iso.netns_fd = inst->netns_fd;
+      iso.pids_max = settings.sandbox_pids_max;
+      if (layers.uids) {
+        auto uid = uids.uid_for(fn.name);
+        if (!uid.ok()) {
+          if (inst->netns_fd >= 0) ::close(inst->netns_fd);
+          return fail_start(req, done, "Runtime.Unknown", uid.status().message());
+        }
+        iso.uid = iso.gid = *uid;
+      }
+    }
     if (!launch_spec.ok()) {
+      if (inst->netns_fd >= 0) ::close(inst->netns_fd);
       std::string msg = launch_spec.status().message();
       std::string type = "Runtime.InvalidEntrypoint";
       if (msg.rfind(type + ": ", 0) == 0) msg = msg.substr(type.size() + 2);
       return fail_start(req, done, type, msg);
     }
     launch_spec->limits.file_size_bytes = 512ll << 20;
+    launch_spec->limits.open_files = settings.sandbox_open_files;
     auto process = launcher.launch(*launch_spec);
     if (!process.ok()) {
+      if (inst->netns_fd >= 0) ::close(inst->netns_fd);
       return fail_start(req, done, "Runtime.InvalidEntrypoint", process.status().message());
     }
     inst->process = *process;
@@ -498,6 +557,12 @@ struct Dispatcher::Impl {
       std::string rid = inst->active->request.request_id;
       if (!inst->init_error_type.empty()) {
         finish(*inst, true, inst->init_error_type, inst->init_error_body, false);
+      } else if (sandbox::oom_killed(inst->process)) {
+        // Lambda's words for an instance killed at its memory limit.
+        std::string msg = fmt::format("RequestId: {} Error: Runtime exited with error: {}", rid,
+                                      sandbox::describe_exit(SIGKILL));
+        finish(*inst, true, "Runtime.OutOfMemory", error_document("Runtime.OutOfMemory", msg),
+               false, msg);
       } else {
         std::string msg = fmt::format("RequestId: {} Error: Runtime exited with error: {}", rid, how);
         finish(*inst, true, "Runtime.ExitError", error_document("Runtime.ExitError", msg), false,
@@ -554,7 +619,7 @@ struct Dispatcher::Impl {
     r.cold = a.cold;
     r.init_ms = a.cold ? inst.init_ms : 0;
     r.memory_mb = fn.config.memory_mb;
-    r.max_memory_used_mb = (sandbox::peak_rss_bytes(inst.process.pid) + (1 << 20) - 1) >> 20;
+    r.max_memory_used_mb = (sandbox::peak_memory_bytes(inst.process) + (1 << 20) - 1) >> 20;
 
     if (!log_message.empty()) {
       append_log(a, fmt::format("{} {}", iso_time(clock.wall_ms()), log_message));
@@ -628,6 +693,8 @@ struct Dispatcher::Impl {
     inst.pidfd->close();
     inst.out->close();
     inst.err->close();
+    sandbox::release(inst.process);
+    if (inst.netns_fd >= 0) ::close(inst.netns_fd);
     instances.erase(it);
     if (pit != pools.end()) serve_queue(*pit->second);
     // Capacity freed for the function may serve another pool's queue.
@@ -808,7 +875,12 @@ Dispatcher::Dispatcher(asio::io_context& io, const Settings& settings, runtime::
 Dispatcher::~Dispatcher() {
   for (auto& [id, inst] : impl_->instances) {
     sandbox::kill_group(inst->process.pid, SIGKILL).ok();
+    // Cgroups can only go once their processes are gone: wait a little.
+    pollfd pfd{inst->process.pidfd, POLLIN, 0};
+    if (inst->process.pidfd >= 0) poll(&pfd, 1, 1000);
     sandbox::reap(inst->process).ok();
+    sandbox::release(inst->process);
+    if (inst->netns_fd >= 0) ::close(inst->netns_fd);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,9 @@ namespace tamaya::dispatch {
 struct Target {
   registry::FunctionVersion function;
   std::string code_dir;
+  // The function's reserved concurrency (Lambda's PutFunctionConcurrency),
+  // when set: it caps max_concurrency, and 0 refuses every invocation.
+  std::optional<int> reserved_concurrency;
 };
 
 struct InvokeRequest {

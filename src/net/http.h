@@ -72,6 +72,13 @@ using Handler = std::function<void(Request, Responder)>;
 struct ServerLimits {
   int64_t max_body_bytes = 6 << 20;
   int64_t max_header_bytes = 16 << 10;
+  // 0 = no limit of its own. Header fields beyond the count get 431; a
+  // request target longer than max_request_line_bytes gets 414.
+  int max_header_count = 0;
+  int64_t max_request_line_bytes = 0;
+  // Open connections at most (0 = no limit); beyond it new ones are closed
+  // at once, so slow or idle clients cannot use up the process's fds.
+  int64_t max_connections = 0;
   std::chrono::milliseconds header_timeout{10'000};
   // To receive a body once its headers are in.
   std::chrono::milliseconds body_timeout{60'000};

@@ -195,6 +195,18 @@ class Session : public std::enable_shared_from_this<Session> {
       return respond(Response::error(
           Status::Invalid("request has both Content-Length and Transfer-Encoding")));
     }
+    const auto& limits = server_->limits;
+    if (limits.max_request_line_bytes > 0 && int64_t(h.target().size()) > limits.max_request_line_bytes) {
+      keep_alive_ = false;
+      return respond(Response::json(
+          414, R"({"error":{"code":"UriTooLong","message":"the request target is over the limit"}})"));
+    }
+    if (limits.max_header_count > 0 &&
+        std::distance(h.begin(), h.end()) > std::ptrdiff_t(limits.max_header_count)) {
+      keep_alive_ = false;
+      return respond(Response::json(
+          431, R"({"error":{"code":"HeadersTooLarge","message":"too many request header fields"}})"));
+    }
     if (h.has_content_length() || h.chunked()) {
       auto len = parser_->content_length();
       if (len && *len > uint64_t(server_->limits.max_body_bytes)) {
@@ -239,6 +251,15 @@ class Session : public std::enable_shared_from_this<Session> {
       return respond(Response::json(408, R"({"error":{"code":"RequestTimeout","message":"the request was not received in time"}})"));
     }
     if (ec == bhttp::error::header_limit) {
+      // A head over the limit whose first line alone is too long: 414.
+      std::string_view head(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+      int64_t line_limit = server_->limits.max_request_line_bytes;
+      // (The parser fills in the target once the request line is in.)
+      if (line_limit > 0 && parser_->get().target().empty() &&
+          int64_t(head.substr(0, head.find('\n')).size()) > line_limit) {
+        return respond(Response::json(
+            414, R"({"error":{"code":"UriTooLong","message":"the request target is over the limit"}})"));
+      }
       return respond(Response::json(
           431, R"({"error":{"code":"HeadersTooLarge","message":"request headers are over the limit"}})"));
     }
@@ -266,6 +287,9 @@ class Session : public std::enable_shared_from_this<Session> {
     for (const auto& f : msg) req.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     req.body = std::move(msg.body());
     req.remote_addr = remote_;
+    // The owner may have gone (an instance's endpoint closed) while this
+    // request was in flight: nobody is left to answer it.
+    if (!server_->handler) return close_after_write();
     auto state = std::make_shared<Responder::State>();
     state->session = shared_from_this();
     server_->handler(std::move(req), Responder(std::move(state)));
@@ -301,7 +325,11 @@ bool Responder::closed() const {
 void HttpServer::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (!self->accepting) return;
-    if (!ec) {
+    if (!ec && self->limits.max_connections > 0 &&
+        int64_t(self->sessions.size()) >= self->limits.max_connections) {
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else if (!ec) {
       socket.set_option(tcp::no_delay(true), ec);
       std::make_shared<Session>(std::move(socket), self)->start();
     } else if (ec == asio::error::operation_aborted) {
@@ -352,6 +380,7 @@ void HttpServer::stop_accepting() {
 }
 
 void HttpServer::close_all() {
+  impl_->handler = nullptr;
   std::vector<Session*> all(impl_->sessions.begin(), impl_->sessions.end());
   for (Session* s : all) s->close();
 }

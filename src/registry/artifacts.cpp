@@ -428,6 +428,7 @@ Result<Artifact> ArtifactStore::put_zip(std::string_view zip_bytes) {
   }
   Artifact artifact{sha256_hex(zip_bytes), size};
   if (contains(artifact.sha256)) {
+    TAMAYA_RETURN_IF_ERROR(keep_zip(artifact.sha256, zip_bytes));
     return artifact;
   }
 
@@ -477,7 +478,51 @@ Result<Artifact> ArtifactStore::put_zip(std::string_view zip_bytes) {
     }
     return status;
   }
+  TAMAYA_RETURN_IF_ERROR(keep_zip(artifact.sha256, zip_bytes));
   return artifact;
+}
+
+std::string ArtifactStore::zip_path(const std::string& sha256) const {
+  return (fs::path(root_) / "zips" / (sha256 + ".zip")).string();
+}
+
+Status ArtifactStore::keep_zip(const std::string& sha256, std::string_view zip_bytes) const {
+  const std::string path = zip_path(sha256);
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    return Status::Ok();
+  }
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  if (ec) {
+    return Status::Internal("creating the zip directory for '" + path + "': " + ec.message() +
+                            "; check that the data directory is writable");
+  }
+  const std::string tmp = path + kTmpPrefix + new_request_id();
+  {
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid()) {
+      return Status::Internal("creating '" + tmp + "': " + errno_text(errno));
+    }
+    size_t done = 0;
+    while (done < zip_bytes.size()) {
+      ssize_t n = ::write(fd.get(), zip_bytes.data() + done, zip_bytes.size() - done);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        int err = errno;
+        ::unlink(tmp.c_str());
+        return Status::Internal("writing '" + tmp + "': " + errno_text(err));
+      }
+      done += static_cast<size_t>(n);
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Status::Internal("renaming '" + tmp + "' to '" + path + "': " + errno_text(err));
+  }
+  return Status::Ok();
 }
 
 }  // namespace tamaya::registry

@@ -41,6 +41,14 @@ class ArtifactStore {
   bool contains(const std::string& sha256) const;
   // The unpacked tree of an artifact.
   std::string code_dir(const std::string& sha256) const;
+  // The zip as uploaded, kept so it can be handed back (Lambda's GetFunction
+  // Code.Location). Artifacts stored before zips were kept have none.
+  std::string zip_path(const std::string& sha256) const;
+
+ private:
+  Status keep_zip(const std::string& sha256, std::string_view zip_bytes) const;
+
+ public:
 
  private:
   std::string root_;

@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
@@ -110,7 +111,9 @@ bool same_code_and_config(const FunctionVersion& a, const FunctionVersion& b) {
   const FunctionConfig& y = b.config;
   return a.code_sha256 == b.code_sha256 && x.runtime == y.runtime && x.handler == y.handler &&
          x.memory_mb == y.memory_mb && x.timeout_s == y.timeout_s &&
-         x.max_concurrency == y.max_concurrency && x.environment == y.environment;
+         x.max_concurrency == y.max_concurrency && x.environment == y.environment &&
+         x.runtime_id == y.runtime_id && x.role == y.role && x.network == y.network &&
+         x.tmp_mb == y.tmp_mb;
 }
 
 std::string env_to_json(const std::map<std::string, std::string>& env) {
@@ -148,7 +151,11 @@ void bind_config(store::Statement& st, int first, const FunctionVersion& v) {
       .bind(first + 6, v.config.description)
       .bind(first + 7, v.code_sha256)
       .bind(first + 8, v.code_size)
-      .bind(first + 9, v.revision_id);
+      .bind(first + 9, v.revision_id)
+      .bind(first + 10, v.config.runtime_id)
+      .bind(first + 11, v.config.role)
+      .bind(first + 12, v.config.network)
+      .bind(first + 13, int64_t{v.config.tmp_mb});
 }
 
 Status read_config(const store::Statement& st, int first, FunctionVersion& v) {
@@ -162,12 +169,25 @@ Status read_config(const store::Statement& st, int first, FunctionVersion& v) {
   v.code_sha256 = st.column_text(first + 7);
   v.code_size = st.column_int(first + 8);
   v.revision_id = st.column_text(first + 9);
+  v.config.runtime_id = st.column_text(first + 10);
+  v.config.role = st.column_text(first + 11);
+  v.config.network = st.column_text(first + 12);
+  v.config.tmp_mb = static_cast<int>(st.column_int(first + 13));
   return Status::Ok();
 }
 
 constexpr const char* kConfigColumns =
     "runtime, handler, memory_mb, timeout_s, max_concurrency, environment, description, "
-    "code_sha256, code_size, revision_id";
+    "code_sha256, code_size, revision_id, runtime_id, role, network, tmp_mb";
+// How many columns kConfigColumns names: the columns after them are bound and
+// read from kConfigColumnCount + 1 (binds) or + 0 (reads after a leading name).
+constexpr int kConfigColumnCount = 14;
+
+std::string placeholders(int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
+  return out;
+}
 
 }  // namespace
 
@@ -176,6 +196,8 @@ struct Registry::Impl {
     FunctionVersion latest;
     int64_t next_version = 1;
     std::map<int64_t, FunctionVersion> versions;
+    std::optional<int> reserved_concurrency;
+    std::map<std::string, Alias> aliases;
   };
 
   Impl(store::Database& d, ArtifactStore& a, const Settings& s)
@@ -188,6 +210,9 @@ struct Registry::Impl {
   std::map<std::string, Entry> functions;
 
   Status load();
+  Status load_lambda_state();
+  Status write_alias(const Alias& a, bool insert);
+  Status check_alias_fields(const Entry& entry, const Alias& a) const;
   Status write_latest(const FunctionVersion& v, int64_t next_version, bool insert);
   Result<Entry*> find(const std::string& name);
   Status check_artifact(const Artifact& code) const;
@@ -206,9 +231,9 @@ Status Registry::Impl::load() {
     e.latest.name = fns.column_text(0);
     e.latest.version = kLatest;
     TAMAYA_RETURN_IF_ERROR(read_config(fns, 1, e.latest));
-    e.latest.created_ms = fns.column_int(11);
-    e.latest.updated_ms = fns.column_int(12);
-    e.next_version = fns.column_int(13);
+    e.latest.created_ms = fns.column_int(kConfigColumnCount + 1);
+    e.latest.updated_ms = fns.column_int(kConfigColumnCount + 2);
+    e.next_version = fns.column_int(kConfigColumnCount + 3);
     functions.emplace(e.latest.name, std::move(e));
   }
 
@@ -225,12 +250,113 @@ Status Registry::Impl::load() {
     const int64_t number = vs.column_int(1);
     v.version = std::to_string(number);
     TAMAYA_RETURN_IF_ERROR(read_config(vs, 2, v));
-    v.created_ms = v.updated_ms = vs.column_int(12);
+    v.created_ms = v.updated_ms = vs.column_int(kConfigColumnCount + 2);
     auto it = functions.find(v.name);
     // The foreign key makes an orphan impossible; skip one rather than fail.
     if (it != functions.end()) {
       it->second.versions.emplace(number, std::move(v));
     }
+  }
+  return load_lambda_state();
+}
+
+Status Registry::Impl::load_lambda_state() {
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement rc,
+      db.prepare("SELECT name, reserved_concurrency FROM functions "
+                 "WHERE reserved_concurrency IS NOT NULL"));
+  while (true) {
+    TAMAYA_ASSIGN_OR_RETURN(bool row, rc.step());
+    if (!row) {
+      break;
+    }
+    if (auto it = functions.find(rc.column_text(0)); it != functions.end()) {
+      it->second.reserved_concurrency = static_cast<int>(rc.column_int(1));
+    }
+  }
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement as,
+      db.prepare("SELECT function, alias, version, description, extra_version, extra_weight, "
+                 "revision_id, created_ms, updated_ms FROM function_aliases"));
+  while (true) {
+    TAMAYA_ASSIGN_OR_RETURN(bool row, as.step());
+    if (!row) {
+      break;
+    }
+    Alias a;
+    a.function = as.column_text(0);
+    a.name = as.column_text(1);
+    a.version = as.column_text(2);
+    a.description = as.column_text(3);
+    a.extra_version = as.column_text(4);
+    a.extra_weight = std::strtod(as.column_text(5).c_str(), nullptr);
+    a.revision_id = as.column_text(6);
+    a.created_ms = as.column_int(7);
+    a.updated_ms = as.column_int(8);
+    if (auto it = functions.find(a.function); it != functions.end()) {
+      it->second.aliases.emplace(a.name, std::move(a));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Registry::Impl::write_alias(const Alias& a, bool insert) {
+  std::string sql =
+      insert ? "INSERT INTO function_aliases (version, description, extra_version, extra_weight, "
+               "revision_id, created_ms, updated_ms, function, alias) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             : "UPDATE function_aliases SET version = ?, description = ?, extra_version = ?, "
+               "extra_weight = ?, revision_id = ?, created_ms = ?, updated_ms = ? "
+               "WHERE function = ? AND alias = ?";
+  TAMAYA_ASSIGN_OR_RETURN(store::Statement st, db.prepare(sql));
+  // The weight goes in as its shortest decimal text; the REAL column's
+  // affinity stores it as a number.
+  char weight[32];
+  auto [end, ec] = std::to_chars(weight, weight + sizeof weight, a.extra_weight);
+  (void)ec;
+  st.bind(1, a.version)
+      .bind(2, a.description)
+      .bind(3, a.extra_version)
+      .bind(4, std::string_view(weight, static_cast<size_t>(end - weight)))
+      .bind(5, a.revision_id)
+      .bind(6, a.created_ms)
+      .bind(7, a.updated_ms)
+      .bind(8, a.function)
+      .bind(9, a.name);
+  return st.run();
+}
+
+Status Registry::Impl::check_alias_fields(const Entry& entry, const Alias& a) const {
+  auto published = [&](const std::string& v) {
+    int64_t n = 0;
+    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    return ec == std::errc() && ptr == v.data() + v.size() && entry.versions.count(n) != 0;
+  };
+  if (a.version != kLatest && !published(a.version)) {
+    return Status::NotFound("function '" + a.function + "' has no version '" + a.version +
+                            "'; point the alias at $LATEST or a published version");
+  }
+  if (a.description.size() > kMaxDescriptionChars) {
+    return Status::Invalid("alias description is " + std::to_string(a.description.size()) +
+                           " bytes long; the limit is " + std::to_string(kMaxDescriptionChars));
+  }
+  if (a.extra_version.empty()) {
+    return Status::Ok();
+  }
+  if (a.version == kLatest) {
+    return Status::Invalid("an alias with routing weights must point at a published version, "
+                           "not $LATEST; publish a version and point the alias at it");
+  }
+  if (!published(a.extra_version)) {
+    return Status::NotFound("function '" + a.function + "' has no version '" + a.extra_version +
+                            "' to route to; use a published version");
+  }
+  if (a.extra_version == a.version) {
+    return Status::Invalid("the routing version " + a.extra_version +
+                           " is the alias's own version; route to a different version");
+  }
+  if (!(a.extra_weight >= 0.0 && a.extra_weight <= 1.0)) {
+    return Status::Invalid("routing weight must be between 0.0 and 1.0");
   }
   return Status::Ok();
 }
@@ -239,14 +365,16 @@ Status Registry::Impl::write_latest(const FunctionVersion& v, int64_t next_versi
   std::string sql =
       insert ? std::string("INSERT INTO functions (") + kConfigColumns +
                    ", created_ms, updated_ms, next_version, name) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                   "VALUES (" + placeholders(kConfigColumnCount + 4) + ")"
              : "UPDATE functions SET runtime = ?, handler = ?, memory_mb = ?, timeout_s = ?, "
                "max_concurrency = ?, environment = ?, description = ?, code_sha256 = ?, "
-               "code_size = ?, revision_id = ?, created_ms = ?, updated_ms = ?, "
-               "next_version = ? WHERE name = ?";
+               "code_size = ?, revision_id = ?, runtime_id = ?, role = ?, network = ?, tmp_mb = ?, "
+               "created_ms = ?, "
+               "updated_ms = ?, next_version = ? WHERE name = ?";
   TAMAYA_ASSIGN_OR_RETURN(store::Statement st, db.prepare(sql));
   bind_config(st, 1, v);
-  st.bind(11, v.created_ms).bind(12, v.updated_ms).bind(13, next_version).bind(14, v.name);
+  const int n = kConfigColumnCount;
+  st.bind(n + 1, v.created_ms).bind(n + 2, v.updated_ms).bind(n + 3, next_version).bind(n + 4, v.name);
   return st.run();
 }
 
@@ -284,6 +412,7 @@ FunctionConfig Registry::defaults() const {
   c.memory_mb = impl_->settings.default_memory_mb;
   c.timeout_s = impl_->settings.default_timeout_s;
   c.max_concurrency = impl_->settings.default_max_concurrency;
+  c.tmp_mb = impl_->settings.default_tmp_mb;
   return c;
 }
 
@@ -325,6 +454,15 @@ Status Registry::validate(const std::string& name, const FunctionConfig& c) cons
   if (c.timeout_s < 1 || c.timeout_s > s.max_timeout_s) {
     return Status::Invalid("timeout_s " + std::to_string(c.timeout_s) +
                            " is out of range; use 1 to " + std::to_string(s.max_timeout_s));
+  }
+  if (c.network != "host" && c.network != "none") {
+    return Status::Invalid("network '" + c.network +
+                           "' is not supported; use host (the host's network, as in Lambda) or "
+                           "none (no network but the Runtime API)");
+  }
+  if (c.tmp_mb < 1 || c.tmp_mb > s.max_tmp_mb) {
+    return Status::Invalid("tmp_mb " + std::to_string(c.tmp_mb) + " is out of range; use 1 to " +
+                           std::to_string(s.max_tmp_mb));
   }
   if (c.max_concurrency < 1 || c.max_concurrency > kMaxConcurrencyLimit) {
     return Status::Invalid("max_concurrency " + std::to_string(c.max_concurrency) +
@@ -416,6 +554,18 @@ Result<FunctionVersion> Registry::update_config(const std::string& name, const C
   if (patch.description) {
     c.description = *patch.description;
   }
+  if (patch.runtime_id) {
+    c.runtime_id = *patch.runtime_id;
+  }
+  if (patch.role) {
+    c.role = *patch.role;
+  }
+  if (patch.network) {
+    c.network = *patch.network;
+  }
+  if (patch.tmp_mb) {
+    c.tmp_mb = *patch.tmp_mb;
+  }
   TAMAYA_RETURN_IF_ERROR(validate(name, c));
   v.revision_id = new_request_id();
   v.updated_ms = impl_->clock.wall_ms();
@@ -465,9 +615,11 @@ Result<FunctionVersion> Registry::publish(const std::string& name, const std::st
     TAMAYA_ASSIGN_OR_RETURN(
         store::Statement ins,
         db.prepare(std::string("INSERT INTO function_versions (") + kConfigColumns +
-                   ", created_ms, name, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                   ", created_ms, name, version) VALUES (" +
+                   placeholders(kConfigColumnCount + 3) + ")"));
     bind_config(ins, 1, v);
-    ins.bind(11, v.created_ms).bind(12, name).bind(13, number);
+    const int n = kConfigColumnCount;
+    ins.bind(n + 1, v.created_ms).bind(n + 2, name).bind(n + 3, number);
     TAMAYA_RETURN_IF_ERROR(ins.run());
     TAMAYA_ASSIGN_OR_RETURN(store::Statement bump,
                             db.prepare("UPDATE functions SET next_version = ? WHERE name = ?"));
@@ -491,13 +643,26 @@ Result<FunctionVersion> Registry::get(const std::string& name, const std::string
   if (qualifier.empty() || qualifier == kLatest) {
     return entry.latest;
   }
+  if (auto a = entry.aliases.find(qualifier); a != entry.aliases.end()) {
+    return get(name, a->second.version);
+  }
 
   int64_t number = 0;
   const char* end = qualifier.data() + qualifier.size();
   auto [ptr, ec] = std::from_chars(qualifier.data(), end, number);
   if (ec != std::errc() || ptr != end || number < 1 || qualifier[0] == '+') {
-    return Status::Invalid("qualifier '" + qualifier +
-                           "' is invalid; use $LATEST or a version number (1, 2, ...)");
+    // A name that could be an alias is an unknown alias; anything else is malformed.
+    bool digits_only = std::all_of(qualifier.begin(), qualifier.end(), ascii_digit);
+    bool alias_chars = std::all_of(qualifier.begin(), qualifier.end(), [](char c) {
+      return ascii_alpha(c) || ascii_digit(c) || c == '-' || c == '_';
+    });
+    if (digits_only || !alias_chars) {
+      return Status::Invalid("qualifier '" + qualifier +
+                             "' is invalid; use $LATEST, a version number (1, 2, ...) or an "
+                             "alias name");
+    }
+    return Status::NotFound("function '" + name + "' has no alias or version '" + qualifier +
+                            "'; use $LATEST, a version number (1, 2, ...) or an existing alias");
   }
   auto v = entry.versions.find(number);
   if (v == entry.versions.end()) {
@@ -531,6 +696,197 @@ Result<std::vector<FunctionVersion>> Registry::versions(const std::string& name)
     out.push_back(v);
   }
   return out;
+}
+
+}  // namespace tamaya::registry
+
+namespace tamaya::registry {
+
+namespace {
+
+bool valid_alias_name(const std::string& alias) {
+  if (alias.empty() || alias.size() > 128) {
+    return false;
+  }
+  bool all_digits = std::all_of(alias.begin(), alias.end(), ascii_digit);
+  return !all_digits && std::all_of(alias.begin(), alias.end(), [](char c) {
+    return ascii_alpha(c) || ascii_digit(c) || c == '-' || c == '_';
+  });
+}
+
+std::string no_alias(const std::string& function, const std::string& alias) {
+  return "function '" + function + "' has no alias '" + alias + "'; create it first";
+}
+
+}  // namespace
+
+Result<FunctionVersion> Registry::resolve(const std::string& name, const std::string& qualifier,
+                                          double uniform) const {
+  auto it = impl_->functions.find(name);
+  if (it != impl_->functions.end()) {
+    if (auto a = it->second.aliases.find(qualifier); a != it->second.aliases.end()) {
+      const Alias& alias = a->second;
+      bool extra = !alias.extra_version.empty() && uniform < alias.extra_weight;
+      return get(name, extra ? alias.extra_version : alias.version);
+    }
+  }
+  return get(name, qualifier);
+}
+
+Status Registry::remove_version(const std::string& name, const std::string& version) {
+  TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(name));
+  if (version == kLatest) {
+    return Status::Invalid("$LATEST cannot be deleted on its own; delete the function instead");
+  }
+  TAMAYA_ASSIGN_OR_RETURN(FunctionVersion v, get(name, version));
+  if (v.version != version) {  // an alias name resolved to a version
+    return Status::Invalid("'" + version + "' is an alias, not a version; delete the alias instead");
+  }
+  for (const auto& [alias_name, alias] : entry->aliases) {
+    if (alias.version == version || alias.extra_version == version) {
+      return Status::Exists("version " + version + " of function '" + name +
+                            "' is used by alias '" + alias_name +
+                            "'; point the alias elsewhere or delete it first");
+    }
+  }
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement st,
+      impl_->db.prepare("DELETE FROM function_versions WHERE name = ? AND version = ?"));
+  const int64_t number = std::stoll(version);
+  st.bind(1, name).bind(2, number);
+  TAMAYA_RETURN_IF_ERROR(st.run());
+  entry->versions.erase(number);
+  return Status::Ok();
+}
+
+Result<Alias> Registry::create_alias(const std::string& function, const std::string& alias,
+                                     const AliasPatch& fields) {
+  TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(function));
+  if (!valid_alias_name(alias)) {
+    return Status::Invalid("alias name '" + alias +
+                           "' is invalid; use 1 to 128 characters from A-Z, a-z, 0-9, '-' and "
+                           "'_', not only digits");
+  }
+  if (entry->aliases.count(alias) != 0) {
+    return Status::Exists("alias '" + alias + "' of function '" + function +
+                          "' already exists; update it or delete it first");
+  }
+  if (!fields.version) {
+    return Status::Invalid("an alias needs a function version; name $LATEST or a version number");
+  }
+  Alias a;
+  a.function = function;
+  a.name = alias;
+  a.version = *fields.version;
+  a.description = fields.description.value_or("");
+  if (fields.routing) {
+    a.extra_version = fields.routing->first;
+    a.extra_weight = a.extra_version.empty() ? 0.0 : fields.routing->second;
+  }
+  TAMAYA_RETURN_IF_ERROR(impl_->check_alias_fields(*entry, a));
+  a.revision_id = new_request_id();
+  a.created_ms = a.updated_ms = impl_->clock.wall_ms();
+  TAMAYA_RETURN_IF_ERROR(impl_->write_alias(a, /*insert=*/true));
+  entry->aliases.emplace(alias, a);
+  return a;
+}
+
+Result<Alias> Registry::update_alias(const std::string& function, const std::string& alias,
+                                     const AliasPatch& patch,
+                                     const std::string& expected_revision) {
+  TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(function));
+  auto it = entry->aliases.find(alias);
+  if (it == entry->aliases.end()) {
+    return Status::NotFound(no_alias(function, alias));
+  }
+  if (!expected_revision.empty() && expected_revision != it->second.revision_id) {
+    return Status::Precondition("alias '" + alias + "' has revision " + it->second.revision_id +
+                                ", not " + expected_revision +
+                                "; it changed since you read it: read it again and retry");
+  }
+  Alias a = it->second;
+  if (patch.version) {
+    a.version = *patch.version;
+  }
+  if (patch.description) {
+    a.description = *patch.description;
+  }
+  if (patch.routing) {
+    a.extra_version = patch.routing->first;
+    a.extra_weight = a.extra_version.empty() ? 0.0 : patch.routing->second;
+  }
+  TAMAYA_RETURN_IF_ERROR(impl_->check_alias_fields(*entry, a));
+  a.revision_id = new_request_id();
+  a.updated_ms = impl_->clock.wall_ms();
+  TAMAYA_RETURN_IF_ERROR(impl_->write_alias(a, /*insert=*/false));
+  it->second = a;
+  return a;
+}
+
+Status Registry::remove_alias(const std::string& function, const std::string& alias) {
+  TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(function));
+  if (entry->aliases.count(alias) == 0) {
+    return Status::NotFound(no_alias(function, alias));
+  }
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement st,
+      impl_->db.prepare("DELETE FROM function_aliases WHERE function = ? AND alias = ?"));
+  st.bind(1, function).bind(2, alias);
+  TAMAYA_RETURN_IF_ERROR(st.run());
+  entry->aliases.erase(alias);
+  return Status::Ok();
+}
+
+Result<Alias> Registry::get_alias(const std::string& function, const std::string& alias) const {
+  auto it = impl_->functions.find(function);
+  if (it == impl_->functions.end()) {
+    return Status::NotFound("function '" + function + "' does not exist; create it first");
+  }
+  auto a = it->second.aliases.find(alias);
+  if (a == it->second.aliases.end()) {
+    return Status::NotFound(no_alias(function, alias));
+  }
+  return a->second;
+}
+
+Result<std::vector<Alias>> Registry::aliases(const std::string& function) const {
+  auto it = impl_->functions.find(function);
+  if (it == impl_->functions.end()) {
+    return Status::NotFound("function '" + function + "' does not exist; create it first");
+  }
+  std::vector<Alias> out;
+  for (const auto& [name, a] : it->second.aliases) {
+    out.push_back(a);
+  }
+  return out;
+}
+
+Status Registry::set_reserved_concurrency(const std::string& name, std::optional<int> reserved) {
+  TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(name));
+  if (reserved && (*reserved < 0 || *reserved > kMaxConcurrencyLimit)) {
+    return Status::Invalid("reserved concurrency " + std::to_string(*reserved) +
+                           " is out of range; use 0 to " + std::to_string(kMaxConcurrencyLimit));
+  }
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement st,
+      impl_->db.prepare("UPDATE functions SET reserved_concurrency = ? WHERE name = ?"));
+  if (reserved) {
+    st.bind(1, int64_t{*reserved});
+  } else {
+    st.bind_null(1);
+  }
+  st.bind(2, name);
+  TAMAYA_RETURN_IF_ERROR(st.run());
+  entry->reserved_concurrency = reserved;
+  return Status::Ok();
+}
+
+Result<std::optional<int>> Registry::reserved_concurrency(const std::string& name) const {
+  auto it = impl_->functions.find(name);
+  if (it == impl_->functions.end()) {
+    return Status::NotFound("function '" + name + "' does not exist; create it first");
+  }
+  return it->second.reserved_concurrency;
 }
 
 }  // namespace tamaya::registry

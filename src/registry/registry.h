@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/settings.h"
@@ -37,6 +38,15 @@ struct FunctionConfig {
   int max_concurrency = 10;
   std::map<std::string, std::string> environment;
   std::string description;
+  // Lambda API only: the runtime identifier as the caller named it
+  // (python3.12, provided.al2023) and the execution role, both echoed back.
+  // Empty when the function came through the native API.
+  std::string runtime_id;
+  std::string role;
+  // Isolation (src/sandbox): "host" (Lambda's default) or "none" (an empty
+  // network namespace), and the size of the instance's private /tmp.
+  std::string network = "host";
+  int tmp_mb = 512;
 };
 
 // A partial update: only the fields that are set change.
@@ -48,6 +58,31 @@ struct ConfigPatch {
   std::optional<int> max_concurrency;
   std::optional<std::map<std::string, std::string>> environment;
   std::optional<std::string> description;
+  std::optional<std::string> runtime_id;
+  std::optional<std::string> role;
+  std::optional<std::string> network;
+  std::optional<int> tmp_mb;
+};
+
+// A named pointer to one published version (or $LATEST), optionally sending a
+// share of invocations to one other version (Lambda's weighted alias).
+struct Alias {
+  std::string function;
+  std::string name;
+  std::string version;
+  std::string description;
+  std::string extra_version;  // "" when the alias routes to `version` only
+  double extra_weight = 0;    // 0..1, the share of invocations that go to extra_version
+  std::string revision_id;    // changes on every write
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+struct AliasPatch {
+  std::optional<std::string> version;
+  std::optional<std::string> description;
+  // Set with an empty extra_version to remove the routing.
+  std::optional<std::pair<std::string, double>> routing;
 };
 
 struct FunctionVersion {
@@ -87,11 +122,35 @@ class Registry {
   Result<FunctionVersion> publish(const std::string& name, const std::string& description,
                                   bool* created = nullptr);
 
-  // qualifier: "" or "$LATEST" or a version number.
+  // Deletes one published version; refused while an alias routes to it.
+  Status remove_version(const std::string& name, const std::string& version);
+
+  // qualifier: "" or "$LATEST" or a version number or an alias (its primary
+  // version).
   Result<FunctionVersion> get(const std::string& name, const std::string& qualifier = "") const;
+  // As get(), but an alias with routing picks its extra version when
+  // `uniform` (in [0,1)) falls under the extra version's weight.
+  Result<FunctionVersion> resolve(const std::string& name, const std::string& qualifier,
+                                  double uniform) const;
   std::vector<FunctionVersion> list() const;  // $LATEST of each, by name
   // $LATEST first, then published versions in ascending order.
   Result<std::vector<FunctionVersion>> versions(const std::string& name) const;
+
+  // Aliases: name 1..128 of [A-Za-z0-9_-], not all digits. The version must
+  // exist; routing needs a published primary version and an extra version
+  // other than it. expected_revision, when not empty, must equal the alias's.
+  Result<Alias> create_alias(const std::string& function, const std::string& alias,
+                             const AliasPatch& fields);
+  Result<Alias> update_alias(const std::string& function, const std::string& alias,
+                             const AliasPatch& patch, const std::string& expected_revision);
+  Status remove_alias(const std::string& function, const std::string& alias);
+  Result<Alias> get_alias(const std::string& function, const std::string& alias) const;
+  Result<std::vector<Alias>> aliases(const std::string& function) const;  // by name
+
+  // Reserved concurrency (per function, across its versions; not versioned):
+  // nullopt when none is set; 0 means every invocation is refused.
+  Status set_reserved_concurrency(const std::string& name, std::optional<int> reserved);
+  Result<std::optional<int>> reserved_concurrency(const std::string& name) const;
 
  private:
   struct Impl;

@@ -39,6 +39,33 @@ CREATE TABLE function_versions (
   PRIMARY KEY (name, version)
 );
 )sql"},
+      {120, "registry: isolation per function (network mode, /tmp size)",
+       R"sql(
+ALTER TABLE functions ADD COLUMN network TEXT NOT NULL DEFAULT 'host';
+ALTER TABLE functions ADD COLUMN tmp_mb INTEGER NOT NULL DEFAULT 512;
+ALTER TABLE function_versions ADD COLUMN network TEXT NOT NULL DEFAULT 'host';
+ALTER TABLE function_versions ADD COLUMN tmp_mb INTEGER NOT NULL DEFAULT 512;
+)sql"},
+      {130, "registry: Lambda API runtime id and role, reserved concurrency, aliases",
+       R"sql(
+ALTER TABLE functions ADD COLUMN runtime_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE functions ADD COLUMN role TEXT NOT NULL DEFAULT '';
+ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER;  -- NULL: none
+ALTER TABLE function_versions ADD COLUMN runtime_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE function_versions ADD COLUMN role TEXT NOT NULL DEFAULT '';
+CREATE TABLE function_aliases (
+  function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+  alias TEXT NOT NULL,
+  version TEXT NOT NULL,
+  description TEXT NOT NULL,
+  extra_version TEXT NOT NULL,
+  extra_weight REAL NOT NULL,
+  revision_id TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  PRIMARY KEY (function, alias)
+);
+)sql"},
   };
 }
 

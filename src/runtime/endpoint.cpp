@@ -133,9 +133,6 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
         current_.reset();
         if (verb == "response") {
           if (int64_t(request.body.size()) > limits_.max_response_bytes) {
-            respond(runtime_error(413, "RequestEntityTooLarge",
-                                  "Exceeded maximum allowed payload size (" +
-                                      std::to_string(limits_.max_response_bytes) + " bytes)."));
             nlohmann::json err = {
                 {"errorMessage", "Response payload size (" + std::to_string(request.body.size()) +
                                      " bytes) exceeded maximum allowed payload size (" +
@@ -144,6 +141,9 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
             if (callbacks_.on_error) {
               callbacks_.on_error(id, "Function.ResponseSizeTooLarge", err.dump());
             }
+            respond(runtime_error(413, "RequestEntityTooLarge",
+                                  "Exceeded maximum allowed payload size (" +
+                                      std::to_string(limits_.max_response_bytes) + " bytes)."));
             return;
           }
           if (callbacks_.on_response) callbacks_.on_response(id, std::move(request.body));

@@ -10,21 +10,34 @@ bool is_known_runtime(const std::string& runtime) {
 
 Result<sandbox::LaunchSpec> make_launch_spec(const InstanceSpec& spec, const RuntimePaths& paths) {
   sandbox::LaunchSpec out;
-  out.cwd = spec.code_dir;
+  // Paths as the instance sees them.
+  const bool inside = spec.isolated && spec.own_root;
+  const std::string task_root = inside ? sandbox::kTaskRoot : spec.code_dir;
+  const std::string runtimes = inside ? sandbox::kRuntimesRoot : paths.runtimes_dir;
+  out.cwd = task_root;
+  if (spec.isolated) {
+    sandbox::Isolation& iso = out.isolation;
+    iso.enabled = true;
+    iso.code_dir = spec.code_dir;
+    iso.runtimes_dir = paths.runtimes_dir;
+    iso.memory_bytes = int64_t(spec.memory_mb) << 20;
+    iso.cpu_shares = sandbox::cpu_shares_for_memory(spec.memory_mb);
+    iso.tmp_bytes = int64_t(spec.tmp_mb) << 20;
+    iso.network = spec.network_none ? sandbox::Network::kNone : sandbox::Network::kHost;
+  }
   if (spec.runtime == "python3") {
     // -I: ignore PYTHON* variables and the user site dir, so the host's
     // environment cannot change how a function starts.
-    out.argv = {paths.python, "-I", paths.runtimes_dir + "/python/bootstrap.py"};
+    out.argv = {paths.python, "-I", runtimes + "/python/bootstrap.py"};
   } else if (spec.runtime == "nodejs") {
-    out.argv = {paths.node, paths.runtimes_dir + "/node/bootstrap.js"};
+    out.argv = {paths.node, runtimes + "/node/bootstrap.js"};
   } else if (spec.runtime == "provided") {
-    std::string bootstrap = spec.code_dir + "/bootstrap";
-    if (access(bootstrap.c_str(), X_OK) != 0) {
+    if (access((spec.code_dir + "/bootstrap").c_str(), X_OK) != 0) {
       return Status::Invalid(
           "Runtime.InvalidEntrypoint: the code has no executable 'bootstrap' file at its root; "
           "a 'provided' function must ship one (chmod +x bootstrap)");
     }
-    out.argv = {bootstrap};
+    out.argv = {task_root + "/bootstrap"};
   } else {
     return Status::Invalid("unknown runtime '" + spec.runtime + "'");
   }
@@ -36,8 +49,8 @@ Result<sandbox::LaunchSpec> make_launch_spec(const InstanceSpec& spec, const Run
   env["TZ"] = ":UTC";
   env["AWS_LAMBDA_RUNTIME_API"] = "127.0.0.1:" + std::to_string(spec.runtime_api_port);
   env["_HANDLER"] = spec.handler;
-  env["LAMBDA_TASK_ROOT"] = spec.code_dir;
-  env["LAMBDA_RUNTIME_DIR"] = paths.runtimes_dir;
+  env["LAMBDA_TASK_ROOT"] = task_root;
+  env["LAMBDA_RUNTIME_DIR"] = runtimes;
   env["AWS_LAMBDA_FUNCTION_NAME"] = spec.function_name;
   env["AWS_LAMBDA_FUNCTION_VERSION"] = spec.version;
   env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = std::to_string(spec.memory_mb);
@@ -47,7 +60,7 @@ Result<sandbox::LaunchSpec> make_launch_spec(const InstanceSpec& spec, const Run
   env["AWS_DEFAULT_REGION"] = spec.region;
   env["AWS_EXECUTION_ENV"] = "AWS_Lambda_" + spec.runtime;
   env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "on-demand";
-  if (spec.runtime == "nodejs") env["NODE_PATH"] = spec.code_dir + "/node_modules";
+  if (spec.runtime == "nodejs") env["NODE_PATH"] = task_root + "/node_modules";
   for (auto& [k, v] : env) out.env.push_back(k + "=" + v);
   return out;
 }

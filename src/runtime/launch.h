@@ -29,6 +29,13 @@ struct InstanceSpec {
   std::map<std::string, std::string> environment;  // the function's own
   uint16_t runtime_api_port = 0;
   std::string log_stream;
+  // Sandboxed (the launcher's filesystem layer is on): the code is seen at
+  // /var/task and the runtime clients at /opt/tamaya/runtimes, and the
+  // spec's isolation is filled in (code, runtimes, memory, /tmp, network).
+  bool isolated = false;
+  bool own_root = false;  // the launcher pivots into a minimal root (Layers::filesystem)
+  bool network_none = false;
+  int tmp_mb = 512;
 };
 
 bool is_known_runtime(const std::string& runtime);

@@ -18,12 +18,15 @@
 #include "sandbox/launcher.h"
 
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,8 +35,11 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <string_view>
 #include <utility>
+
+#include "sandbox/cgroup.h"
 
 namespace tamaya::sandbox {
 
@@ -60,6 +66,25 @@ enum class Step : int {
   kRlimit,
   kChdir,
   kExec,
+  kCgroup,
+  kNetns,
+  kMount,
+  kPivotRoot,
+  kHostname,
+  kUid,
+  kNoNewPrivs,
+  kSeccomp,
+};
+
+// One step of building an instance's root, done by the child in order.
+enum class MountKind : int { kMkdir, kTouch, kSymlink, kBind, kTmpfs, kProc };
+
+struct MountOp {
+  MountKind kind;
+  const char* source;   // bind: host path; symlink: link text; tmpfs/proc: fs name
+  const char* target;   // path under the new root, as seen before pivot_root
+  unsigned long flags;  // bind: flags of the read-only remount (0: plain rw bind)
+  const char* data;     // tmpfs options
 };
 
 struct LimitSetting {
@@ -82,9 +107,23 @@ struct ChildArgs {
   size_t limit_count;
   pid_t parent_pid;
 
+  // Isolation, all prepared by the parent; absent parts are -1/null/0.
+  const int* cgroup_fds;
+  size_t cgroup_fd_count;
+  int netns_fd;
+  const char* root_dir;  // non-null: build the root from mount_ops and pivot into it
+  const MountOp* mount_ops;
+  size_t mount_op_count;
+  const char* hostname;
+  uint32_t uid;  // 0: keep
+  uint32_t gid;
+  bool no_new_privs;
+  const sock_fprog* seccomp;  // null: none
+  int parent_pidfd;           // >= 0 in a new pid namespace, where getppid() is 0
+
   Step failed_step;
   int failed_errno;
-  size_t failed_limit;
+  size_t failed_limit;  // also the index of a failed mount op
 };
 
 [[noreturn]] void child_fail(ChildArgs* args, Step step) {
@@ -116,22 +155,76 @@ int child_main(void* opaque) {
     child_fail(args, Step::kSetsid);
   }
 
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
-    child_fail(args, Step::kDeathSignal);
+  // Into the cgroups first, so everything after is accounted and limited.
+  // "0" names the writer in v1 and v2 alike, whatever its pid namespace.
+  for (size_t i = 0; i < args->cgroup_fd_count; ++i) {
+    if (write(args->cgroup_fds[i], "0", 1) != 1) {
+      child_fail(args, Step::kCgroup);
+    }
   }
-  // The daemon may have died between clone and prctl; then nobody waits for
-  // this child and it must not run.
-  if (getppid() != args->parent_pid) {
-    _exit(kChildFailedExit);
+  if (args->netns_fd >= 0 && setns(args->netns_fd, CLONE_NEWNET) < 0) {
+    child_fail(args, Step::kNetns);
+  }
+
+  if (args->root_dir != nullptr) {
+    // Nothing we mount may leak back into the host's namespace.
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
+      args->failed_limit = ~size_t{0};
+      child_fail(args, Step::kMount);
+    }
+    for (size_t i = 0; i < args->mount_op_count; ++i) {
+      const MountOp& op = args->mount_ops[i];
+      int rc = 0;
+      switch (op.kind) {
+        case MountKind::kMkdir:
+          rc = mkdir(op.target, 0755);
+          if (rc < 0 && errno == EEXIST) rc = 0;
+          break;
+        case MountKind::kTouch: {
+          int fd = open(op.target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+          rc = fd < 0 ? -1 : close(fd);
+          break;
+        }
+        case MountKind::kSymlink:
+          rc = symlink(op.source, op.target);
+          break;
+        case MountKind::kBind:
+          rc = mount(op.source, op.target, nullptr, MS_BIND | MS_REC, nullptr);
+          if (rc == 0 && op.flags != 0) {
+            rc = mount(nullptr, op.target, nullptr, MS_REMOUNT | MS_BIND | op.flags, nullptr);
+          }
+          break;
+        case MountKind::kTmpfs:
+          rc = mount(op.source, op.target, "tmpfs", op.flags, op.data);
+          break;
+        case MountKind::kProc:
+          rc = mount(op.source, op.target, "proc", op.flags, nullptr);
+          break;
+      }
+      if (rc < 0) {
+        args->failed_limit = i;
+        child_fail(args, Step::kMount);
+      }
+    }
+    // pivot_root(".", ".") stacks the old root under the new one; detaching
+    // it leaves only what was mounted above.
+    if (chdir(args->root_dir) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
+      child_fail(args, Step::kPivotRoot);
+    }
+    if (mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) < 0) {
+      child_fail(args, Step::kPivotRoot);
+    }
+    if (args->hostname != nullptr &&
+        syscall(SYS_sethostname, args->hostname, strlen(args->hostname)) < 0) {
+      child_fail(args, Step::kHostname);
+    }
   }
 
   // The parent made sure these fds are >= 3, so dup2 never aliases them.
   if (dup2(args->stdin_fd, STDIN_FILENO) < 0 || dup2(args->stdout_fd, STDOUT_FILENO) < 0 ||
       dup2(args->stderr_fd, STDERR_FILENO) < 0) {
     child_fail(args, Step::kStdio);
-  }
-  if (close_range(3, ~0U, 0) < 0) {
-    child_fail(args, Step::kCloseFds);
   }
 
   for (size_t i = 0; i < args->limit_count; ++i) {
@@ -141,8 +234,43 @@ int child_main(void* opaque) {
     }
   }
 
+  // Raw system calls: glibc's set*id wrappers would signal the daemon's
+  // threads (its setxid broadcast), which this child shares memory with.
+  if (args->uid != 0) {
+    if (syscall(SYS_setgroups, 0, nullptr) < 0 ||
+        syscall(SYS_setresgid, args->gid, args->gid, args->gid) < 0 ||
+        syscall(SYS_setresuid, args->uid, args->uid, args->uid) < 0) {
+      child_fail(args, Step::kUid);
+    }
+  }
+
+  // After the uid change: changing credentials clears the death signal.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
+    child_fail(args, Step::kDeathSignal);
+  }
+  // The daemon may have died between clone and prctl; then nobody waits for
+  // this child and it must not run.
+  if (args->parent_pidfd >= 0) {
+    pollfd pfd{args->parent_pidfd, POLLIN, 0};
+    if (poll(&pfd, 1, 0) != 0) _exit(kChildFailedExit);
+  } else if (getppid() != args->parent_pid) {
+    _exit(kChildFailedExit);
+  }
+
+  if (close_range(3, ~0U, 0) < 0) {
+    child_fail(args, Step::kCloseFds);
+  }
+
   if (chdir(args->cwd) < 0) {
     child_fail(args, Step::kChdir);
+  }
+
+  if (args->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+    child_fail(args, Step::kNoNewPrivs);
+  }
+  // Last: from here on mount, setns and friends are refused.
+  if (args->seccomp != nullptr && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, args->seccomp) < 0) {
+    child_fail(args, Step::kSeccomp);
   }
 
   execve(args->path, args->argv, args->envp);
@@ -156,6 +284,7 @@ class Fd {
   explicit Fd(int fd) : fd_(fd) {}
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
   ~Fd() { reset(); }
 
   int get() const { return fd_; }
@@ -267,6 +396,92 @@ std::string limit_value_text(rlim_t value) {
   return value == RLIM_INFINITY ? "unlimited" : std::to_string(value);
 }
 
+// The instance's root, as a list of steps for the child. Strings live here;
+// ops point into them (a deque would do too, but reserve() keeps it simple).
+struct MountPlan {
+  std::vector<std::unique_ptr<std::string>> strings;
+  std::vector<MountOp> ops;
+  std::set<std::string> dirs;  // made under the root already
+  std::string root;
+
+  const char* keep(std::string text) {
+    strings.push_back(std::make_unique<std::string>(std::move(text)));
+    return strings.back()->c_str();
+  }
+  void add(MountKind kind, const char* source, const std::string& inside, unsigned long flags = 0,
+           const char* data = nullptr) {
+    ops.push_back({kind, source, keep(root + inside), flags, data});
+  }
+  // Every parent of `inside` (an absolute path in the instance).
+  void parents(const std::string& inside) {
+    for (size_t slash = inside.find('/', 1); slash != std::string::npos;
+         slash = inside.find('/', slash + 1)) {
+      dir(inside.substr(0, slash));
+    }
+  }
+  void dir(const std::string& inside) {
+    if (!dirs.insert(inside).second) return;
+    parents(inside);
+    add(MountKind::kMkdir, nullptr, inside);
+  }
+  // A host path at the same place, read-only; symlinks are copied as links.
+  void host_path(const std::string& path, bool read_only = true,
+                 unsigned long extra = MS_NOSUID | MS_NODEV) {
+    struct stat st {};
+    if (lstat(path.c_str(), &st) < 0) return;  // not on this host: nothing to show
+    parents(path);
+    if (S_ISLNK(st.st_mode)) {
+      char buf[4096];
+      ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
+      if (n <= 0) return;
+      add(MountKind::kSymlink, keep(std::string(buf, size_t(n))), path);
+      return;
+    }
+    bind(path, path, S_ISDIR(st.st_mode), read_only, extra);
+  }
+  void bind(const std::string& source, const std::string& inside, bool is_dir, bool read_only,
+            unsigned long extra = MS_NOSUID | MS_NODEV) {
+    parents(inside);
+    if (is_dir) {
+      dir(inside);
+    } else {
+      add(MountKind::kTouch, nullptr, inside);
+    }
+    add(MountKind::kBind, keep(source), inside, (read_only ? MS_RDONLY : 0) | extra);
+  }
+};
+
+MountPlan mount_plan(const Isolation& iso, const std::string& root_dir) {
+  MountPlan plan;
+  plan.root = root_dir;
+  plan.ops.push_back({MountKind::kTmpfs, "tamaya", plan.keep(root_dir), MS_NOSUID | MS_NODEV,
+                      "size=1m,mode=0755"});
+  const auto& paths = iso.readonly_paths.empty() ? default_readonly_paths() : iso.readonly_paths;
+  for (const auto& path : paths) plan.host_path(path);
+  plan.bind(iso.code_dir, kTaskRoot, true, true);
+  if (!iso.runtimes_dir.empty()) plan.bind(iso.runtimes_dir, kRuntimesRoot, true, true);
+  plan.dir("/tmp");
+  plan.add(MountKind::kTmpfs, "tmpfs", "/tmp", MS_NOSUID | MS_NODEV,
+           plan.keep("size=" + std::to_string(iso.tmp_bytes) + ",mode=1777"));
+  plan.dir("/proc");
+  plan.add(MountKind::kProc, "proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  // The kernel's tunables stay readable, never writable.
+  plan.ops.push_back({MountKind::kBind, plan.keep(root_dir + "/proc/sys"),
+                      plan.keep(root_dir + "/proc/sys"), MS_RDONLY | MS_NOSUID | MS_NODEV,
+                      nullptr});
+  plan.dir("/dev");
+  plan.add(MountKind::kTmpfs, "tmpfs", "/dev", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755");
+  for (const char* dev : {"null", "zero", "full", "random", "urandom", "tty"}) {
+    const std::string host = std::string("/dev/") + dev;
+    if (access(host.c_str(), F_OK) == 0) plan.bind(host, host, false, false, MS_NOSUID | MS_NOEXEC);
+  }
+  plan.add(MountKind::kSymlink, "/proc/self/fd", "/dev/fd");
+  plan.add(MountKind::kSymlink, "/proc/self/fd/0", "/dev/stdin");
+  plan.add(MountKind::kSymlink, "/proc/self/fd/1", "/dev/stdout");
+  plan.add(MountKind::kSymlink, "/proc/self/fd/2", "/dev/stderr");
+  return plan;
+}
+
 Status child_failure(const LaunchSpec& spec, const ChildArgs& args,
                      const std::vector<LimitSetting>& limits) {
   const std::string prefix = "cannot start " + spec.argv[0] + ": ";
@@ -321,6 +536,32 @@ Status child_failure(const LaunchSpec& spec, const ChildArgs& args,
       return Status::Internal(prefix + "redirecting stdin/stdout/stderr: " + what);
     case Step::kCloseFds:
       return Status::Internal(prefix + "closing inherited fds: " + what);
+    case Step::kCgroup:
+      return Status::Internal(prefix + "joining its cgroup: " + what);
+    case Step::kNetns:
+      return Status::Internal(prefix + "joining its network namespace: " + what);
+    case Step::kMount: {
+      if (args.failed_limit >= args.mount_op_count) {
+        return Status::Internal(prefix + "making its mounts private: " + what);
+      }
+      const MountOp& op = args.mount_ops[args.failed_limit];
+      std::string text = prefix + "preparing " + op.target + " in its root: " + what;
+      if (op.kind == MountKind::kBind && err == ENOENT) {
+        text += std::string(" (does ") + op.source + " exist?)";
+      }
+      return Status::Internal(text);
+    }
+    case Step::kPivotRoot:
+      return Status::Internal(prefix + "pivot_root to its minimal root: " + what);
+    case Step::kHostname:
+      return Status::Internal(prefix + "setting its hostname: " + what);
+    case Step::kUid:
+      return Status::Internal(prefix + "switching to uid " + std::to_string(args.uid) + ": " +
+                              what);
+    case Step::kNoNewPrivs:
+      return Status::Internal(prefix + "prctl(PR_SET_NO_NEW_PRIVS): " + what);
+    case Step::kSeccomp:
+      return Status::Internal(prefix + "loading its seccomp filter: " + what);
     case Step::kNone:
       break;
   }
@@ -343,8 +584,70 @@ int wait_status_from(const siginfo_t& info) {
 
 }  // namespace
 
+const std::vector<std::string>& default_readonly_paths() {
+  static const std::vector<std::string> kPaths = {
+      "/usr",
+      "/bin",
+      "/sbin",
+      "/lib",
+      "/lib32",
+      "/lib64",
+      "/libx32",
+      "/etc/ld.so.cache",
+      "/etc/ld.so.conf",
+      "/etc/ld.so.conf.d",
+      "/etc/ssl",
+      "/etc/ca-certificates",
+      "/etc/alternatives",
+      "/etc/localtime",
+      "/etc/timezone",
+      "/etc/hosts",
+      "/etc/resolv.conf",
+      "/etc/nsswitch.conf",
+      "/etc/host.conf",
+      "/etc/gai.conf",
+      "/etc/protocols",
+      "/etc/services",
+      "/etc/mime.types",
+      "/etc/os-release",
+  };
+  return kPaths;
+}
+
+Result<std::unique_ptr<ProcessLauncher>> ProcessLauncher::create(SandboxOptions options) {
+  auto launcher = std::make_unique<ProcessLauncher>();
+  if (options.isolate) {
+    const HostCapabilities& host = options.host;
+    launcher->layers_.filesystem = host.namespaces && !options.root_dir.empty();
+    launcher->layers_.network_none = host.net_namespace;
+    launcher->layers_.uids = host.uid_switch;
+    launcher->layers_.cgroups = host.cgroup != CgroupVersion::kNone;
+    launcher->layers_.seccomp = host.seccomp;
+    if (host.seccomp) {
+      TAMAYA_ASSIGN_OR_RETURN(launcher->seccomp_, build_seccomp_program());
+    }
+  }
+  launcher->options_ = std::move(options);
+  return launcher;
+}
+
 Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   TAMAYA_RETURN_IF_ERROR(validate(spec));
+  const Isolation& iso = spec.isolation;
+  const bool isolate = options_.isolate && iso.enabled;
+  if (isolate && iso.network == Network::kNone) {
+    if (!layers_.network_none) {
+      return Status::Precondition("cannot start " + spec.argv[0] +
+                                  ": network 'none' needs network namespaces, which this host "
+                                  "refuses (see tamaya doctor); use network 'host' or run as root");
+    }
+    if (iso.netns_fd < 0) {
+      return Status::Invalid("launch: network 'none' needs the namespace's fd (netns_fd)");
+    }
+  }
+  if (isolate && layers_.filesystem && iso.code_dir.empty()) {
+    return Status::Invalid("launch: an isolated instance needs its code_dir");
+  }
 
   // Everything the child touches is built here, before the clone.
   std::vector<char*> argv;
@@ -395,7 +698,64 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   args.limits = limits.data();
   args.limit_count = limits.size();
   args.parent_pid = getpid();
+  args.netns_fd = -1;
+  args.parent_pidfd = -1;
   args.failed_step = Step::kNone;
+
+  // Isolation: cgroups made and opened, the root planned, all before clone.
+  int clone_flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
+  InstanceCgroups cgroups;
+  std::vector<Fd> cgroup_fds;
+  std::vector<int> raw_cgroup_fds;
+  MountPlan plan;
+  Fd parent_pidfd;
+  sock_fprog seccomp_program{};
+  if (isolate) {
+    if (layers_.cgroups && (iso.memory_bytes > 0 || iso.pids_max > 0 || iso.cpu_shares > 0)) {
+      const std::string name = iso.name.empty() ? "i" + std::to_string(getpid()) : iso.name;
+      TAMAYA_ASSIGN_OR_RETURN(
+          cgroups,
+          create_cgroups(options_.host, name, {iso.memory_bytes, iso.pids_max, iso.cpu_shares}));
+      auto fds = open_procs_files(cgroups);
+      if (!fds.ok()) {
+        remove_cgroups(cgroups);
+        return fds.status();
+      }
+      cgroup_fds.reserve(fds->size());
+      for (int fd : *fds) cgroup_fds.emplace_back(fd);
+      for (Fd& fd : cgroup_fds) {
+        TAMAYA_RETURN_IF_ERROR(move_above_stdio(fd));
+        raw_cgroup_fds.push_back(fd.get());
+      }
+      args.cgroup_fds = raw_cgroup_fds.data();
+      args.cgroup_fd_count = raw_cgroup_fds.size();
+    }
+    if (iso.network == Network::kNone) args.netns_fd = iso.netns_fd;
+    if (layers_.filesystem) {
+      plan = mount_plan(iso, options_.root_dir);
+      args.root_dir = options_.root_dir.c_str();
+      args.mount_ops = plan.ops.data();
+      args.mount_op_count = plan.ops.size();
+      args.hostname = iso.hostname.c_str();
+      clone_flags |= CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+      parent_pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
+      if (parent_pidfd.get() < 0) {
+        remove_cgroups(cgroups);
+        return Status::Internal("pidfd_open of the daemon: " + errno_text(errno));
+      }
+      TAMAYA_RETURN_IF_ERROR(move_above_stdio(parent_pidfd));
+      args.parent_pidfd = parent_pidfd.get();
+    }
+    if (layers_.uids && iso.uid != 0) {
+      args.uid = iso.uid;
+      args.gid = iso.gid != 0 ? iso.gid : iso.uid;
+    }
+    args.no_new_privs = true;
+    if (layers_.seccomp && !seccomp_.code.empty()) {
+      seccomp_program = seccomp_.program();
+      args.seccomp = &seccomp_program;
+    }
+  }
 
   // Block every signal, glibc's internal ones too, so that no handler of the
   // daemon runs in the child while it shares our memory; the child resets
@@ -405,9 +765,11 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &saved_mask, kKernelSigsetBytes);
 
   int pidfd = -1;
-  const pid_t pid = clone(child_main, static_cast<char*>(stack) + mapped,
-                          CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
+  const pid_t pid =
+      clone(child_main, static_cast<char*>(stack) + mapped, clone_flags, &args, &pidfd);
   const int clone_errno = errno;
+  cgroup_fds.clear();
+  parent_pidfd.reset();
 
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
   munmap(stack, mapped);
@@ -416,6 +778,7 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   err_write.reset();
 
   if (pid < 0) {
+    remove_cgroups(cgroups);
     std::string text = "cannot start " + spec.argv[0] + ": clone: " + errno_text(clone_errno);
     if (clone_errno == EAGAIN) {
       return Status::Exhausted(text + " (process limit reached; lower concurrency or raise it)");
@@ -430,6 +793,7 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
     siginfo_t info{};
     while (waitid(P_PIDFD, static_cast<id_t>(pid_fd.get()), &info, WEXITED) < 0 && errno == EINTR) {
     }
+    remove_cgroups(cgroups);
     return child_failure(spec, args, limits);
   }
 
@@ -438,8 +802,18 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   process.pidfd = pid_fd.release();
   process.stdout_fd = out_read.release();
   process.stderr_fd = err_read.release();
+  process.cgroups = std::move(cgroups);
   return process;
 }
+
+int64_t peak_memory_bytes(const Process& process) {
+  int64_t peak = cgroup_peak_memory_bytes(process.cgroups);
+  return peak > 0 ? peak : peak_rss_bytes(process.pid);
+}
+
+bool oom_killed(const Process& process) { return cgroup_oom_killed(process.cgroups); }
+
+void release(Process& process) { remove_cgroups(process.cgroups); }
 
 Status kill_group(pid_t pid, int sig) {
   // pid 0 or 1 would signal our own group or everything: always a bug upstream.

@@ -1,18 +1,24 @@
 // Starts instance processes. This is the one place where per-instance limits
 // are applied; the dispatcher only says what to run and with which limits.
-// For now an instance gets: its own session and process group, rlimits, a
-// clean environment, stdin from /dev/null, stdout/stderr to pipes, every
-// other fd closed, and a pidfd to watch it. Namespaces, cgroups, uids and
-// seccomp come with the isolation work (issue 3) behind this same interface.
+// Every instance gets: its own session and process group, rlimits, a clean
+// environment, stdin from /dev/null, stdout/stderr to pipes, every other fd
+// closed, and a pidfd to watch it. An isolated one (Isolation::enabled, on a
+// launcher made with SandboxOptions::isolate) also gets the layers the host
+// allows: mount/pid/ipc/uts namespaces with a minimal pivot_root, network
+// "none", a cgroup, a uid of its own, no_new_privs and a seccomp filter.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/host.h"
+#include "sandbox/seccomp_filter.h"
 
 namespace tamaya::sandbox {
 
@@ -24,25 +30,76 @@ struct ResourceLimits {
   bool core_dumps = false;                // RLIMIT_CORE 0 unless set
 };
 
+// Where the sandbox puts things inside an instance's root.
+inline constexpr const char* kTaskRoot = "/var/task";
+inline constexpr const char* kRuntimesRoot = "/opt/tamaya/runtimes";
+
+enum class Network { kHost, kNone };
+
+// What an isolated instance gets; ignored by a launcher whose layers are off
+// (see Layers). Paths are host paths; argv[0] and cwd are then paths inside
+// the instance's root.
+struct Isolation {
+  bool enabled = false;
+  std::string name;  // unique per instance: names its cgroups
+  uint32_t uid = 0;  // 0: keep the daemon's
+  uint32_t gid = 0;
+  std::string hostname = "tamaya";
+  int64_t memory_bytes = 0;  // cgroup memory limit (swap off); 0: none
+  int64_t pids_max = 0;      // cgroup pids limit; 0: none
+  int64_t cpu_shares = 0;    // cgroup cpu share (v1 units); 0: default
+  int64_t tmp_bytes = 512ll << 20;
+  Network network = Network::kHost;
+  int netns_fd = -1;         // network kNone: the namespace to join (see netns.h)
+  std::string code_dir;      // mounted read-only at kTaskRoot
+  std::string runtimes_dir;  // mounted read-only at kRuntimesRoot
+  // Host paths bound read-only at the same place (files or directories);
+  // empty: the launcher's default allowlist (default_readonly_paths()).
+  std::vector<std::string> readonly_paths;
+};
+
 struct LaunchSpec {
   std::vector<std::string> argv;  // argv[0] is the program path (no PATH search)
   std::vector<std::string> env;   // "KEY=value"; nothing is inherited
   std::string cwd;
   ResourceLimits limits;
+  Isolation isolation;
 };
 
-// Owned fds of a started process; the caller closes them.
+// Owned fds of a started process; the caller closes them (close_fds) and
+// releases its cgroups (release) once it has been reaped.
 struct Process {
   pid_t pid = -1;
   int pidfd = -1;      // readable when the process has exited
   int stdout_fd = -1;  // non-blocking, close-on-exec, read end
   int stderr_fd = -1;
+  InstanceCgroups cgroups;
+};
+
+// Which isolation layers a launcher applies to an instance that asks for them.
+struct Layers {
+  bool filesystem = false;  // mount/pid/ipc/uts namespaces + pivot_root
+  bool network_none = false;
+  bool uids = false;
+  bool cgroups = false;
+  bool seccomp = false;
 };
 
 class Launcher {
  public:
   virtual ~Launcher() = default;
   virtual Result<Process> launch(const LaunchSpec& spec) = 0;
+  virtual Layers layers() const { return {}; }
+};
+
+// The host paths an instance sees read-only when LaunchSpec does not say:
+// the system's program and library dirs and the few /etc files runtimes read.
+const std::vector<std::string>& default_readonly_paths();
+
+struct SandboxOptions {
+  bool isolate = false;   // false: a plain process (sandbox_isolation "off")
+  HostCapabilities host;  // what the host allows (probe_host)
+  std::string root_dir;   // an empty directory: mount point of each instance's root
 };
 
 // fork/exec with the limits above. Safe to call from a multi-threaded
@@ -57,7 +114,17 @@ class Launcher {
 // failed child is already reaped and no fd is left open.
 class ProcessLauncher final : public Launcher {
  public:
+  ProcessLauncher() = default;
+  // With isolation: builds the seccomp filter once; fails when it cannot.
+  static Result<std::unique_ptr<ProcessLauncher>> create(SandboxOptions options);
+
   Result<Process> launch(const LaunchSpec& spec) override;
+  Layers layers() const override { return layers_; }
+
+ private:
+  SandboxOptions options_;
+  Layers layers_;
+  SeccompProgram seccomp_;
 };
 
 // Sends sig to the whole process group of an instance.
@@ -72,5 +139,15 @@ int64_t peak_rss_bytes(pid_t pid);
 
 // Closes whichever of the process's fds are open and sets them to -1.
 void close_fds(Process& process);
+
+// Peak memory of the instance: its cgroup's peak when it has one, else VmHWM.
+int64_t peak_memory_bytes(const Process& process);
+
+// Whether the instance (or a process in it) was killed by the OOM killer
+// for going over its cgroup memory limit.
+bool oom_killed(const Process& process);
+
+// Removes the instance's cgroups (killing stragglers). Call after reaping.
+void release(Process& process);
 
 }  // namespace tamaya::sandbox

@@ -161,7 +161,7 @@ def test_timeout(daemon):
     # The timed-out instance is gone; the next call gets a fresh one (count restarts).
     after = assert_ok_invoke(daemon.invoke("slow", {"seconds": 0}))
     assert after["count"] == 1
-    assert after["pid"] != first["pid"]
+    assert after["instance"] != first["instance"]
 
 
 def test_crash_is_runtime_exit_error(daemon):
@@ -173,7 +173,7 @@ def test_crash_is_runtime_exit_error(daemon):
     assert "exit status 3" in body["errorMessage"], body
     assert "about to exit" in log_tail(r)
     after = assert_ok_invoke(daemon.invoke("crash", {}))
-    assert after["count"] == 1 and after["pid"] != first["pid"]
+    assert after["count"] == 1 and after["instance"] != first["instance"]
 
 
 def test_report_shows_memory_used(daemon):

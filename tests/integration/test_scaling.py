@@ -27,7 +27,7 @@ def test_warm_reuse(daemon):
     for _ in range(4):
         r = daemon.invoke_ok("counter", {}, tail=True)
         counts.append(r.json()["count"])
-        pids.append(r.json()["pid"])
+        pids.append(r.json()["instance"])
         reports.append(report_line(log_tail(r)))
     assert counts == [1, 2, 3, 4]
     assert len(set(pids)) == 1, pids
@@ -50,7 +50,7 @@ def test_scale_up_to_max_concurrency_then_429(daemon):
     for r in ok:
         assert "X-Tamaya-Function-Error" not in r.headers, r.text
     # Three instances ran side by side.
-    assert len({r.json()["pid"] for r in ok}) == 3
+    assert len({r.json()["instance"] for r in ok}) == 3
     for r in throttled:
         assert r.headers.get("Retry-After", "").isdigit(), dict(r.headers)
         doc = r.json()
@@ -74,7 +74,7 @@ def test_queueing_runs_serially(daemon):
     for r in answers:
         assert r.status_code == 200 and "X-Tamaya-Function-Error" not in r.headers, r.text
     bodies = sorted((r.json() for r in answers), key=lambda b: b["start"])
-    assert len({b["pid"] for b in bodies}) == 1, bodies
+    assert len({b["instance"] for b in bodies}) == 1, bodies
     for before, after in zip(bodies, bodies[1:]):
         assert after["start"] >= before["end"] - 0.005, bodies  # never overlapping
     assert sorted(b["count"] for b in bodies) == [2, 3, 4]
@@ -87,9 +87,9 @@ def test_scale_to_zero(daemon, unique):
     daemon.deploy("idle", "py_counter", environment={"ITEST_MARKER": unique})
     r = daemon.invoke_ok("idle", {}, tail=True)
     assert "Init Duration:" in report_line(log_tail(r))
-    pid = r.json()["pid"]
+    # One host process (its pid inside its sandbox is 1, so count rather than compare).
     running = pids_with_env("ITEST_MARKER", unique)
-    assert running == [pid], running
+    assert len(running) == 1, running
     # Idle for longer than the idle timeout: the instance process is gone.
     wait_until(lambda: not pids_with_env("ITEST_MARKER", unique), 3.0,
                "the idle instance to stop")
@@ -103,5 +103,6 @@ def test_instances_stay_warm_within_idle_timeout(daemon, unique):
     daemon.deploy("warm", "py_counter", environment={"ITEST_MARKER": unique})
     first = daemon.invoke_ok("warm", {}).json()
     time.sleep(0.5)
-    assert pids_with_env("ITEST_MARKER", unique) == [first["pid"]]
-    assert daemon.invoke_ok("warm", {}).json() == {"count": 2, "pid": first["pid"], "tag": ""}
+    assert len(pids_with_env("ITEST_MARKER", unique)) == 1
+    assert daemon.invoke_ok("warm", {}).json() == {"count": 2, "pid": first["pid"],
+                                                   "instance": first["instance"], "tag": ""}

@@ -17,6 +17,9 @@ int status_of(Body body) {
   if (pid == 0) {
     rlimit no_core{0, 0};
     setrlimit(RLIMIT_CORE, &no_core);
+    // Sanitizers install their own SEGV/ABRT handlers; the kernel's default
+    // action is what is being described.
+    for (int sig : {SIGSEGV, SIGABRT, SIGTERM, SIGXFSZ}) signal(sig, SIG_DFL);
     body();
     _exit(0);
   }

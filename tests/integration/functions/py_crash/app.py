@@ -3,6 +3,8 @@
 import os
 import sys
 
+# Identifies this instance: inside a sandbox every instance is pid 1 of its own pid namespace.
+INSTANCE = os.urandom(8).hex()
 COUNT = 0
 
 
@@ -13,4 +15,4 @@ def handler(event, context):
         print("about to exit")
         sys.stdout.flush()
         os._exit(3)
-    return {"count": COUNT, "pid": os.getpid()}
+    return {"count": COUNT, "pid": os.getpid(), "instance": INSTANCE}

@@ -4,6 +4,8 @@ invocations this instance has served (a fresh instance starts at 1)."""
 import os
 import time
 
+# Identifies this instance: inside a sandbox every instance is pid 1 of its own pid namespace.
+INSTANCE = os.urandom(8).hex()
 COUNT = 0
 
 
@@ -12,4 +14,4 @@ def handler(event, context):
     COUNT += 1
     start = time.time()
     time.sleep(float(event.get("seconds", 0)))
-    return {"start": start, "end": time.time(), "pid": os.getpid(), "count": COUNT}
+    return {"start": start, "end": time.time(), "pid": os.getpid(), "instance": INSTANCE, "count": COUNT}

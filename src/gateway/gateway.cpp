@@ -1,0 +1,525 @@
+#include "gateway/gateway.h"
+
+#include <fmt/format.h>
+#include <openssl/rand.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <unordered_map>
+
+#include "common/encoding.h"
+#include "common/log.h"
+#include "gateway/event.h"
+#include "gateway/jwt.h"
+#include "gateway/limiter.h"
+#include "gateway/store.h"
+
+namespace tamaya::gateway {
+
+namespace {
+
+using nlohmann::json;
+
+// An x-request-id from the client is kept when it is this short and
+// printable, so it can be followed through logs; otherwise a new one is made.
+constexpr size_t kMaxClientRequestIdChars = 128;
+
+std::string random_hex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), int(bytes)) != 1) {
+    // RAND_bytes fails only without an entropy source: a broken host.
+    throw std::runtime_error("OpenSSL RAND_bytes failed");
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+bool usable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > kMaxClientRequestIdChars) return false;
+  return std::all_of(id.begin(), id.end(),
+                     [](char c) { return c > 32 && c < 127 && c != '"' && c != '\\'; });
+}
+
+bool iequals_prefix(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+  }
+  return true;
+}
+
+std::string iso8601(int64_t ms) {
+  time_t secs = ms / 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+}
+
+std::string join(const std::vector<std::string>& v, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? std::string(sep) : "") + v[i];
+  return out;
+}
+
+net::Response too_many(int retry_after_s) {
+  net::Response r = gateway_error(429);
+  r.set_header("Retry-After", std::to_string(retry_after_s));
+  return r;
+}
+
+}  // namespace
+
+net::ServerLimits server_limits(const Settings& s) {
+  net::ServerLimits l;
+  l.max_body_bytes = s.gateway_max_body_bytes;
+  l.max_header_bytes = s.gateway_max_header_bytes;
+  l.max_header_count = s.gateway_max_header_count;
+  l.max_request_line_bytes = s.gateway_max_request_line_bytes;
+  l.max_connections = s.gateway_max_connections;
+  l.header_timeout = std::chrono::milliseconds(s.gateway_header_timeout_ms);
+  l.body_timeout = std::chrono::milliseconds(s.gateway_body_timeout_ms);
+  l.idle_timeout = std::chrono::milliseconds(s.gateway_idle_timeout_ms);
+  return l;
+}
+
+// One request on its way through the gateway.
+struct Exchange {
+  explicit Exchange(net::Responder r) : respond(std::move(r)) {}
+  net::Responder respond;
+  std::string request_id;
+  SteadyTime start;
+  int64_t wall_ms = 0;
+  std::string method;
+  std::string path;
+  std::string source_ip;
+  std::string origin;
+  int64_t request_bytes = 0;
+  std::string route_key = "-";
+  std::string target;
+  bool cold = false;
+  bool done = false;
+  std::shared_ptr<boost::asio::steady_timer> timer;
+};
+
+struct KeyState {
+  ApiKey key;
+  std::optional<TokenBucket> bucket;
+  DailyQuota quota{0};
+};
+
+struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
+  explicit Impl(Services s) : s(s), store(s.db) {}
+  ~Impl() {
+    if (access_file) std::fclose(access_file);
+  }
+
+  Services s;
+  GatewayStore store;
+  RouteTable table;
+  std::map<std::string, JwtVerifier> verifiers;      // by route id
+  std::map<std::string, TokenBucket> route_buckets;  // by route id
+  std::unordered_map<std::string, KeyState> keys;    // by key hash
+  CorsConfig cors;
+  std::FILE* access_file = nullptr;
+
+  void rebuild(std::vector<Route> routes) {
+    std::map<std::string, JwtVerifier> v;
+    std::map<std::string, TokenBucket> buckets;
+    for (const auto& r : routes) {
+      if (r.auth == AuthType::kJwt) {
+        auto verifier = JwtVerifier::create(r.jwt);
+        if (verifier.ok()) {
+          v.emplace(r.id, std::move(*verifier));
+        } else {
+          // Kept in the table so requests get 401 rather than a wrong route.
+          spdlog::error("gateway route {} has unusable JWT keys: {}", r.route_key(),
+                        verifier.status().message());
+        }
+      }
+      if (r.rate_limit.rate > 0) {
+        auto old = route_buckets.find(r.id);
+        buckets.emplace(r.id,
+                        old != route_buckets.end()
+                            ? old->second
+                            : TokenBucket(r.rate_limit.rate, r.rate_limit.burst, s.clock.now()));
+      }
+    }
+    verifiers = std::move(v);
+    route_buckets = std::move(buckets);
+    table = RouteTable(std::move(routes));
+  }
+
+  void add_key_state(const ApiKey& k) {
+    KeyState st{k, std::nullopt, DailyQuota(k.daily_quota)};
+    if (k.rate > 0) st.bucket.emplace(k.rate, k.burst, s.clock.now());
+    keys[k.key_hash] = std::move(st);
+  }
+
+  bool origin_allowed(const std::string& origin) const {
+    for (const auto& o : cors.allow_origins) {
+      if (o == "*" || o == origin) return true;
+    }
+    return false;
+  }
+
+  void add_cors_headers(const Exchange& ex, net::Response& r) const {
+    if (cors.allow_origins.empty() || ex.origin.empty() || !origin_allowed(ex.origin)) return;
+    bool wildcard = !cors.allow_credentials &&
+                    std::find(cors.allow_origins.begin(), cors.allow_origins.end(), "*") !=
+                        cors.allow_origins.end();
+    r.set_header("Access-Control-Allow-Origin", wildcard ? "*" : ex.origin);
+    if (!wildcard) r.set_header("Vary", "Origin");
+    if (cors.allow_credentials) r.set_header("Access-Control-Allow-Credentials", "true");
+    if (!cors.expose_headers.empty()) {
+      r.set_header("Access-Control-Expose-Headers", join(cors.expose_headers, ","));
+    }
+  }
+
+  net::Response preflight(const net::Request& req, const Exchange& ex) const {
+    net::Response r = net::Response::no_content();
+    if (!origin_allowed(ex.origin)) return r;
+    add_cors_headers(ex, r);
+    std::string methods =
+        cors.allow_methods.empty()
+            ? std::string(req.header("access-control-request-method").value_or(""))
+            : join(cors.allow_methods, ",");
+    r.set_header("Access-Control-Allow-Methods", methods);
+    std::string headers =
+        cors.allow_headers.empty()
+            ? std::string(req.header("access-control-request-headers").value_or(""))
+            : join(cors.allow_headers, ",");
+    if (!headers.empty()) r.set_header("Access-Control-Allow-Headers", headers);
+    if (cors.max_age_s > 0) r.set_header("Access-Control-Max-Age", std::to_string(cors.max_age_s));
+    return r;
+  }
+
+  void access_log(const Exchange& ex, int status, size_t bytes) {
+    double latency_ms = std::chrono::duration<double, std::milli>(s.clock.now() - ex.start).count();
+    json line = {{"time", iso8601(ex.wall_ms)},
+                 {"requestId", ex.request_id},
+                 {"ip", ex.source_ip},
+                 {"method", ex.method},
+                 {"path", ex.path},
+                 {"routeKey", ex.route_key},
+                 {"status", status},
+                 {"latency_ms", std::round(latency_ms * 1000) / 1000},
+                 {"target", ex.target},
+                 {"cold_start", ex.cold},
+                 {"request_bytes", ex.request_bytes},
+                 {"bytes", bytes}};
+    std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (access_file) {
+      text += '\n';
+      std::fwrite(text.data(), 1, text.size(), access_file);
+      std::fflush(access_file);
+    } else {
+      spdlog::info("gateway access {}", text);
+    }
+  }
+
+  // preflight: the answer already carries its CORS headers.
+  void finish(const std::shared_ptr<Exchange>& ex, net::Response r, bool preflight = false) {
+    if (ex->done) return;
+    ex->done = true;
+    if (ex->timer) ex->timer->cancel();
+    r.set_header("x-request-id", ex->request_id);
+    if (!cors.allow_origins.empty() && !preflight) {
+      // As API Gateway: with CORS configured, the function's own CORS headers are ignored.
+      std::erase_if(r.headers,
+                    [](const auto& h) { return iequals_prefix(h.first, "access-control-"); });
+      add_cors_headers(*ex, r);
+    }
+    access_log(*ex, r.status, r.body.size());
+    ex->respond(std::move(r));
+  }
+
+  void handle(net::Request req, net::Responder respond) {
+    auto ex = std::make_shared<Exchange>(std::move(respond));
+    ex->start = s.clock.now();
+    ex->wall_ms = s.clock.wall_ms();
+    auto rid = req.header("x-request-id");
+    ex->request_id = rid && usable_request_id(*rid) ? std::string(*rid) : new_request_id();
+    ex->method = req.method;
+    std::string_view target = req.target;
+    std::string raw_path(target.substr(0, target.find('?')));
+    ex->path = raw_path;
+    ex->source_ip = req.remote_addr;
+    ex->origin = std::string(req.header("origin").value_or(""));
+    ex->request_bytes = int64_t(req.body.size());
+
+    if (!cors.allow_origins.empty() && req.method == "OPTIONS" && !ex->origin.empty() &&
+        req.header("access-control-request-method")) {
+      return finish(ex, preflight(req, *ex), /*preflight=*/true);
+    }
+    auto match = table.match(req.method, raw_path);
+    if (!match) return finish(ex, gateway_error(404));
+    const Route& route = *match->route;
+    ex->route_key = route.route_key();
+    ex->target = route.target;
+    if (route.async && int64_t(req.body.size()) > s.settings.gateway_async_max_body_bytes) {
+      return finish(ex, gateway_error(413));
+    }
+
+    EventContext ctx;
+    KeyState* key = nullptr;
+    if (route.auth == AuthType::kApiKey) {
+      auto presented = req.header("x-api-key");
+      if (!presented) return finish(ex, gateway_error(403));
+      auto it = keys.find(sha256_hex(*presented));
+      if (it == keys.end() || it->second.key.revoked_ms != 0) return finish(ex, gateway_error(403));
+      key = &it->second;
+    } else if (route.auth == AuthType::kJwt) {
+      std::string_view token = req.header("authorization").value_or("");
+      if (iequals_prefix(token, "bearer ")) token.remove_prefix(7);
+      auto v = verifiers.find(route.id);
+      if (v == verifiers.end()) return finish(ex, gateway_error(401));
+      auto id = v->second.verify(token, ex->wall_ms / 1000);
+      if (!id.ok()) {
+        spdlog::debug("gateway jwt refused request_id={} reason={}", ex->request_id,
+                      id.status().message());
+        return finish(ex, gateway_error(id.status().code() == Code::kPermissionDenied ? 403 : 401));
+      }
+      ctx.jwt = true;
+      ctx.jwt_claims = std::move(id->claims);
+      ctx.jwt_scopes = std::move(id->scopes);
+    }
+
+    int retry = 1;
+    SteadyTime now = s.clock.now();
+    if (auto b = route_buckets.find(route.id);
+        b != route_buckets.end() && !b->second.take(now, &retry)) {
+      return finish(ex, too_many(retry));
+    }
+    if (key) {
+      if (key->bucket && !key->bucket->take(now, &retry)) return finish(ex, too_many(retry));
+      if (!key->quota.take(ex->wall_ms, &retry)) return finish(ex, too_many(retry));
+    }
+
+    std::string name = route.target, qualifier;
+    if (size_t colon = name.find(':'); colon != std::string::npos) {
+      qualifier = name.substr(colon + 1);
+      name.resize(colon);
+    }
+    auto fn = s.registry.get(name, qualifier);
+    if (!fn.ok()) {
+      spdlog::error("gateway route {} targets {}: {}", ex->route_key, route.target,
+                    fn.status().message());
+      return finish(ex, gateway_error(500));
+    }
+
+    ctx.route_key = ex->route_key;
+    ctx.resource_path = route.path;
+    ctx.path_parameters = std::move(match->path_parameters);
+    ctx.request_id = ex->request_id;
+    ctx.time_ms = ex->wall_ms;
+    bool v1 = route.payload_format == "1.0";
+
+    dispatch::InvokeRequest ir;
+    ir.target.code_dir = s.artifacts.code_dir(fn->code_sha256);
+    ir.target.function = std::move(*fn);
+    ir.payload = v1 ? build_event_v1(req, ctx) : build_event_v2(req, ctx);
+    ir.request_id = ex->request_id;
+    ir.trace_id =
+        std::string(req.header("traceparent").value_or(req.header("x-amzn-trace-id").value_or("")));
+
+    if (route.async) {
+      // Fire and forget until the durable event queue (issue 6) exists: an
+      // accepted event is lost if the daemon stops before it runs.
+      finish(ex, net::Response::json(202, json{{"requestId", ex->request_id}}.dump()));
+      s.dispatcher.invoke(std::move(ir), [rid = ex->request_id](dispatch::InvokeResult r) {
+        if (!r.status.ok() || r.function_error) {
+          spdlog::warn("gateway async invocation failed request_id={} error={}", rid,
+                       r.status.ok() ? r.error_type : r.status.message());
+        }
+      });
+      return;
+    }
+
+    int64_t timeout_ms =
+        route.timeout_ms > 0 ? route.timeout_ms : s.settings.gateway_integration_timeout_ms;
+    ex->timer =
+        std::make_shared<boost::asio::steady_timer>(s.io, std::chrono::milliseconds(timeout_ms));
+    ex->timer->async_wait([self = shared_from_this(), ex](boost::system::error_code ec) {
+      if (ec || ex->done) return;
+      spdlog::warn("gateway integration timeout request_id={} route={}", ex->request_id,
+                   ex->route_key);
+      self->finish(ex, gateway_error(504));
+    });
+    s.dispatcher.invoke(
+        std::move(ir), [self = shared_from_this(), ex, v1](dispatch::InvokeResult r) {
+          ex->cold = r.cold;
+          if (!r.status.ok()) {
+            switch (r.status.code()) {
+              case Code::kResourceExhausted:
+                return self->finish(ex, too_many(1));
+              case Code::kUnavailable:
+                return self->finish(ex, gateway_error(503));
+              case Code::kTooLarge:
+                return self->finish(ex, gateway_error(413));
+              default:
+                spdlog::error("gateway invoke failed request_id={} error={}", ex->request_id,
+                              r.status.message());
+                return self->finish(ex, gateway_error(500));
+            }
+          }
+          if (r.function_error) return self->finish(ex, gateway_error(502));
+          auto mapped = v1 ? map_response_v1(r.payload) : map_response_v2(r.payload);
+          if (!mapped.ok()) {
+            spdlog::warn("gateway malformed function response request_id={} route={}: {}",
+                         ex->request_id, ex->route_key, mapped.status().message());
+            return self->finish(ex, gateway_error(502));
+          }
+          self->finish(ex, std::move(*mapped));
+        });
+  }
+};
+
+Gateway::Gateway(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Gateway::~Gateway() = default;
+
+Result<std::unique_ptr<Gateway>> Gateway::open(Services s) {
+  auto impl = std::make_shared<Impl>(s);
+  TAMAYA_ASSIGN_OR_RETURN(auto routes, impl->store.load_routes());
+  impl->rebuild(std::move(routes));
+  TAMAYA_ASSIGN_OR_RETURN(auto keys, impl->store.load_keys());
+  for (const auto& k : keys) impl->add_key_state(k);
+  TAMAYA_ASSIGN_OR_RETURN(auto cors, impl->store.get_config("cors"));
+  if (cors) {
+    auto parsed = cors_from_json(json::parse(*cors, nullptr, false));
+    if (!parsed.ok()) return parsed.status().with_context("stored CORS configuration");
+    impl->cors = std::move(*parsed);
+  }
+  if (!s.settings.gateway_access_log.empty()) {
+    std::filesystem::path p = s.settings.gateway_access_log;
+    if (p.is_relative()) p = std::filesystem::path(s.settings.data_dir) / p;
+    impl->access_file = std::fopen(p.c_str(), "ae");
+    if (!impl->access_file) {
+      return Status::Invalid("cannot open gateway_access_log '" + p.string() +
+                             "': " + std::strerror(errno));
+    }
+  }
+  return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
+}
+
+void Gateway::handle(net::Request request, net::Responder respond) {
+  impl_->handle(std::move(request), std::move(respond));
+}
+
+Result<Route> Gateway::add_route(const json& spec) {
+  TAMAYA_ASSIGN_OR_RETURN(Route r, route_from_json(spec));
+  std::string name = r.target.substr(0, r.target.find(':'));
+  std::string qualifier =
+      r.target.find(':') == std::string::npos ? "" : r.target.substr(r.target.find(':') + 1);
+  if (auto fn = impl_->s.registry.get(name, qualifier); !fn.ok()) {
+    return Status::NotFound("the route's target '" + r.target +
+                            "' does not resolve: " + fn.status().message());
+  }
+  r.id = random_hex(4).substr(0, 7);
+  r.created_ms = impl_->s.clock.wall_ms();
+  TAMAYA_RETURN_IF_ERROR(impl_->store.insert_route(r));
+  auto routes = impl_->table.routes();
+  routes.push_back(r);
+  impl_->rebuild(std::move(routes));
+  return r;
+}
+
+Status Gateway::remove_route(const std::string& id_or_key) {
+  auto routes = impl_->table.routes();
+  auto it = std::find_if(routes.begin(), routes.end(), [&](const Route& r) {
+    return r.id == id_or_key || r.route_key() == id_or_key;
+  });
+  if (it == routes.end()) {
+    return Status::NotFound("no route '" + id_or_key + "'; list them with GET /v1/routes");
+  }
+  TAMAYA_RETURN_IF_ERROR(impl_->store.delete_route(it->id));
+  routes.erase(it);
+  impl_->rebuild(std::move(routes));
+  return Status::Ok();
+}
+
+std::vector<Route> Gateway::routes() const { return impl_->table.routes(); }
+
+Result<std::pair<ApiKey, std::string>> Gateway::create_key(const json& spec) {
+  if (!spec.is_object())
+    return Status::Invalid(
+        "the body must be a JSON object: {\"name\", \"rate\"?, \"burst\"?, \"daily_quota\"?}");
+  for (const auto& [k, v] : spec.items()) {
+    if (k != "name" && k != "rate" && k != "burst" && k != "daily_quota") {
+      return Status::Invalid("unknown field '" + k +
+                             "'; known fields: name, rate, burst, daily_quota");
+    }
+  }
+  ApiKey k;
+  if (!spec.contains("name") || !spec["name"].is_string() ||
+      spec["name"].get<std::string>().empty() || spec["name"].get<std::string>().size() > 128) {
+    return Status::Invalid(
+        "'name' is required: a string of 1..128 characters naming the key's holder");
+  }
+  k.name = spec["name"];
+  if (spec.contains("rate")) {
+    if (!spec["rate"].is_number() || spec["rate"].get<double>() < 0)
+      return Status::Invalid("'rate' must be a number >= 0 (requests per second)");
+    k.rate = spec["rate"];
+  }
+  for (auto [field, out] :
+       {std::pair{"burst", &k.burst}, std::pair{"daily_quota", &k.daily_quota}}) {
+    if (!spec.contains(field)) continue;
+    if (!spec[field].is_number_integer() || spec[field].get<int64_t>() < 0) {
+      return Status::Invalid(std::string("'") + field + "' must be an integer >= 0");
+    }
+    *out = spec[field];
+  }
+  if (k.rate > 0 && k.burst == 0) k.burst = std::max<int64_t>(1, int64_t(k.rate));
+  std::string plain = "tmy_" + random_hex(20);
+  k.id = "key_" + random_hex(6);
+  k.key_hash = sha256_hex(plain);
+  k.prefix = plain.substr(0, 8);
+  k.created_ms = impl_->s.clock.wall_ms();
+  TAMAYA_RETURN_IF_ERROR(impl_->store.insert_key(k));
+  impl_->add_key_state(k);
+  return std::pair{k, plain};
+}
+
+Status Gateway::revoke_key(const std::string& id) {
+  for (auto& [hash, st] : impl_->keys) {
+    if (st.key.id != id) continue;
+    if (st.key.revoked_ms != 0) return Status::Ok();
+    int64_t now = impl_->s.clock.wall_ms();
+    TAMAYA_RETURN_IF_ERROR(impl_->store.revoke_key(id, now));
+    st.key.revoked_ms = now;
+    return Status::Ok();
+  }
+  return Status::NotFound("no API key '" + id + "'; list them with GET /v1/keys");
+}
+
+std::vector<ApiKey> Gateway::keys() const {
+  std::vector<ApiKey> out;
+  for (const auto& [hash, st] : impl_->keys) out.push_back(st.key);
+  std::sort(out.begin(), out.end(), [](const ApiKey& a, const ApiKey& b) {
+    return std::tie(a.created_ms, a.id) < std::tie(b.created_ms, b.id);
+  });
+  return out;
+}
+
+CorsConfig Gateway::cors() const { return impl_->cors; }
+
+Status Gateway::set_cors(const json& spec) {
+  TAMAYA_ASSIGN_OR_RETURN(CorsConfig c, cors_from_json(spec));
+  TAMAYA_RETURN_IF_ERROR(impl_->store.put_config("cors", cors_to_json(c).dump()));
+  impl_->cors = std::move(c);
+  return Status::Ok();
+}
+
+json Gateway::openapi() const { return openapi_document(impl_->table.routes(), impl_->cors); }
+
+}  // namespace tamaya::gateway

@@ -1,0 +1,188 @@
+#include "sandbox/cgroup.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+namespace tamaya::sandbox {
+
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+Status write_file(const std::string& path, const std::string& value) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Internal("opening " + path + ": " + errno_text(errno));
+  ssize_t n = write(fd, value.data(), value.size());
+  int err = errno;
+  close(fd);
+  if (n != ssize_t(value.size())) {
+    return Status::Internal("writing '" + value + "' to " + path + ": " + errno_text(err));
+  }
+  return Status::Ok();
+}
+
+Status make_dir(const std::string& dir, std::vector<std::string>& made) {
+  if (mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) {
+    return Status::Internal("creating cgroup " + dir + ": " + errno_text(errno) +
+                            " (is the controller mounted and writable?)");
+  }
+  made.push_back(dir);
+  return Status::Ok();
+}
+
+// Cgroups whose rmdir failed (still busy): retried on later removals.
+std::mutex g_pending_mutex;
+std::vector<std::string> g_pending;
+
+void kill_members(const std::string& dir) {
+  std::ifstream procs(dir + "/cgroup.procs");
+  pid_t pid;
+  while (procs >> pid) {
+    if (pid > 1) ::kill(pid, SIGKILL);
+  }
+}
+
+bool try_rmdir(const std::string& dir) { return rmdir(dir.c_str()) == 0 || errno == ENOENT; }
+
+}  // namespace
+
+int64_t cpu_shares_for_memory(int64_t memory_mb) {
+  return std::max<int64_t>(2, memory_mb * 1024 / kMemoryMbPerVcpu);
+}
+
+int64_t cpu_weight_from_shares(int64_t shares) {
+  // The kernel's own conversion (cgroup v1 shares ↔ v2 weight).
+  return std::clamp<int64_t>(1 + ((shares - 2) * 9999) / 262142, 1, 10000);
+}
+
+Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::string& name,
+                                       const CgroupLimits& limits) {
+  InstanceCgroups out;
+  out.version = caps.cgroup;
+  if (caps.cgroup == CgroupVersion::kNone) return out;
+  auto cleanup_on_error = [&](Status s) -> Status {
+    remove_cgroups(out);
+    return s;
+  };
+  if (caps.cgroup == CgroupVersion::kV2) {
+    const std::string dir = caps.cgroup_memory + "/" + name;
+    if (Status s = make_dir(dir, out.dirs); !s.ok()) return cleanup_on_error(s);
+    out.memory_dir = out.pids_dir = out.cpu_dir = dir;
+    Status s = Status::Ok();
+    if (limits.memory_bytes > 0) {
+      s = write_file(dir + "/memory.max", std::to_string(limits.memory_bytes));
+      if (s.ok() && caps.memory_swap_control) s = write_file(dir + "/memory.swap.max", "0");
+    }
+    if (s.ok() && limits.pids_max > 0) {
+      s = write_file(dir + "/pids.max", std::to_string(limits.pids_max));
+    }
+    if (s.ok() && limits.cpu_shares > 0) {
+      s = write_file(dir + "/cpu.weight",
+                     std::to_string(cpu_weight_from_shares(limits.cpu_shares)));
+    }
+    if (!s.ok()) return cleanup_on_error(s);
+    return out;
+  }
+  // v1: one directory per hierarchy. The memory limit goes first, memsw
+  // second (memsw may never be below the memory limit): equal means no swap.
+  if (!caps.cgroup_memory.empty() && limits.memory_bytes > 0) {
+    const std::string dir = caps.cgroup_memory + "/" + name;
+    if (Status s = make_dir(dir, out.dirs); !s.ok()) return cleanup_on_error(s);
+    out.memory_dir = dir;
+    const std::string bytes = std::to_string(limits.memory_bytes);
+    Status s = write_file(dir + "/memory.limit_in_bytes", bytes);
+    if (s.ok() && caps.memory_swap_control)
+      s = write_file(dir + "/memory.memsw.limit_in_bytes", bytes);
+    if (s.ok() && !caps.memory_swap_control) s = write_file(dir + "/memory.swappiness", "0");
+    if (!s.ok()) return cleanup_on_error(s);
+  }
+  if (!caps.cgroup_pids.empty() && limits.pids_max > 0) {
+    const std::string dir = caps.cgroup_pids + "/" + name;
+    if (Status s = make_dir(dir, out.dirs); !s.ok()) return cleanup_on_error(s);
+    out.pids_dir = dir;
+    if (Status s = write_file(dir + "/pids.max", std::to_string(limits.pids_max)); !s.ok()) {
+      return cleanup_on_error(s);
+    }
+  }
+  if (!caps.cgroup_cpu.empty() && limits.cpu_shares > 0) {
+    const std::string dir = caps.cgroup_cpu + "/" + name;
+    if (Status s = make_dir(dir, out.dirs); !s.ok()) return cleanup_on_error(s);
+    out.cpu_dir = dir;
+    if (Status s = write_file(dir + "/cpu.shares", std::to_string(limits.cpu_shares)); !s.ok()) {
+      return cleanup_on_error(s);
+    }
+  }
+  return out;
+}
+
+Result<std::vector<int>> open_procs_files(const InstanceCgroups& cgroups) {
+  std::vector<int> fds;
+  for (const auto& dir : cgroups.dirs) {
+    int fd = open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      for (int f : fds) close(f);
+      return Status::Internal("opening " + dir + "/cgroup.procs: " + errno_text(err));
+    }
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+int64_t read_cgroup_number(const std::string& path) {
+  std::ifstream in(path);
+  std::string text;
+  if (!(in >> text)) return -2;
+  if (text == "max") return -1;
+  int64_t value = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc() ? value : -2;
+}
+
+int64_t cgroup_peak_memory_bytes(const InstanceCgroups& cgroups) {
+  if (cgroups.memory_dir.empty()) return 0;
+  const char* file =
+      cgroups.version == CgroupVersion::kV2 ? "/memory.peak" : "/memory.max_usage_in_bytes";
+  return std::max<int64_t>(0, read_cgroup_number(cgroups.memory_dir + file));
+}
+
+bool cgroup_oom_killed(const InstanceCgroups& cgroups) {
+  if (cgroups.memory_dir.empty()) return false;
+  const char* file =
+      cgroups.version == CgroupVersion::kV2 ? "/memory.events" : "/memory.oom_control";
+  std::ifstream in(cgroups.memory_dir + file);
+  std::string key;
+  int64_t value = 0;
+  while (in >> key >> value) {
+    if (key == "oom_kill" && value > 0) return true;
+  }
+  return false;
+}
+
+void remove_cgroups(InstanceCgroups& cgroups) {
+  std::lock_guard lock(g_pending_mutex);
+  std::vector<std::string> still;
+  for (const auto& dir : g_pending) {
+    kill_members(dir);
+    if (!try_rmdir(dir)) still.push_back(dir);
+  }
+  for (const auto& dir : cgroups.dirs) {
+    if (try_rmdir(dir)) continue;
+    kill_members(dir);
+    if (!try_rmdir(dir)) still.push_back(dir);
+  }
+  g_pending = std::move(still);
+  cgroups = InstanceCgroups{};
+}
+
+}  // namespace tamaya::sandbox

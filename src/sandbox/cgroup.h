@@ -1,0 +1,61 @@
+// One cgroup per instance: memory (swap off), pids and CPU share. v1 makes
+// one directory per controller hierarchy, v2 one directory. The child joins
+// its cgroups itself before execve (it writes "0" into cgroup.procs through
+// fds the parent opened), so nothing the function runs is ever outside them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "sandbox/host.h"
+
+namespace tamaya::sandbox {
+
+struct CgroupLimits {
+  int64_t memory_bytes = 0;  // 0: no memory cgroup
+  int64_t pids_max = 0;      // 0: no pids limit
+  int64_t cpu_shares = 0;    // v1 cpu.shares (1024 = one full CPU's share); 0: default
+};
+
+// Lambda gives one vCPU at 1,769 MB and CPU in proportion below and above.
+constexpr int64_t kMemoryMbPerVcpu = 1769;
+// cpu.shares for a function of memory_mb (at least 2, the kernel's minimum).
+int64_t cpu_shares_for_memory(int64_t memory_mb);
+// The v2 cpu.weight (1..10000, 100 = 1024 shares) for the same share.
+int64_t cpu_weight_from_shares(int64_t shares);
+
+// The cgroup directories of one instance, made and removed as a unit.
+struct InstanceCgroups {
+  CgroupVersion version = CgroupVersion::kNone;
+  std::vector<std::string> dirs;  // every directory made (v1: one per controller)
+  std::string memory_dir;         // "" without a memory cgroup
+  std::string pids_dir;
+  std::string cpu_dir;
+};
+
+// Makes the instance's cgroups named `name` under the host's bases and writes
+// the limits. Controllers the host lacks are skipped (the summary said so).
+Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::string& name,
+                                       const CgroupLimits& limits);
+
+// Opens cgroup.procs of each directory for the child to join (O_CLOEXEC).
+Result<std::vector<int>> open_procs_files(const InstanceCgroups& cgroups);
+
+// Peak memory of the instance's cgroup in bytes (memory.max_usage_in_bytes /
+// memory.peak), 0 when unknown.
+int64_t cgroup_peak_memory_bytes(const InstanceCgroups& cgroups);
+
+// Whether the kernel's OOM killer killed something in the instance's cgroup
+// (memory.oom_control / memory.events "oom_kill").
+bool cgroup_oom_killed(const InstanceCgroups& cgroups);
+
+// Kills whatever is left in the cgroups and removes them; directories still
+// busy are retried on later calls. Always clears `cgroups`.
+void remove_cgroups(InstanceCgroups& cgroups);
+
+// Reads a single-number cgroup file ("max" reads as -1); -2 when unreadable.
+int64_t read_cgroup_number(const std::string& path);
+
+}  // namespace tamaya::sandbox

@@ -1,0 +1,82 @@
+#include "sandbox/setup.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace tamaya::sandbox {
+
+namespace {
+
+Status check_mode(const std::string& mode) {
+  if (mode == "auto" || mode == "off") return Status::Ok();
+  return Status::Invalid("sandbox_isolation '" + mode +
+                         "' is not known; use auto (every layer the host supports) or off "
+                         "(plain processes, e.g. without root)");
+}
+
+std::string sandbox_dir(const std::string& data_dir) {
+  std::error_code ec;
+  auto dir = std::filesystem::absolute(data_dir, ec) / "sandbox";
+  return dir.lexically_normal().string();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode,
+                                               const std::string& data_dir) {
+  TAMAYA_RETURN_IF_ERROR(check_mode(mode));
+  std::unique_ptr<Sandbox> out(new Sandbox());
+  out->isolate_ = mode == "auto";
+  SandboxOptions options;
+  options.isolate = out->isolate_;
+  if (out->isolate_) {
+    const std::string dir = sandbox_dir(data_dir);
+    out->host_ = probe_host(dir);
+    remove_stale_cgroups(out->host_);
+    options.host = out->host_;
+    options.root_dir = dir + "/root";
+  }
+  TAMAYA_ASSIGN_OR_RETURN(out->launcher_, ProcessLauncher::create(std::move(options)));
+  return out;
+}
+
+Sandbox::~Sandbox() {
+  // Instances are gone by now (the dispatcher removed their cgroups): this
+  // daemon's own tamaya-<pid> directories go too.
+  for (const std::string& base : {host_.cgroup_memory, host_.cgroup_pids, host_.cgroup_cpu}) {
+    if (!base.empty()) rmdir(base.c_str());
+  }
+}
+
+std::string Sandbox::startup_line() const {
+  if (!isolate_)
+    return "sandbox isolation=off (sandbox_isolation=off: plain processes with rlimits)";
+  return "sandbox isolation=auto " + summary(host_);
+}
+
+std::string Sandbox::missing() const {
+  if (!isolate_) return "";
+  std::string out;
+  for (const auto& note : host_.notes) {
+    if (!out.empty()) out += "; ";
+    out += note;
+  }
+  return out;
+}
+
+Result<std::string> doctor(const std::string& mode, const std::string& data_dir) {
+  TAMAYA_RETURN_IF_ERROR(check_mode(mode));
+  HostCapabilities caps = probe_host(sandbox_dir(data_dir));
+  std::string report = doctor_report(caps);
+  for (const std::string& base : {caps.cgroup_memory, caps.cgroup_pids, caps.cgroup_cpu}) {
+    if (!base.empty()) rmdir(base.c_str());
+  }
+  if (mode == "off") {
+    report +=
+        "sandbox_isolation is 'off': the daemon uses none of these layers; set it to 'auto'.\n";
+  }
+  return report;
+}
+
+}  // namespace tamaya::sandbox

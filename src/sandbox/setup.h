@@ -1,0 +1,39 @@
+// The daemon's one call to set up isolation from its settings: validates
+// sandbox_isolation, probes the host once, builds the launcher, and cleans up
+// this daemon's cgroup directories when it goes away.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "sandbox/host.h"
+#include "sandbox/launcher.h"
+
+namespace tamaya::sandbox {
+
+class Sandbox {
+ public:
+  // mode: "auto" (every layer the host supports) or "off" (a plain process).
+  // State (the pivot root's mount point) lives under <data_dir>/sandbox.
+  static Result<std::unique_ptr<Sandbox>> open(const std::string& mode,
+                                               const std::string& data_dir);
+  ~Sandbox();
+
+  Launcher& launcher() { return *launcher_; }
+  const HostCapabilities& host() const { return host_; }
+  // The one line the daemon logs at start: which layers are on.
+  std::string startup_line() const;
+  // Why layers are off, "" when all are on (logged once as a warning).
+  std::string missing() const;
+
+ private:
+  bool isolate_ = false;
+  HostCapabilities host_;
+  std::unique_ptr<ProcessLauncher> launcher_;
+};
+
+// `tamaya doctor`: the host report for these settings.
+Result<std::string> doctor(const std::string& mode, const std::string& data_dir);
+
+}  // namespace tamaya::sandbox

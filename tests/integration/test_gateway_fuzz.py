@@ -1,0 +1,18 @@
+"""A short run of the gateway's libFuzzer target (tests/fuzz/run.sh); longer runs are by hand:
+tests/fuzz/run.sh -max_total_time=600."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from itest import REPO
+
+
+@pytest.mark.skipif(shutil.which("clang++-14") is None, reason="clang-14 (libFuzzer) is not installed")
+def test_gateway_fuzz_short_run(tmp_path):
+    out = subprocess.run([str(REPO / "tests" / "fuzz" / "run.sh"), "-runs=20000"],
+                         env={"FUZZ_OUT": str(REPO / "build" / "fuzz"), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "Done 20000 runs" in out.stderr
