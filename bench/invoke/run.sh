@@ -146,7 +146,7 @@ done
 TAMAYA_PORT="$(port)"
 TAMAYA="http://127.0.0.1:$TAMAYA_PORT"
 "$TAMAYA_BIN" serve --data-dir "$TMP/tamaya" --admin-port "$TAMAYA_PORT" \
-  --set log_level=warn --set drain_timeout_ms=2000 >"$TMP/tamaya.log" 2>&1 &
+  --set gateway_port=0 --set log_level=warn --set drain_timeout_ms=2000 >"$TMP/tamaya.log" 2>&1 &
 PIDS+=($!)
 
 python3 "$HERE/admin.py" wait-http "http://127.0.0.1:$ORIGIN_PORT/echo" "$START_TIMEOUT_S"
