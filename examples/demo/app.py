@@ -7,7 +7,11 @@ invocations = 0  # module state survives between warm invocations
 def handler(event, context):
     global invocations
     invocations += 1
-    name = event.get("name", "world") if isinstance(event, dict) else "world"
+    name = "world"
+    if isinstance(event, dict):
+        # Invoked directly ({"name": ...}) or through the gateway (?name=...).
+        query = event.get("queryStringParameters") or {}
+        name = event.get("name") or query.get("name") or name
     print(f"greeting {name}")
     return {
         "message": f"hello, {name}!",
