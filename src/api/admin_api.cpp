@@ -4,25 +4,18 @@
 
 #include <algorithm>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
-#include <nlohmann/json.hpp>
 
 #include "common/encoding.h"
+#include "common/time_format.h"
 
 namespace tamaya::api {
 
 namespace {
 
 using nlohmann::json;
-
-std::string iso8601(int64_t ms) {
-  time_t secs = ms / 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
-}
 
 json to_json(const registry::FunctionVersion& f) {
   return {{"name", f.name},
@@ -39,11 +32,13 @@ json to_json(const registry::FunctionVersion& f) {
           {"code_sha256", f.code_sha256},
           {"code_size", f.code_size},
           {"revision_id", f.revision_id},
-          {"created_at", iso8601(f.created_ms)},
-          {"updated_at", iso8601(f.updated_ms)}};
+          {"created_at", format_iso8601(f.created_ms)},
+          {"updated_at", format_iso8601(f.updated_ms)}};
 }
 
-net::Response ok_json(int status, const json& body) { return net::Response::json(status, body.dump()); }
+net::Response ok_json(int status, const json& body) {
+  return net::Response::json(status, body.dump());
+}
 
 Result<json> parse_object(const std::string& body) {
   if (body.empty()) return Status::Invalid("the request body is empty; send a JSON object");
@@ -61,9 +56,11 @@ Status read_field(const json& doc, const char* key, std::optional<T>* out) {
   auto it = doc.find(key);
   if (it == doc.end() || it->is_null()) return Status::Ok();
   if constexpr (std::is_same_v<T, int>) {
-    if (!it->is_number_integer()) return Status::Invalid(fmt::format("'{}' must be an integer", key));
+    if (!it->is_number_integer())
+      return Status::Invalid(fmt::format("'{}' must be an integer", key));
     auto v = it->get<int64_t>();
-    if (v < INT32_MIN || v > INT32_MAX) return Status::Invalid(fmt::format("'{}' is out of range", key));
+    if (v < INT32_MIN || v > INT32_MAX)
+      return Status::Invalid(fmt::format("'{}' is out of range", key));
     *out = int(v);
   } else if constexpr (std::is_same_v<T, std::string>) {
     if (!it->is_string()) return Status::Invalid(fmt::format("'{}' must be a string", key));
@@ -85,15 +82,15 @@ Status read_field(const json& doc, const char* key, std::optional<T>* out) {
 }
 
 Result<registry::ConfigPatch> read_patch(const json& doc) {
-  static const std::set<std::string> kKnown = {"name", "runtime", "handler", "memory_mb",
-                                               "timeout_s", "max_concurrency", "environment",
-                                               "description", "network", "tmp_mb", "code"};
+  static const std::set<std::string> kKnown = {
+      "name",        "runtime",     "handler", "memory_mb", "timeout_s", "max_concurrency",
+      "environment", "description", "network", "tmp_mb",    "code"};
   for (const auto& [k, v] : doc.items()) {
     if (!kKnown.count(k)) {
-      return Status::Invalid(fmt::format(
-          "unknown field '{}'; known fields: runtime, handler, memory_mb, timeout_s, "
-          "max_concurrency, environment, description, network, tmp_mb, code",
-          k));
+      return Status::Invalid(
+          fmt::format("unknown field '{}'; known fields: runtime, handler, memory_mb, timeout_s, "
+                      "max_concurrency, environment, description, network, tmp_mb, code",
+                      k));
     }
   }
   registry::ConfigPatch p;
@@ -111,7 +108,8 @@ Result<registry::ConfigPatch> read_patch(const json& doc) {
 
 Result<std::string> zip_from_json(const json& code) {
   if (!code.is_object() || !code.contains("zip_base64") || !code["zip_base64"].is_string()) {
-    return Status::Invalid("'code' must be an object with 'zip_base64': the base64 of a zip archive");
+    return Status::Invalid(
+        "'code' must be an object with 'zip_base64': the base64 of a zip archive");
   }
   auto bytes = base64_decode(code["zip_base64"].get<std::string>());
   if (!bytes) return Status::Invalid("'code.zip_base64' is not valid base64");
@@ -127,7 +125,8 @@ class Handlers {
     if (!doc.ok()) return respond(net::Response::error(doc.status()));
     auto name_it = doc->find("name");
     if (name_it == doc->end() || !name_it->is_string()) {
-      return respond(net::Response::error(Status::Invalid("'name' is required and must be a string")));
+      return respond(
+          net::Response::error(Status::Invalid("'name' is required and must be a string")));
     }
     std::string name = name_it->get<std::string>();
     auto patch = read_patch(*doc);
@@ -202,8 +201,9 @@ class Handlers {
     auto doc = parse_object(req.body);
     if (!doc.ok()) return respond(net::Response::error(doc.status()));
     if (doc->contains("name") || doc->contains("code")) {
-      return respond(net::Response::error(Status::Invalid(
-          "'name' and 'code' cannot be changed here; update code with PUT /v1/functions/{name}/code")));
+      return respond(
+          net::Response::error(Status::Invalid("'name' and 'code' cannot be changed here; update "
+                                               "code with PUT /v1/functions/{name}/code")));
     }
     auto patch = read_patch(*doc);
     if (!patch.ok()) return respond(net::Response::error(patch.status()));
@@ -214,7 +214,8 @@ class Handlers {
   }
 
   void remove(net::Request, net::Params p, net::Responder respond) {
-    if (Status st = s_.registry.remove(p["name"]); !st.ok()) return respond(net::Response::error(st));
+    if (Status st = s_.registry.remove(p["name"]); !st.ok())
+      return respond(net::Response::error(st));
     s_.dispatcher.retire(p["name"]);
     s_.logs.remove_function(p["name"]).ok();
     respond(net::Response::no_content());
@@ -249,14 +250,14 @@ class Handlers {
     // An alias with routing weights sends each invocation to one of its two
     // versions at random.
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
-    auto f = s_.registry.resolve(p["name"], req.query_param("qualifier").value_or(""),
-                                 uniform(rng_));
+    auto f =
+        s_.registry.resolve(p["name"], req.query_param("qualifier").value_or(""), uniform(rng_));
     if (!f.ok()) return respond(net::Response::error(f.status()));
     auto reserved = s_.registry.reserved_concurrency(p["name"]);
     if (int64_t(req.body.size()) > s_.settings.invoke_max_payload_bytes) {
-      return respond(net::Response::error(Status::TooLarge(
-          fmt::format("request payload of {} bytes is over the limit of {} bytes", req.body.size(),
-                      s_.settings.invoke_max_payload_bytes))));
+      return respond(net::Response::error(
+          Status::TooLarge(fmt::format("request payload of {} bytes is over the limit of {} bytes",
+                                       req.body.size(), s_.settings.invoke_max_payload_bytes))));
     }
     // An empty payload is the empty event, as in Lambda; anything else must
     // be JSON (validated without building a document).
@@ -306,7 +307,10 @@ class Handlers {
     json arr = json::array();
     int64_t next = since;
     for (const auto& e : *events) {
-      arr.push_back({{"id", e.id}, {"time_ms", e.time_ms}, {"request_id", e.request_id}, {"message", e.message}});
+      arr.push_back({{"id", e.id},
+                     {"time_ms", e.time_ms},
+                     {"request_id", e.request_id},
+                     {"message", e.message}});
       next = std::max(next, e.id);
     }
     respond(ok_json(200, {{"events", arr}, {"next_since_id", next}}));

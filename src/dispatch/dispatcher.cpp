@@ -1,5 +1,6 @@
 #include "dispatch/dispatcher.h"
 
+#include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -9,13 +10,13 @@
 #include <cmath>
 #include <csignal>
 #include <deque>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <unordered_map>
 
 #include "common/encoding.h"
 #include "common/log.h"
+#include "common/time_format.h"
 #include "runtime/endpoint.h"
 #include "sandbox/exit_status.h"
 #include "sandbox/netns.h"
@@ -103,8 +104,14 @@ struct Pool {
 struct Dispatcher::Impl {
   Impl(asio::io_context& io, const Settings& s, runtime::RuntimePaths p, sandbox::Launcher& l,
        const Clock& c, Observer* o)
-      : io(io), settings(s), paths(std::move(p)), launcher(l), clock(c), observer(o),
-        drain_timer(io), layers(l.layers()),
+      : io(io),
+        settings(s),
+        paths(std::move(p)),
+        launcher(l),
+        clock(c),
+        observer(o),
+        drain_timer(io),
+        layers(l.layers()),
         uids(uint32_t(s.sandbox_uid_base), uint32_t(s.sandbox_uid_count)) {}
 
   asio::io_context& io;
@@ -168,7 +175,8 @@ struct Dispatcher::Impl {
 
   int max_concurrency(const Pool& pool) const {
     int limit = std::max(1, pool.target.function.config.max_concurrency);
-    if (pool.target.reserved_concurrency) limit = std::min(limit, *pool.target.reserved_concurrency);
+    if (pool.target.reserved_concurrency)
+      limit = std::min(limit, *pool.target.reserved_concurrency);
     return limit;
   }
 
@@ -177,12 +185,14 @@ struct Dispatcher::Impl {
   void invoke(InvokeRequest req, std::function<void(InvokeResult)> done) {
     if (req.request_id.empty()) req.request_id = new_request_id();
     if (draining) {
-      return reject(req, done, Status::Unavailable("tamaya is shutting down; retry on another node or later"));
+      return reject(req, done,
+                    Status::Unavailable("tamaya is shutting down; retry on another node or later"));
     }
     if (int64_t(req.payload.size()) > settings.invoke_max_payload_bytes) {
-      return reject(req, done,
-                    Status::TooLarge(fmt::format("request payload of {} bytes is over the limit of {} bytes",
-                                                 req.payload.size(), settings.invoke_max_payload_bytes)));
+      return reject(
+          req, done,
+          Status::TooLarge(fmt::format("request payload of {} bytes is over the limit of {} bytes",
+                                       req.payload.size(), settings.invoke_max_payload_bytes)));
     }
     if (req.target.reserved_concurrency && *req.target.reserved_concurrency == 0) {
       return reject(req, done,
@@ -212,7 +222,8 @@ struct Dispatcher::Impl {
     enqueue(pool, std::move(req), std::move(done));
   }
 
-  void reject(const InvokeRequest& req, const std::function<void(InvokeResult)>& done, Status status) {
+  void reject(const InvokeRequest& req, const std::function<void(InvokeResult)>& done,
+              Status status) {
     InvokeResult r;
     r.request_id = req.request_id;
     r.status = std::move(status);
@@ -331,8 +342,8 @@ struct Dispatcher::Impl {
     spec.environment = fn.config.environment;
     spec.runtime_api_port = inst->endpoint->port();
     spec.log_stream = fmt::format("{}/[{}]{}", clock.wall_ms() / 1000, fn.version, id);
-    spec.isolated = layers.filesystem || layers.cgroups || layers.uids || layers.seccomp ||
-                    layers.network_none;
+    spec.isolated =
+        layers.filesystem || layers.cgroups || layers.uids || layers.seccomp || layers.network_none;
     spec.own_root = layers.filesystem;
     spec.network_none = network_none;
     spec.tmp_mb = fn.config.tmp_mb;
@@ -401,7 +412,9 @@ struct Dispatcher::Impl {
     r.payload = error_document(type, message);
     r.executed_version = req.target.function.version;
     r.memory_mb = req.target.function.config.memory_mb;
-    std::vector<LogLine> log{{clock.wall_ms(), fmt::format("INIT_REPORT Status: error\tError Type: {}\t{}", type, message)}};
+    std::vector<LogLine> log{
+        {clock.wall_ms(),
+         fmt::format("INIT_REPORT Status: error\tError Type: {}\t{}", type, message)}};
     if (req.want_log_tail) r.log_tail = log.back().text + "\n";
     if (observer) observer->on_invocation(req.target.function.name, r, log);
     done(std::move(r));
@@ -454,8 +467,9 @@ struct Dispatcher::Impl {
     inv.request_id = a.request.request_id;
     inv.payload = a.request.payload;
     inv.deadline_ms = clock.wall_ms() + int64_t(fn.config.timeout_s) * 1000;
-    inv.function_arn = fmt::format("arn:aws:lambda:{}:000000000000:function:{}{}", settings.region,
-                                   fn.name, fn.version == registry::kLatest ? "" : ":" + fn.version);
+    inv.function_arn =
+        fmt::format("arn:aws:lambda:{}:000000000000:function:{}{}", settings.region, fn.name,
+                    fn.version == registry::kLatest ? "" : ":" + fn.version);
     inv.trace_id = a.request.trace_id;
     inv.client_context = a.request.client_context;
     inst.endpoint->deliver(std::move(inv));
@@ -564,7 +578,8 @@ struct Dispatcher::Impl {
         finish(*inst, true, "Runtime.OutOfMemory", error_document("Runtime.OutOfMemory", msg),
                false, msg);
       } else {
-        std::string msg = fmt::format("RequestId: {} Error: Runtime exited with error: {}", rid, how);
+        std::string msg =
+            fmt::format("RequestId: {} Error: Runtime exited with error: {}", rid, how);
         finish(*inst, true, "Runtime.ExitError", error_document("Runtime.ExitError", msg), false,
                msg);
       }
@@ -622,7 +637,7 @@ struct Dispatcher::Impl {
     r.max_memory_used_mb = (sandbox::peak_memory_bytes(inst.process) + (1 << 20) - 1) >> 20;
 
     if (!log_message.empty()) {
-      append_log(a, fmt::format("{} {}", iso_time(clock.wall_ms()), log_message));
+      append_log(a, fmt::format("{} {}", format_iso8601(clock.wall_ms()), log_message));
     }
     append_log(a, fmt::format("END RequestId: {}", r.request_id));
     std::string report = fmt::format(
@@ -643,14 +658,6 @@ struct Dispatcher::Impl {
       kill(inst.id);
     }
     done(std::move(r));
-  }
-
-  static std::string iso_time(int64_t wall_ms) {
-    time_t secs = wall_ms / 1000;
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, wall_ms % 1000);
   }
 
   static std::string tail(const std::vector<LogLine>& log) {
@@ -785,8 +792,10 @@ struct Dispatcher::Impl {
     if (!force && a.log_bytes + int64_t(text.size()) > cap) {
       if (!a.truncated) {
         a.truncated = true;
-        a.log.push_back({clock.wall_ms(), fmt::format("[tamaya] log truncated: this invocation wrote "
-                                                      "more than {} bytes", cap)});
+        a.log.push_back(
+            {clock.wall_ms(), fmt::format("[tamaya] log truncated: this invocation wrote "
+                                          "more than {} bytes",
+                                          cap)});
       }
       return;
     }
@@ -830,7 +839,8 @@ struct Dispatcher::Impl {
     for (auto& [k, p] : pools) {
       while (!p->queue.empty()) {
         auto w = pop_waiter(*p);
-        reject(w->request, w->done, Status::Unavailable("tamaya shut down before this request ran"));
+        reject(w->request, w->done,
+               Status::Unavailable("tamaya shut down before this request ran"));
       }
     }
     finish_drain();
@@ -854,10 +864,17 @@ struct Dispatcher::Impl {
       if (function && inst->function != *function) continue;
       s.instances++;
       switch (inst->state) {
-        case State::kStarting: s.starting++; break;
-        case State::kIdle: s.idle++; break;
-        case State::kBusy: s.busy++; break;
-        case State::kDying: break;
+        case State::kStarting:
+          s.starting++;
+          break;
+        case State::kIdle:
+          s.idle++;
+          break;
+        case State::kBusy:
+          s.busy++;
+          break;
+        case State::kDying:
+          break;
       }
     }
     for (const auto& [k, p] : pools) {

@@ -13,6 +13,7 @@
 
 #include "common/encoding.h"
 #include "common/log.h"
+#include "common/time_format.h"
 #include "gateway/event.h"
 #include "gateway/jwt.h"
 #include "gateway/limiter.h"
@@ -55,14 +56,6 @@ bool iequals_prefix(std::string_view s, std::string_view prefix) {
     if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
   }
   return true;
-}
-
-std::string iso8601(int64_t ms) {
-  time_t secs = ms / 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
 }
 
 std::string join(const std::vector<std::string>& v, std::string_view sep) {
@@ -205,7 +198,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
 
   void access_log(const Exchange& ex, int status, size_t bytes) {
     double latency_ms = std::chrono::duration<double, std::milli>(s.clock.now() - ex.start).count();
-    json line = {{"time", iso8601(ex.wall_ms)},
+    json line = {{"time", format_iso8601(ex.wall_ms)},
                  {"requestId", ex.request_id},
                  {"ip", ex.source_ip},
                  {"method", ex.method},
