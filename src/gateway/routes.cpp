@@ -4,16 +4,11 @@
 #include <cctype>
 #include <set>
 
+#include "net/http.h"
+
 namespace tamaya::gateway {
 
 namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // Splits "/a/b" into {"a","b"}; "/" into {}. Empty segments are kept
 // ("/a//b", "/a/"), and only literals equal to "" can match them.
@@ -36,23 +31,7 @@ bool is_token_char(char c) {
 
 }  // namespace
 
-std::string percent_decode_path(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size()) {
-      int hi = hex_value(in[i + 1]);
-      int lo = hex_value(in[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out += char(hi * 16 + lo);
-        i += 2;
-        continue;
-      }
-    }
-    out += in[i];
-  }
-  return out;
-}
+std::string percent_decode_path(std::string_view in) { return net::percent_decode(in, false); }
 
 std::string Route::route_key() const {
   if (method.empty()) return kDefaultRouteKey;

@@ -21,6 +21,10 @@ namespace tamaya::net {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// %XX escapes decoded (malformed ones kept as they are); '+' becomes a space
+// only in query strings.
+std::string percent_decode(std::string_view in, bool plus_is_space);
+
 struct Request {
   std::string method;  // upper case: GET, POST, ...
   std::string target;  // raw request target: path?query
@@ -104,7 +108,7 @@ class HttpServer {
   void close_all();
   size_t open_connections() const;
 
- struct Impl;  // public so the connection type in server.cpp can name it
+  struct Impl;  // public so the connection type in server.cpp can name it
 
  private:
   std::shared_ptr<Impl> impl_;

@@ -41,6 +41,8 @@ int hex_value(char c) {
   return -1;
 }
 
+}  // namespace
+
 std::string percent_decode(std::string_view in, bool plus_is_space) {
   std::string out;
   out.reserve(in.size());
@@ -60,8 +62,6 @@ std::string percent_decode(std::string_view in, bool plus_is_space) {
   return out;
 }
 
-}  // namespace
-
 std::optional<std::string_view> Request::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (iequals(k, name)) return std::string_view(v);
@@ -77,7 +77,8 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
     size_t eq = pair.find('=');
     std::string key = percent_decode(pair.substr(0, eq), true);
     if (key == name) {
-      return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
+      return eq == std::string_view::npos ? std::string()
+                                          : percent_decode(pair.substr(eq + 1), true);
     }
     if (amp == std::string_view::npos) break;
     q.remove_prefix(amp + 1);
@@ -126,7 +127,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<HttpServer::Impl> server)
-      : stream_(std::move(socket)), server_(std::move(server)), read_deadline_(stream_.get_executor()) {
+      : stream_(std::move(socket)),
+        server_(std::move(server)),
+        read_deadline_(stream_.get_executor()) {
     server_->sessions.insert(this);
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
@@ -180,10 +183,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(static_cast<uint64_t>(server_->limits.max_body_bytes));
     stream_.expires_never();  // the write's expiry must not cut this read
     arm_read_deadline(header_wait);
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code ec, size_t) {
-                               self->on_header(ec);
-                             });
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
   }
 
   void on_header(beast::error_code ec) {
@@ -196,16 +198,19 @@ class Session : public std::enable_shared_from_this<Session> {
           Status::Invalid("request has both Content-Length and Transfer-Encoding")));
     }
     const auto& limits = server_->limits;
-    if (limits.max_request_line_bytes > 0 && int64_t(h.target().size()) > limits.max_request_line_bytes) {
+    if (limits.max_request_line_bytes > 0 &&
+        int64_t(h.target().size()) > limits.max_request_line_bytes) {
       keep_alive_ = false;
       return respond(Response::json(
-          414, R"({"error":{"code":"UriTooLong","message":"the request target is over the limit"}})"));
+          414,
+          R"({"error":{"code":"UriTooLong","message":"the request target is over the limit"}})"));
     }
     if (limits.max_header_count > 0 &&
         std::distance(h.begin(), h.end()) > std::ptrdiff_t(limits.max_header_count)) {
       keep_alive_ = false;
       return respond(Response::json(
-          431, R"({"error":{"code":"HeadersTooLarge","message":"too many request header fields"}})"));
+          431,
+          R"({"error":{"code":"HeadersTooLarge","message":"too many request header fields"}})"));
     }
     if (h.has_content_length() || h.chunked()) {
       auto len = parser_->content_length();
@@ -217,10 +222,9 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     }
     arm_read_deadline(server_->limits.body_timeout);
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
-                        self->on_body(ec);
-                      });
+    bhttp::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_body(ec); });
   }
 
   // Reads use their own timer rather than the stream's expiry, which would
@@ -248,7 +252,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == beast::error::timeout) {
       // An idle keep-alive connection just closes; a half-sent request gets 408.
       if (buffer_.size() == 0 && !parser_->got_some()) return close_after_write();
-      return respond(Response::json(408, R"({"error":{"code":"RequestTimeout","message":"the request was not received in time"}})"));
+      return respond(Response::json(
+          408,
+          R"({"error":{"code":"RequestTimeout","message":"the request was not received in time"}})"));
     }
     if (ec == bhttp::error::header_limit) {
       // A head over the limit whose first line alone is too long: 414.
@@ -258,15 +264,17 @@ class Session : public std::enable_shared_from_this<Session> {
       if (line_limit > 0 && parser_->get().target().empty() &&
           int64_t(head.substr(0, head.find('\n')).size()) > line_limit) {
         return respond(Response::json(
-            414, R"({"error":{"code":"UriTooLong","message":"the request target is over the limit"}})"));
+            414,
+            R"({"error":{"code":"UriTooLong","message":"the request target is over the limit"}})"));
       }
       return respond(Response::json(
-          431, R"({"error":{"code":"HeadersTooLarge","message":"request headers are over the limit"}})"));
+          431,
+          R"({"error":{"code":"HeadersTooLarge","message":"request headers are over the limit"}})"));
     }
     if (ec == bhttp::error::body_limit) {
-      return respond(Response::error(Status::TooLarge(
-          "request body is over the limit of " + std::to_string(server_->limits.max_body_bytes) +
-          " bytes")));
+      return respond(Response::error(
+          Status::TooLarge("request body is over the limit of " +
+                           std::to_string(server_->limits.max_body_bytes) + " bytes")));
     }
     respond(Response::error(Status::Invalid("malformed HTTP request: " + ec.message())));
   }
@@ -284,7 +292,8 @@ class Session : public std::enable_shared_from_this<Session> {
     req.path = percent_decode(target.substr(0, qm), false);
     if (qm != std::string_view::npos) req.query = std::string(target.substr(qm + 1));
     req.headers.reserve(8);
-    for (const auto& f : msg) req.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    for (const auto& f : msg)
+      req.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     req.body = std::move(msg.body());
     req.remote_addr = remote_;
     // The owner may have gone (an instance's endpoint closed) while this
@@ -308,7 +317,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 Responder::State::~State() {
   if (done) return;
-  if (session) session->respond(Response::error(Status::Internal("the request handler gave no response")));
+  if (session)
+    session->respond(Response::error(Status::Internal("the request handler gave no response")));
 }
 
 void Responder::operator()(Response response) const {
@@ -318,9 +328,7 @@ void Responder::operator()(Response response) const {
   if (s) s->respond(std::move(response));
 }
 
-bool Responder::closed() const {
-  return !state_->session || state_->session->closed();
-}
+bool Responder::closed() const { return !state_->session || state_->session->closed(); }
 
 void HttpServer::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
