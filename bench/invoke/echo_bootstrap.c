@@ -174,6 +174,11 @@ int main(void) {
   host[colon - api] = '\0';
   strcpy(port, colon + 1);
 
+  /* ECHO_DELAY_MS: wait this long before answering, to stand for a handler
+   * that does work (bench/spike floods such a function). */
+  const char* delay_env = getenv("ECHO_DELAY_MS");
+  const long delay_ms = delay_env ? atol(delay_env) : 0;
+
   static char headers[MAX_HEADER_BYTES];
   char request[512];
   char request_id[256];
@@ -207,6 +212,7 @@ int main(void) {
       exit(1);
     }
 
+    if (delay_ms > 0) usleep((useconds_t)(delay_ms * 1000));
     /* Echo the event back. */
     if (fd < 0 && connect_api() != 0) die("cannot connect to the Runtime API");
     n = snprintf(request, sizeof request,

@@ -1,5 +1,7 @@
 #include "api/admin_api.h"
 
+#include "api/events_api.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -81,19 +83,56 @@ Status read_field(const json& doc, const char* key, std::optional<T>* out) {
   return Status::Ok();
 }
 
+// Scaling fields, kept apart from the versioned config: changing them starts
+// or stops warm instances but makes no new revision. null removes a setting.
+struct ScalingPatch {
+  std::optional<int> min_instances;
+  std::optional<std::optional<int>> reserved_concurrency;
+  std::optional<std::optional<int>> idle_timeout_s;
+  bool empty() const { return !min_instances && !reserved_concurrency && !idle_timeout_s; }
+};
+
+Status read_nullable_int(const json& doc, const char* key, std::optional<std::optional<int>>* out) {
+  auto it = doc.find(key);
+  if (it == doc.end()) return Status::Ok();
+  if (it->is_null()) {
+    *out = std::optional<int>();
+    return Status::Ok();
+  }
+  std::optional<int> v;
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, key, &v));
+  *out = v;
+  return Status::Ok();
+}
+
+Result<ScalingPatch> read_scaling(const json& doc) {
+  ScalingPatch p;
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "min_instances", &p.min_instances));
+  TAMAYA_RETURN_IF_ERROR(read_nullable_int(doc, "reserved_concurrency", &p.reserved_concurrency));
+  TAMAYA_RETURN_IF_ERROR(read_nullable_int(doc, "idle_timeout_s", &p.idle_timeout_s));
+  return p;
+}
+
 Result<registry::ConfigPatch> read_patch(const json& doc) {
   static const std::set<std::string> kKnown = {
-      "name",        "runtime",     "handler", "memory_mb", "timeout_s", "max_concurrency",
-      "environment", "description", "network", "tmp_mb",    "code"};
+      "name",          "runtime",       "handler",     "memory_mb",
+      "timeout_s",     "max_concurrency", "max_instances", "min_instances",
+      "reserved_concurrency", "idle_timeout_s", "environment", "description",
+      "network",       "tmp_mb",        "code"};
   for (const auto& [k, v] : doc.items()) {
     if (!kKnown.count(k)) {
       return Status::Invalid(
           fmt::format("unknown field '{}'; known fields: runtime, handler, memory_mb, timeout_s, "
-                      "max_concurrency, environment, description, network, tmp_mb, code",
+                      "max_concurrency (or max_instances), min_instances, reserved_concurrency, "
+                      "idle_timeout_s, environment, description, network, tmp_mb, code",
                       k));
     }
   }
+  if (doc.contains("max_concurrency") && doc.contains("max_instances")) {
+    return Status::Invalid("'max_instances' is another name for 'max_concurrency'; give one");
+  }
   registry::ConfigPatch p;
+  TAMAYA_RETURN_IF_ERROR(read_field(doc, "max_instances", &p.max_concurrency));
   TAMAYA_RETURN_IF_ERROR(read_field(doc, "runtime", &p.runtime));
   TAMAYA_RETURN_IF_ERROR(read_field(doc, "handler", &p.handler));
   TAMAYA_RETURN_IF_ERROR(read_field(doc, "memory_mb", &p.memory_mb));
@@ -123,6 +162,8 @@ class Handlers {
   void create(net::Request req, net::Params, net::Responder respond) {
     auto doc = parse_object(req.body);
     if (!doc.ok()) return respond(net::Response::error(doc.status()));
+    auto scaling = read_scaling(*doc);
+    if (!scaling.ok()) return respond(net::Response::error(scaling.status()));
     auto name_it = doc->find("name");
     if (name_it == doc->end() || !name_it->is_string()) {
       return respond(
@@ -156,7 +197,12 @@ class Handlers {
     if (!artifact.ok()) return respond(net::Response::error(artifact.status()));
     auto created = s_.registry.create(name, config, *artifact);
     if (!created.ok()) return respond(net::Response::error(created.status()));
-    respond(ok_json(201, to_json(*created)));
+    if (Status st = apply_scaling(name, *scaling); !st.ok()) {
+      // All or nothing: a function whose scaling was refused is not left behind.
+      s_.registry.remove(name).ok();
+      return respond(net::Response::error(st));
+    }
+    respond(ok_json(201, with_scaling(to_json(*created))));
   }
 
   void list(net::Request, net::Params, net::Responder respond) {
@@ -168,7 +214,7 @@ class Handlers {
   void get(net::Request req, net::Params p, net::Responder respond) {
     auto f = s_.registry.get(p["name"], req.query_param("qualifier").value_or(""));
     if (!f.ok()) return respond(net::Response::error(f.status()));
-    respond(ok_json(200, to_json(*f)));
+    respond(ok_json(200, with_scaling(to_json(*f))));
   }
 
   void update_code(net::Request req, net::Params p, net::Responder respond) {
@@ -207,10 +253,20 @@ class Handlers {
     }
     auto patch = read_patch(*doc);
     if (!patch.ok()) return respond(net::Response::error(patch.status()));
-    auto f = s_.registry.update_config(p["name"], *patch);
+    auto scaling = read_scaling(*doc);
+    if (!scaling.ok()) return respond(net::Response::error(scaling.status()));
+    auto f = s_.registry.get(p["name"]);
     if (!f.ok()) return respond(net::Response::error(f.status()));
-    s_.dispatcher.retire(p["name"]);
-    respond(ok_json(200, to_json(*f)));
+    // Only scaling fields: no new revision, the running instances stay.
+    if (!is_empty(*patch)) {
+      f = s_.registry.update_config(p["name"], *patch);
+      if (!f.ok()) return respond(net::Response::error(f.status()));
+      s_.dispatcher.retire(p["name"]);
+    }
+    if (Status st = apply_scaling(p["name"], *scaling); !st.ok()) {
+      return respond(net::Response::error(st));
+    }
+    respond(ok_json(200, with_scaling(to_json(*f))));
   }
 
   void remove(net::Request, net::Params p, net::Responder respond) {
@@ -253,7 +309,6 @@ class Handlers {
     auto f =
         s_.registry.resolve(p["name"], req.query_param("qualifier").value_or(""), uniform(rng_));
     if (!f.ok()) return respond(net::Response::error(f.status()));
-    auto reserved = s_.registry.reserved_concurrency(p["name"]);
     if (int64_t(req.body.size()) > s_.settings.invoke_max_payload_bytes) {
       return respond(net::Response::error(
           Status::TooLarge(fmt::format("request payload of {} bytes is over the limit of {} bytes",
@@ -267,10 +322,33 @@ class Handlers {
       return respond(net::Response::error(
           Status::Invalid("the payload is not valid JSON; send a JSON document as the event")));
     }
+    std::string type(req.header("X-Tamaya-Invocation-Type")
+                         .value_or(req.query_param("invocation_type").value_or("RequestResponse")));
+    if (type == "Event" || type == "event") {
+      // Async: 202 once the event is durable; the queue resolves the
+      // qualifier again at each delivery.
+      if (s_.events == nullptr) {
+        return respond(net::Response::error(Status::Unavailable("async invocations are not enabled")));
+      }
+      if (int64_t(req.body.size()) > s_.settings.gateway_async_max_body_bytes) {
+        return respond(net::Response::error(Status::TooLarge(fmt::format(
+            "an async (Event) payload must be at most {} bytes (gateway_async_max_body_bytes)",
+            s_.settings.gateway_async_max_body_bytes))));
+      }
+      events::EnqueueRequest er;
+      er.function = p["name"];
+      er.qualifier = std::string(req.query_param("qualifier").value_or(""));
+      er.payload = std::move(req.body);
+      er.trace_id = std::string(req.header("X-Amzn-Trace-Id").value_or(""));
+      return enqueue_async(*s_.events, std::move(er), std::move(respond));
+    }
+    if (type != "RequestResponse") {
+      return respond(net::Response::error(Status::Invalid(fmt::format(
+          "invocation type '{}' is not one of RequestResponse, Event", type))));
+    }
     dispatch::InvokeRequest ir;
     ir.target.code_dir = s_.artifacts.code_dir(f->code_sha256);
     ir.target.function = std::move(*f);
-    if (reserved.ok()) ir.target.reserved_concurrency = *reserved;
     ir.payload = std::move(req.body);
     ir.trace_id = std::string(req.header("X-Amzn-Trace-Id").value_or(""));
     auto log_type = req.header("X-Tamaya-Log-Type");
@@ -317,6 +395,67 @@ class Handlers {
   }
 
  private:
+  static bool is_empty(const registry::ConfigPatch& p) {
+    return !p.runtime && !p.handler && !p.memory_mb && !p.timeout_s && !p.max_concurrency &&
+           !p.environment && !p.description && !p.runtime_id && !p.role && !p.network && !p.tmp_mb;
+  }
+
+  // Applies scaling fields in an order that each step's check allows: a
+  // lower min_instances before a lower reservation, a higher reservation
+  // before a higher min_instances.
+  Status apply_scaling(const std::string& name, const ScalingPatch& p) {
+    if (p.empty()) return Status::Ok();
+    TAMAYA_ASSIGN_OR_RETURN(registry::Scaling now, s_.registry.scaling(name));
+    auto it = now.provisioned.find(registry::kLatest);
+    int current_min = it == now.provisioned.end() ? 0 : it->second;
+    auto set_min = [&]() -> Status {
+      if (!p.min_instances || *p.min_instances == current_min) return Status::Ok();
+      return s_.registry.set_provisioned(name, registry::kLatest, *p.min_instances);
+    };
+    const bool min_first = p.min_instances && *p.min_instances < current_min;
+    if (min_first) TAMAYA_RETURN_IF_ERROR(set_min());
+    if (p.reserved_concurrency) {
+      TAMAYA_RETURN_IF_ERROR(s_.registry.set_reserved_concurrency(name, *p.reserved_concurrency));
+    }
+    if (!min_first) TAMAYA_RETURN_IF_ERROR(set_min());
+    if (p.idle_timeout_s) TAMAYA_RETURN_IF_ERROR(s_.registry.set_idle_timeout(name, *p.idle_timeout_s));
+    return Status::Ok();
+  }
+
+  // A function's scaling and its instances right now, next to its config.
+  json with_scaling(json j) const {
+    const std::string name = j["name"].get<std::string>();
+    auto sc = s_.registry.scaling(name);
+    if (!sc.ok()) return j;
+    auto it = sc->provisioned.find(registry::kLatest);
+    j["max_instances"] = j["max_concurrency"];
+    j["min_instances"] = it == sc->provisioned.end() ? 0 : it->second;
+    j["reserved_concurrency"] =
+        sc->reserved_concurrency ? json(*sc->reserved_concurrency) : json(nullptr);
+    j["idle_timeout_s"] = sc->idle_timeout_s
+                              ? json(*sc->idle_timeout_s)
+                              : json(s_.settings.instance_idle_timeout_ms / 1000.0);
+    dispatch::Stats st = s_.dispatcher.stats(name);
+    j["instances"] = {{"total", st.instances},       {"busy", st.busy},
+                      {"idle", st.idle},             {"starting", st.starting},
+                      {"queued", st.queued},         {"provisioned", st.provisioned},
+                      {"provisioned_ready", st.provisioned_ready}};
+    json prov = json::array();
+    for (const auto& p : s_.dispatcher.provisioned(name)) {
+      json e = {{"qualifier", p.qualifier},
+                {"version", p.version},
+                {"requested", p.requested},
+                {"ready", p.ready},
+                {"status", p.ready >= p.requested ? "READY"
+                           : p.error.empty()      ? "IN_PROGRESS"
+                                                  : "FAILED"}};
+      if (!p.error.empty()) e["error"] = p.error;
+      prov.push_back(std::move(e));
+    }
+    j["provisioned"] = std::move(prov);
+    return j;
+  }
+
   static void apply(const registry::ConfigPatch& p, registry::FunctionConfig* c) {
     if (p.runtime) c->runtime = *p.runtime;
     if (p.handler) c->handler = *p.handler;

@@ -6,6 +6,7 @@
 #include "common/clock.h"
 #include "common/settings.h"
 #include "dispatch/dispatcher.h"
+#include "events/engine.h"
 #include "meter/logs.h"
 #include "net/router.h"
 #include "registry/artifacts.h"
@@ -20,6 +21,8 @@ struct Services {
   meter::LogStore& logs;
   const Settings& settings;
   const Clock& clock;
+  // The durable async queue; Event invokes answer 503 without it.
+  events::Events* events = nullptr;
 };
 
 void add_admin_routes(net::Router& router, Services services);

@@ -12,6 +12,7 @@
 #include <regex>
 #include <sstream>
 
+#include "api/lambda_shared.h"
 #include "api/lambda_sigv4.h"
 #include "common/encoding.h"
 
@@ -30,44 +31,6 @@ constexpr const char* kSupportedRuntimes =
     "provided.al2023";
 
 // --- errors, as Lambda's clients parse them ---------------------------------
-
-net::Response aws_error(int status, std::string_view type, const std::string& message,
-                        std::string_view reason = {}) {
-  json body = {{"Type", "User"}, {"message", message}, {"Message", message}};
-  if (!reason.empty()) body["Reason"] = reason;
-  net::Response r = net::Response::json(status, body.dump());
-  r.set_header("x-amzn-ErrorType", std::string(type));
-  r.set_header("x-amzn-RequestId", new_request_id());
-  return r;
-}
-
-net::Response aws_error(const Status& s) {
-  switch (s.code()) {
-    case Code::kInvalidArgument:
-      return aws_error(400, "InvalidParameterValueException", s.message());
-    case Code::kNotFound:
-      return aws_error(404, "ResourceNotFoundException", s.message());
-    case Code::kAlreadyExists:
-      return aws_error(409, "ResourceConflictException", s.message());
-    case Code::kFailedPrecondition:
-      return aws_error(412, "PreconditionFailedException", s.message());
-    case Code::kTooLarge:
-      return aws_error(413, "RequestEntityTooLargeException", s.message());
-    case Code::kResourceExhausted: {
-      net::Response r = aws_error(429, "TooManyRequestsException", s.message(),
-                                  "ConcurrentInvocationLimitExceeded");
-      r.set_header("Retry-After", "1");
-      return r;
-    }
-    case Code::kUnauthenticated:
-    case Code::kPermissionDenied:
-      return aws_error(403, "InvalidSignatureException", s.message());
-    case Code::kUnavailable:
-      return aws_error(503, "ServiceException", s.message());
-    default:
-      return aws_error(500, "ServiceException", s.message());
-  }
-}
 
 net::Response bad_json() {
   return aws_error(400, "InvalidRequestContentException",
@@ -113,51 +76,6 @@ std::string runtime_shown(const registry::FunctionConfig& c) {
     if (mapped.ok() && *mapped == c.runtime) return c.runtime_id;
   }
   return c.runtime;
-}
-
-struct FunctionRef {
-  std::string name;
-  std::string qualifier;  // "" when none
-};
-
-// FunctionName as Lambda accepts it: name, name:qualifier, a partial ARN
-// (account:function:name[:qualifier]) or a full ARN.
-Result<FunctionRef> parse_function_name(const std::string& raw) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    size_t colon = raw.find(':', start);
-    parts.push_back(raw.substr(start, colon - start));
-    if (colon == std::string::npos) break;
-    start = colon + 1;
-  }
-  auto bad = [&] {
-    return Status::Invalid(fmt::format(
-        "FunctionName '{}' is not a function name, name:qualifier, partial ARN "
-        "(123456789012:function:name) or ARN (arn:aws:lambda:<region>:<account>:function:name)",
-        raw));
-  };
-  FunctionRef ref;
-  if (parts[0] == "arn") {
-    if ((parts.size() != 7 && parts.size() != 8) || parts[2] != "lambda" || parts[5] != "function") {
-      return bad();
-    }
-    ref.name = parts[6];
-    if (parts.size() == 8) ref.qualifier = parts[7];
-  } else if (parts.size() >= 3 && parts[1] == "function") {
-    if (parts.size() > 4) return bad();
-    ref.name = parts[2];
-    if (parts.size() == 4) ref.qualifier = parts[3];
-  } else if (parts.size() <= 2) {
-    ref.name = parts[0];
-    if (parts.size() == 2) ref.qualifier = parts[1];
-  } else {
-    return bad();
-  }
-  if (ref.name.empty() || (raw.find(':') != std::string::npos && parts.back().empty())) {
-    return bad();
-  }
-  return ref;
 }
 
 // --- request fields -------------------------------------------------------------
@@ -635,7 +553,6 @@ class Handlers {
     ir.request_id = new_request_id();
     ir.target.code_dir = s_.artifacts.code_dir(f->code_sha256);
     ir.target.function = std::move(*f);
-    ir.target.reserved_concurrency = reserved_value;
     ir.payload = std::move(c.req.body);
     ir.trace_id = std::string(c.req.header("X-Amzn-Trace-Id").value_or(""));
     if (auto ctx = c.req.header("X-Amz-Client-Context")) {
@@ -647,17 +564,26 @@ class Handlers {
     }
 
     if (type == "Event") {
-      // Accepted, then run in the background: no durable queue yet, so an
-      // Event invoke is lost if the daemon stops before it runs.
-      net::Response accepted{202, {}, {}};
-      accepted.set_header("x-amzn-RequestId", ir.request_id);
-      c.respond(std::move(accepted));
-      std::string name = ref->name;
-      s_.dispatcher.invoke(std::move(ir), [name](dispatch::InvokeResult r) {
-        if (!r.status.ok()) {
-          spdlog::warn("lambda event invoke not run function={} request_id={} error={}", name,
-                       r.request_id, r.status.message());
+      // Through the durable queue (src/events): 202 only once the event is
+      // committed; the qualifier is resolved again at each delivery.
+      if (s_.events == nullptr) {
+        return c.fail(Status::Unavailable("async invocations are not enabled"));
+      }
+      events::EnqueueRequest er;
+      er.function = ref->name;
+      er.qualifier = ref->qualifier;
+      er.payload = std::move(ir.payload);
+      er.request_id = ir.request_id;
+      er.trace_id = ir.trace_id;
+      s_.events->enqueue(std::move(er), [respond = c.respond](Result<std::string> id) {
+        if (!id.ok()) {
+          net::Response e = aws_error(id.status());
+          if (id.status().code() == Code::kResourceExhausted) e.set_header("Retry-After", "1");
+          return respond(std::move(e));
         }
+        net::Response accepted{202, {}, {}};
+        accepted.set_header("x-amzn-RequestId", *id);
+        respond(std::move(accepted));
       });
       return;
     }
@@ -791,6 +717,120 @@ class Handlers {
       return c.fail(st);
     }
     c.no_content();
+  }
+
+  // --- provisioned concurrency (tamaya's min_instances, per qualifier) ---
+
+  Result<FunctionRef> provisioned_ref(Call& c) {
+    TAMAYA_ASSIGN_OR_RETURN(FunctionRef ref, qualified(c));
+    if (ref.qualifier.empty()) {
+      return Status::Invalid(
+          "Qualifier is required: the version or alias whose instances are kept warm");
+    }
+    return ref;
+  }
+
+  json provisioned_json(const FunctionRef& ref, int requested, const std::string& account) const {
+    int available = 0;
+    std::string error;
+    for (const auto& p : s_.dispatcher.provisioned(ref.name)) {
+      if (p.qualifier != ref.qualifier) continue;
+      available = std::min(p.ready, requested);
+      error = p.error;
+    }
+    std::string status = available >= requested ? "READY" : error.empty() ? "IN_PROGRESS" : "FAILED";
+    json j = {{"RequestedProvisionedConcurrentExecutions", requested},
+              {"AvailableProvisionedConcurrentExecutions", available},
+              {"AllocatedProvisionedConcurrentExecutions", available},
+              {"Status", status},
+              {"LastModified", last_modified(s_.clock.wall_ms())}};
+    if (!error.empty()) j["StatusReason"] = error;
+    if (!account.empty()) j["FunctionArn"] = arn(account, ref.name, ref.qualifier);
+    return j;
+  }
+
+  void put_provisioned(Call& c) {
+    auto doc = object_body(c);
+    if (!doc) return;
+    auto ref = provisioned_ref(c);
+    if (!ref.ok()) return c.fail(ref.status());
+    std::optional<int> n;
+    if (Status st = opt_int(*doc, "ProvisionedConcurrentExecutions", &n); !st.ok()) return c.fail(st);
+    if (!n || *n < 1) {
+      return c.fail(Status::Invalid("ProvisionedConcurrentExecutions is required and must be 1 or more"));
+    }
+    if (Status st = s_.registry.set_provisioned(ref->name, ref->qualifier, *n); !st.ok()) {
+      return c.fail(st);
+    }
+    c.reply(202, provisioned_json(*ref, *n, ""));
+  }
+
+  void get_provisioned(Call& c) {
+    auto parsed = parse_function_name(c.params["name"]);
+    if (parsed.ok() && parsed->qualifier.empty() && !c.req.query_param("Qualifier")) {
+      return list_provisioned(c);
+    }
+    auto ref = provisioned_ref(c);
+    if (!ref.ok()) return c.fail(ref.status());
+    auto sc = s_.registry.scaling(ref->name);
+    if (!sc.ok()) return c.fail(sc.status());
+    auto it = sc->provisioned.find(ref->qualifier);
+    if (it == sc->provisioned.end()) {
+      return c.respond(aws_error(
+          404, "ProvisionedConcurrencyConfigNotFoundException",
+          fmt::format("No Provisioned Concurrency Config found for this function: '{}' has none "
+                      "on qualifier '{}'",
+                      ref->name, ref->qualifier)));
+    }
+    c.reply(200, provisioned_json(*ref, it->second, ""));
+  }
+
+  void list_provisioned(Call& c) {
+    auto ref = unqualified(c.params["name"]);
+    if (!ref.ok()) return c.fail(ref.status());
+    auto sc = s_.registry.scaling(ref->name);
+    if (!sc.ok()) return c.fail(sc.status());
+    json arr = json::array();
+    for (const auto& [qualifier, n] : sc->provisioned) {
+      arr.push_back(provisioned_json(FunctionRef{ref->name, qualifier}, n, c.account));
+    }
+    c.reply(200, {{"ProvisionedConcurrencyConfigs", arr}});
+  }
+
+  void delete_provisioned(Call& c) {
+    auto ref = provisioned_ref(c);
+    if (!ref.ok()) return c.fail(ref.status());
+    if (Status st = s_.registry.set_provisioned(ref->name, ref->qualifier, 0); !st.ok()) {
+      if (st.code() == Code::kNotFound && s_.registry.get(ref->name).ok()) {
+        return c.respond(aws_error(404, "ProvisionedConcurrencyConfigNotFoundException",
+                                   st.message()));
+      }
+      return c.fail(st);
+    }
+    c.no_content();
+  }
+
+  // Lambda's account limits, as this node has them.
+  void account_settings(Call& c) {
+    int reserved = 0, functions = 0;
+    int64_t code_bytes = 0;
+    for (const auto& f : s_.registry.list()) {
+      functions++;
+      if (auto sc = s_.registry.scaling(f.name); sc.ok() && sc->reserved_concurrency) {
+        reserved += *sc->reserved_concurrency;
+      }
+      if (auto vs = s_.registry.versions(f.name); vs.ok()) {
+        for (const auto& v : *vs) code_bytes += v.code_size;
+      }
+    }
+    const Settings& st = s_.settings;
+    c.reply(200, {{"AccountLimit",
+                   {{"TotalCodeSize", int64_t{75} << 30},
+                    {"CodeSizeUnzipped", st.artifact_max_unpacked_bytes},
+                    {"CodeSizeZipped", st.artifact_max_zip_bytes},
+                    {"ConcurrentExecutions", st.concurrency_limit},
+                    {"UnreservedConcurrentExecutions", std::max(0, st.concurrency_limit - reserved)}}},
+                  {"AccountUsage", {{"TotalCodeSize", code_bytes}, {"FunctionCount", functions}}}});
   }
 
  private:
@@ -959,6 +999,11 @@ void add_lambda_routes(net::Router& router, Services services) {
   router.add("DELETE", "/2017-10-31/functions/{name}/concurrency",
              bind(&Handlers::delete_concurrency));
   router.add("GET", "/2019-09-30/functions/{name}/concurrency", bind(&Handlers::get_concurrency));
+  const std::string provisioned = "/2019-09-30/functions/{name}/provisioned-concurrency";
+  router.add("PUT", provisioned, bind(&Handlers::put_provisioned));
+  router.add("GET", provisioned, bind(&Handlers::get_provisioned));
+  router.add("DELETE", provisioned, bind(&Handlers::delete_provisioned));
+  router.add("GET", "/2016-08-19/account-settings", bind(&Handlers::account_settings));
 }
 
 }  // namespace tamaya::api

@@ -71,6 +71,32 @@ Result<nlohmann::json> AdminClient::send_json(const std::string& method, const s
   return parsed;
 }
 
+Status AdminClient::stream(const std::string& target,
+                           const std::function<bool(std::string_view)>& on_data,
+                           std::chrono::milliseconds timeout) const {
+  net::ClientRequest request;
+  request.method = "GET";
+  request.target = target;
+  request.headers = {{"Accept", "text/event-stream"}};
+  request.timeout = timeout;
+  std::string error_body;
+  int error_status = 0;
+  Status s = net::http_stream(url_, request, [&](int status, std::string_view chunk) {
+    if (status < 200 || status > 299) {
+      // Error answers are small JSON documents; keep them for the message.
+      error_status = status;
+      if (error_body.size() < 64 * 1024) error_body.append(chunk);
+      return true;
+    }
+    return on_data(chunk);
+  });
+  if (!s.ok()) return s;
+  if (error_status != 0) {
+    return status_from_response(net::Response{error_status, {}, std::move(error_body)});
+  }
+  return Status::Ok();
+}
+
 Status status_from_response(const net::Response& response) {
   const Code code = code_for_http_status(response.status);
   nlohmann::json parsed = nlohmann::json::parse(response.body, nullptr, false);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -37,6 +38,12 @@ class AdminClient {
   Result<nlohmann::json> send_json(const std::string& method, const std::string& target,
                                    std::string body = {}, net::Headers headers = {},
                                    std::chrono::milliseconds timeout = kManagementTimeout) const;
+  // GET of a streamed answer (server-sent events): on_data gets the body as
+  // it arrives until it returns false or the server ends the stream. A
+  // non-2xx answer becomes the API's error. `timeout` bounds each wait for
+  // more data.
+  Status stream(const std::string& target, const std::function<bool(std::string_view)>& on_data,
+                std::chrono::milliseconds timeout) const;
 
  private:
   net::Url url_;

@@ -7,7 +7,10 @@
 #include "cli/admin_client.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/meter_cli.h"
+#include "cli/events_cli.h"
 #include "cli/route_cli.h"
+#include "cli/schedule_cli.h"
 
 #ifndef TAMAYA_VERSION
 #error "TAMAYA_VERSION must be defined by the build"
@@ -86,7 +89,17 @@ int run(int argc, char** argv, const ServeFn& serve) {
   auto* timeout_opt = deploy_cmd->add_option("--timeout", deploy_timeout, "timeout in seconds")
                           ->check(CLI::PositiveNumber);
   auto* concurrency_opt =
-      deploy_cmd->add_option("--max-concurrency", deploy_concurrency, "instances at most")
+      deploy_cmd->add_option("--max-concurrency,--max-instances", deploy_concurrency, "instances at most")
+          ->check(CLI::PositiveNumber);
+  int deploy_min = 0, deploy_idle = 0;
+  std::string deploy_reserved;
+  auto* deploy_min_opt =
+      deploy_cmd->add_option("--min-instances", deploy_min, "instances kept warm (provisioned)")
+          ->check(CLI::NonNegativeNumber);
+  auto* deploy_reserved_opt = deploy_cmd->add_option(
+      "--reserved-concurrency", deploy_reserved, "share of concurrency_limit kept for it, or none");
+  auto* deploy_idle_opt =
+      deploy_cmd->add_option("--idle-timeout", deploy_idle, "seconds an instance may idle")
           ->check(CLI::PositiveNumber);
   auto* env_opt = deploy_cmd
                       ->add_option("--env", deploy_env,
@@ -107,6 +120,8 @@ int run(int argc, char** argv, const ServeFn& serve) {
       invoke_cmd->add_option("--qualifier", invoke_qualifier, "version to call");
   invoke_cmd->add_flag("--log-tail", invoke_options.log_tail,
                        "print the end of the invocation's log to stderr");
+  invoke_cmd->add_flag("--async", invoke_options.async,
+                       "queue the invocation (durable) and print its request id");
 
   // ls, get, rm, publish, versions
   CLI::App* ls_cmd = app.add_subcommand("ls", "list functions");
@@ -122,6 +137,25 @@ int run(int argc, char** argv, const ServeFn& serve) {
   CLI::App* versions_cmd = app.add_subcommand("versions", "list a function's versions");
   versions_cmd->add_option("NAME", name)->required();
 
+  // scale
+  ScaleOptions scale_options;
+  int scale_min = 0, scale_max = 0, scale_idle = 0;
+  std::string scale_reserved;
+  CLI::App* scale_cmd = app.add_subcommand(
+      "scale", "show or change a function's scaling (no new code or revision)");
+  scale_cmd->add_option("NAME", scale_options.name)->required();
+  auto* scale_min_opt =
+      scale_cmd->add_option("--min-instances", scale_min, "instances kept warm (provisioned)")
+          ->check(CLI::NonNegativeNumber);
+  auto* scale_max_opt =
+      scale_cmd->add_option("--max-instances,--max-concurrency", scale_max, "instances at most")
+          ->check(CLI::PositiveNumber);
+  auto* scale_reserved_opt = scale_cmd->add_option(
+      "--reserved-concurrency", scale_reserved, "share of concurrency_limit kept for it, or none");
+  auto* scale_idle_opt =
+      scale_cmd->add_option("--idle-timeout", scale_idle, "seconds an instance may idle")
+          ->check(CLI::PositiveNumber);
+
   // logs
   LogsOptions logs_options;
   std::string logs_request_id;
@@ -136,6 +170,12 @@ int run(int argc, char** argv, const ServeFn& serve) {
 
   // route, key (the API gateway)
   GatewayCommands gateway_commands(app);
+  // schedule (rate/cron invocations)
+  ScheduleCommands schedule_commands(app);
+  // invocations, usage (src/meter)
+  MeterCommands meter_commands(app);
+  // dlq, event-config (src/events)
+  EventsCommands events_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -162,6 +202,9 @@ int run(int argc, char** argv, const ServeFn& serve) {
   }
   const Context ctx{AdminClient(*url), json_output, std::cout, std::cerr};
   if (std::optional<int> rc = gateway_commands.run(ctx)) return *rc;
+  if (std::optional<int> rc = schedule_commands.run(ctx)) return *rc;
+  if (std::optional<int> rc = meter_commands.run(ctx)) return *rc;
+  if (std::optional<int> rc = events_commands.run(ctx)) return *rc;
 
   if (deploy_cmd->parsed()) {
     deploy_options.runtime = given(runtime_opt, deploy_runtime);
@@ -170,6 +213,13 @@ int run(int argc, char** argv, const ServeFn& serve) {
     deploy_options.timeout_s = given(timeout_opt, deploy_timeout);
     deploy_options.max_concurrency = given(concurrency_opt, deploy_concurrency);
     deploy_options.description = given(description_opt, deploy_description);
+    deploy_options.min_instances = given(deploy_min_opt, deploy_min);
+    deploy_options.idle_timeout_s = given(deploy_idle_opt, deploy_idle);
+    if (deploy_reserved_opt->count() > 0) {
+      auto r = parse_reserved(deploy_reserved);
+      if (!r.ok()) return fail(ctx, r.status());
+      deploy_options.reserved_concurrency = *r;
+    }
     if (env_opt->count() > 0) {
       Result<KeyValues> env = parse_key_values(deploy_env, "--env");
       if (!env.ok()) return fail(ctx, env.status());
@@ -190,6 +240,17 @@ int run(int argc, char** argv, const ServeFn& serve) {
     return publish(ctx, name, given(publish_description_opt, publish_description));
   }
   if (versions_cmd->parsed()) return list_versions(ctx, name);
+  if (scale_cmd->parsed()) {
+    scale_options.min_instances = given(scale_min_opt, scale_min);
+    scale_options.max_instances = given(scale_max_opt, scale_max);
+    scale_options.idle_timeout_s = given(scale_idle_opt, scale_idle);
+    if (scale_reserved_opt->count() > 0) {
+      auto r = parse_reserved(scale_reserved);
+      if (!r.ok()) return fail(ctx, r.status());
+      scale_options.reserved_concurrency = *r;
+    }
+    return scale(ctx, scale_options);
+  }
   if (logs_cmd->parsed()) {
     logs_options.request_id = given(request_id_opt, logs_request_id);
     logs_options.limit = given(limit_opt, logs_limit);

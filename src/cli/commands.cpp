@@ -38,7 +38,33 @@ json config_fields(const DeployOptions& options) {
   if (options.max_concurrency) fields["max_concurrency"] = *options.max_concurrency;
   if (options.environment) fields["environment"] = environment_json(*options.environment);
   if (options.description) fields["description"] = *options.description;
+  if (options.min_instances) fields["min_instances"] = *options.min_instances;
+  if (options.idle_timeout_s) fields["idle_timeout_s"] = *options.idle_timeout_s;
+  if (options.reserved_concurrency) {
+    fields["reserved_concurrency"] =
+        *options.reserved_concurrency ? json(**options.reserved_concurrency) : json(nullptr);
+  }
   return fields;
+}
+
+void print_scaling(const Context& ctx, const json& f) {
+  if (ctx.json) return print_json(ctx, f);
+  const json& r = f.value("reserved_concurrency", json(nullptr));
+  ctx.out << "function " << field_text(f, "name") << ": min_instances "
+          << field_text(f, "min_instances") << ", max_instances " << field_text(f, "max_instances")
+          << ", reserved_concurrency " << (r.is_null() ? std::string("none") : r.dump())
+          << ", idle_timeout " << field_text(f, "idle_timeout_s") << " s\n";
+  const json& i = f.value("instances", json::object());
+  ctx.out << "instances: " << i.value("total", 0) << " (busy " << i.value("busy", 0) << ", idle "
+          << i.value("idle", 0) << ", starting " << i.value("starting", 0) << "), warm "
+          << i.value("provisioned_ready", 0) << "/" << i.value("provisioned", 0) << ", queued "
+          << i.value("queued", 0) << "\n";
+  for (const auto& p : f.value("provisioned", json::array())) {
+    ctx.out << "provisioned " << p.value("qualifier", "") << ": " << p.value("ready", 0) << "/"
+            << p.value("requested", 0) << " " << p.value("status", "");
+    if (p.contains("error")) ctx.out << " (" << p.value("error", "") << ")";
+    ctx.out << "\n";
+  }
 }
 
 void print_deployed(const Context& ctx, std::string_view verb, const json& function) {
@@ -132,12 +158,43 @@ int deploy(const Context& ctx, const DeployOptions& options) {
   return kExitOk;
 }
 
+Result<std::optional<int>> parse_reserved(const std::string& text) {
+  if (text == "none") return std::optional<int>();
+  try {
+    size_t used = 0;
+    int n = std::stoi(text, &used);
+    if (used == text.size() && n >= 0) return std::optional<int>(n);
+  } catch (const std::exception&) {
+  }
+  return Status::Invalid("--reserved-concurrency takes a number (0 or more) or 'none', not '" +
+                         text + "'");
+}
+
+int scale(const Context& ctx, const ScaleOptions& options) {
+  const std::string path = function_path(options.name);
+  json fields = json::object();
+  if (options.min_instances) fields["min_instances"] = *options.min_instances;
+  if (options.max_instances) fields["max_instances"] = *options.max_instances;
+  if (options.idle_timeout_s) fields["idle_timeout_s"] = *options.idle_timeout_s;
+  if (options.reserved_concurrency) {
+    fields["reserved_concurrency"] =
+        *options.reserved_concurrency ? json(**options.reserved_concurrency) : json(nullptr);
+  }
+  Result<json> f = fields.empty() ? ctx.api.send_json("GET", path)
+                                  : ctx.api.send_json("PATCH", path, fields.dump(),
+                                                      {{"Content-Type", "application/json"}});
+  if (!f.ok()) return fail(ctx, f.status());
+  print_scaling(ctx, *f);
+  return kExitOk;
+}
+
 int invoke(const Context& ctx, const InvokeOptions& options) {
   Result<std::string> payload = read_payload(options);
   if (!payload.ok()) return fail(ctx, payload.status());
 
   net::Headers headers = {{"Content-Type", "application/json"}};
   if (options.log_tail) headers.emplace_back("X-Tamaya-Log-Type", "Tail");
+  if (options.async) headers.emplace_back("X-Tamaya-Invocation-Type", "Event");
   std::string target = function_path(options.name) + "/invoke";
   if (options.qualifier) target += query_string({{"qualifier", *options.qualifier}});
 
@@ -243,45 +300,76 @@ int list_versions(const Context& ctx, const std::string& name) {
   return kExitOk;
 }
 
+namespace {
+
+// Prints the events of a server-sent event stream of log lines until the
+// server ends it; the stream's comment lines (": keep-alive") are skipped.
+int follow_logs(const Context& ctx, const LogsOptions& options) {
+  std::string pending;
+  Status s = ctx.api.stream(
+      function_path(options.name) + "/logs/stream",
+      [&](std::string_view chunk) {
+        pending.append(chunk);
+        size_t end;
+        while ((end = pending.find("\n\n")) != std::string::npos) {
+          std::string_view event(pending.data(), end);
+          size_t pos = 0;
+          while (pos < event.size()) {
+            size_t nl = event.find('\n', pos);
+            std::string_view line =
+                event.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+            pos = nl == std::string_view::npos ? event.size() : nl + 1;
+            if (line.substr(0, 6) != "data: ") continue;
+            json doc = json::parse(line.substr(6), nullptr, false);
+            if (doc.is_discarded() || !doc.is_object()) continue;
+            if (options.request_id && field_text(doc, "request_id") != *options.request_id) continue;
+            if (ctx.json) {
+              ctx.out << doc.dump() << '\n';
+            } else {
+              const std::string message = field_text(doc, "message");
+              ctx.out << message;
+              if (message.empty() || message.back() != '\n') ctx.out << '\n';
+            }
+          }
+          pending.erase(0, end + 2);
+        }
+        ctx.out << std::flush;
+        return true;
+      },
+      kLogStreamTimeout);
+  if (!s.ok()) return fail(ctx, s);
+  return kExitOk;
+}
+
+}  // namespace
+
 int logs(const Context& ctx, const LogsOptions& options) {
-  std::optional<int64_t> since_id;
-  bool first = true;
-  while (true) {
-    std::vector<std::pair<std::string, std::string>> params;
-    if (since_id) params.emplace_back("since_id", std::to_string(*since_id));
-    if (options.limit && first) params.emplace_back("limit", std::to_string(*options.limit));
-    if (options.request_id) params.emplace_back("request_id", *options.request_id);
-    first = false;
+  std::vector<std::pair<std::string, std::string>> params;
+  if (options.limit) params.emplace_back("limit", std::to_string(*options.limit));
+  if (options.request_id) params.emplace_back("request_id", *options.request_id);
+  Result<json> answer =
+      ctx.api.send_json("GET", function_path(options.name) + "/logs" + query_string(params));
+  if (!answer.ok()) return fail(ctx, answer.status());
 
-    Result<json> answer =
-        ctx.api.send_json("GET", function_path(options.name) + "/logs" + query_string(params));
-    if (!answer.ok()) return fail(ctx, answer.status());
-
-    const json events = answer->is_object() ? answer->value("events", json::array()) : json();
-    if (ctx.json) {
-      // One document a line under -f, so the stream stays machine-readable.
-      if (options.follow) {
-        if (events.is_array() && !events.empty()) ctx.out << answer->dump() << '\n';
-      } else {
-        print_json(ctx, *answer);
-      }
-    } else if (events.is_array()) {
-      for (const json& event : events) {
-        const std::string message = field_text(event, "message");
-        ctx.out << message;
-        if (message.empty() || message.back() != '\n') ctx.out << '\n';
-      }
+  const json events = answer->is_object() ? answer->value("events", json::array()) : json();
+  if (ctx.json) {
+    // One document a line under -f, so the stream stays machine-readable.
+    if (options.follow) {
+      if (events.is_array() && !events.empty()) ctx.out << answer->dump() << '\n';
+    } else {
+      print_json(ctx, *answer);
     }
-    ctx.out << std::flush;
-    if (!options.follow) return kExitOk;
-
-    if (answer->is_object()) {
-      auto next = answer->find("next_since_id");
-      if (next != answer->end() && next->is_number_integer()) since_id = next->get<int64_t>();
+  } else if (events.is_array()) {
+    for (const json& event : events) {
+      const std::string message = field_text(event, "message");
+      ctx.out << message;
+      if (message.empty() || message.back() != '\n') ctx.out << '\n';
     }
-    // Runs until interrupted (Ctrl-C ends the process; output is flushed).
-    std::this_thread::sleep_for(kLogFollowInterval);
   }
+  ctx.out << std::flush;
+  if (!options.follow) return kExitOk;
+  // Then new lines as they come (server-sent events), until interrupted.
+  return follow_logs(ctx, options);
 }
 
 }  // namespace tamaya::cli

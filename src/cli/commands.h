@@ -15,8 +15,9 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFunctionError = 1;  // invoke: the function itself failed
 inline constexpr int kExitError = 2;          // usage, API or transport error
 
-// Between polls of `tamaya logs -f`.
-inline constexpr std::chrono::milliseconds kLogFollowInterval{500};
+// `tamaya logs -f` gives up when its stream is silent this long; the daemon
+// sends a keep-alive comment every 15 s.
+inline constexpr std::chrono::milliseconds kLogStreamTimeout{60'000};
 
 struct Context {
   AdminClient api;
@@ -38,8 +39,26 @@ struct DeployOptions {
   std::optional<int> max_concurrency;
   std::optional<KeyValues> environment;  // replaces the whole map when given
   std::optional<std::string> description;
+  // Scaling (applied without a new revision; see `scale`).
+  std::optional<int> min_instances;
+  std::optional<std::optional<int>> reserved_concurrency;  // inner nullopt: remove
+  std::optional<int> idle_timeout_s;
 };
 int deploy(const Context& ctx, const DeployOptions& options);
+
+// `--reserved-concurrency N|none`.
+Result<std::optional<int>> parse_reserved(const std::string& text);
+
+struct ScaleOptions {
+  std::string name;
+  std::optional<int> min_instances;
+  std::optional<int> max_instances;
+  std::optional<std::optional<int>> reserved_concurrency;
+  std::optional<int> idle_timeout_s;
+};
+// Changes the given scaling fields (PATCH), then prints the function's
+// scaling and instances; with no field, only prints them.
+int scale(const Context& ctx, const ScaleOptions& options);
 
 struct InvokeOptions {
   std::string name;
@@ -47,6 +66,7 @@ struct InvokeOptions {
   std::optional<std::string> file;  // "-" is stdin
   std::optional<std::string> qualifier;
   bool log_tail = false;
+  bool async = false;  // Event: 202 with the request id once the event is durable
 };
 int invoke(const Context& ctx, const InvokeOptions& options);
 

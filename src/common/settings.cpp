@@ -38,6 +38,23 @@ Field int_field(T Settings::*member) {
           [member](const Settings& s) { return std::to_string(s.*member); }};
 }
 
+Field double_field(double Settings::*member) {
+  return {[member](Settings& s, const std::string& v) -> Status {
+            double out = 0;
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+            if (ec != std::errc() || p != v.data() + v.size() || !(out >= 0)) {
+              return Status::Invalid("expected a non-negative number, got '" + v + "'");
+            }
+            s.*member = out;
+            return Status::Ok();
+          },
+          [member](const Settings& s) {
+            std::ostringstream o;
+            o << s.*member;
+            return o.str();
+          }};
+}
+
 Field str_field(std::string Settings::*member) {
   return {[member](Settings& s, const std::string& v) {
             s.*member = v;
@@ -72,7 +89,30 @@ const std::map<std::string, Field>& fields() {
       {"queue_timeout_ms", int_field(&Settings::queue_timeout_ms)},
       {"instance_start_timeout_ms", int_field(&Settings::instance_start_timeout_ms)},
       {"drain_timeout_ms", int_field(&Settings::drain_timeout_ms)},
+      {"concurrency_limit", int_field(&Settings::concurrency_limit)},
+      {"concurrency_unreserved_min", int_field(&Settings::concurrency_unreserved_min)},
+      {"provision_retry_max_ms", int_field(&Settings::provision_retry_max_ms)},
+      {"events_delivery_concurrency", int_field(&Settings::events_delivery_concurrency)},
+      {"events_retry_base_ms", int_field(&Settings::events_retry_base_ms)},
+      {"events_throttle_base_ms", int_field(&Settings::events_throttle_base_ms)},
+      {"events_throttle_max_ms", int_field(&Settings::events_throttle_max_ms)},
+      {"events_min_event_age_s", int_field(&Settings::events_min_event_age_s)},
+      {"events_max_queue_depth", int_field(&Settings::events_max_queue_depth)},
+      {"events_max_queued_bytes", int_field(&Settings::events_max_queued_bytes)},
       {"log_max_bytes_per_invocation", int_field(&Settings::log_max_bytes_per_invocation)},
+      {"schedules_max", int_field(&Settings::schedules_max)},
+      {"schedule_input_max_bytes", int_field(&Settings::schedule_input_max_bytes)},
+      {"schedule_history_max", int_field(&Settings::schedule_history_max)},
+      {"schedule_test_clock_ms", int_field(&Settings::schedule_test_clock_ms)},
+      {"log_max_events_per_function", int_field(&Settings::log_max_events_per_function)},
+      {"logs_follow_max_streams", int_field(&Settings::logs_follow_max_streams)},
+      {"logs_follow_max_buffer_bytes", int_field(&Settings::logs_follow_max_buffer_bytes)},
+      {"invocation_max_age_s", int_field(&Settings::invocation_max_age_s)},
+      {"invocation_max_rows", int_field(&Settings::invocation_max_rows)},
+      {"price_request_usd_per_million", double_field(&Settings::price_request_usd_per_million)},
+      {"price_gb_second_usd", double_field(&Settings::price_gb_second_usd)},
+      {"rented_instance_hourly_usd", double_field(&Settings::rented_instance_hourly_usd)},
+      {"rented_instance_memory_mb", int_field(&Settings::rented_instance_memory_mb)},
       {"lambda_api_verify_sigv4", int_field(&Settings::lambda_api_verify_sigv4)},
       {"lambda_api_keys", str_field(&Settings::lambda_api_keys)},
       {"gateway_host", str_field(&Settings::gateway_host)},
@@ -88,7 +128,12 @@ const std::map<std::string, Field>& fields() {
       {"gateway_body_timeout_ms", int_field(&Settings::gateway_body_timeout_ms)},
       {"gateway_idle_timeout_ms", int_field(&Settings::gateway_idle_timeout_ms)},
       {"gateway_access_log", str_field(&Settings::gateway_access_log)},
+      {"gateway_access_log_flush_ms", int_field(&Settings::gateway_access_log_flush_ms)},
+      {"gateway_access_log_buffer_bytes", int_field(&Settings::gateway_access_log_buffer_bytes)},
+      {"gateway_quota_flush_ms", int_field(&Settings::gateway_quota_flush_ms)},
       {"python_path", str_field(&Settings::python_path)},
+      {"python_zygote", str_field(&Settings::python_zygote)},
+      {"python_zygote_start_timeout_ms", int_field(&Settings::python_zygote_start_timeout_ms)},
       {"node_path", str_field(&Settings::node_path)},
       {"runtimes_dir", str_field(&Settings::runtimes_dir)},
       {"sandbox_isolation", str_field(&Settings::sandbox_isolation)},

@@ -50,6 +50,13 @@ struct Settings {
   int queue_timeout_ms = 1'000;            // a waiting request gets 429 after this
   int instance_start_timeout_ms = 10'000;  // runtime must reach invocation/next by then
   int drain_timeout_ms = 30'000;           // SIGTERM: in-flight invocations get this long
+  // Concurrency across all functions (Lambda's account limit): instances of
+  // every function together. Reserved concurrency is carved out of it, and
+  // reservations must leave at least concurrency_unreserved_min for the
+  // functions without one.
+  int concurrency_limit = 1'000;
+  int concurrency_unreserved_min = 100;
+  int provision_retry_max_ms = 60'000;  // back-off cap when min_instances keep failing to start
 
   // API gateway (src/gateway): the public port, separate from the admin API.
   // Loopback by default so a test or a laptop never exposes functions by
@@ -67,6 +74,9 @@ struct Settings {
   int gateway_body_timeout_ms = 30'000;          // whole body once the head is in, else 408
   int gateway_idle_timeout_ms = 60'000;          // keep-alive connection idle, then closed
   std::string gateway_access_log;                // "" = the daemon's log; else a file (relative: in data_dir)
+  int gateway_access_log_flush_ms = 200;         // buffered access-log lines are written at least this often
+  int64_t gateway_access_log_buffer_bytes = 64 << 10;  // ... or as soon as this many bytes wait
+  int gateway_quota_flush_ms = 1'000;            // API-key daily usage saved at most this often (one transaction)
 
   // AWS Lambda API on the admin port (src/api/lambda_api.h). Signatures
   // (SigV4) are accepted unchecked unless verification is on; then every
@@ -74,13 +84,48 @@ struct Settings {
   int lambda_api_verify_sigv4 = 0;  // 1: verify, 403 InvalidSignatureException when wrong
   std::string lambda_api_keys;
 
+  // Async invocations (src/events): the durable queue in <data_dir>/events.db.
+  int events_delivery_concurrency = 32;      // deliveries in flight at once; 0 pauses delivery
+  int events_retry_base_ms = 60'000;         // first retry after a function error; the 2nd waits 2x
+  int events_throttle_base_ms = 1'000;       // first retry after a throttle/system error, doubling
+  int events_throttle_max_ms = 300'000;      // cap of that doubling
+  int events_min_event_age_s = 60;           // smallest MaximumEventAgeInSeconds accepted (Lambda's)
+  int events_max_queue_depth = 100'000;      // accepted, undelivered events; beyond: 429
+  int64_t events_max_queued_bytes = 512ll << 20;  // their payload bytes (held in memory); beyond: 429
+
+  // Schedules (src/events/scheduler.h): rate(…)/cron(…) invocations, UTC.
+  int schedules_max = 1'000;               // schedules at most
+  int64_t schedule_input_max_bytes = 8'192;  // a schedule's custom input (EventBridge's limit)
+  int schedule_history_max = 100;          // fires kept per schedule (GET /v1/schedules/{name})
+  // TEST ONLY. 0 (default): schedules follow the system clock. > 0: they
+  // follow a manual clock that starts at this epoch-ms and moves only through
+  // POST /v1/test/clock, which exists only then.
+  int64_t schedule_test_clock_ms = 0;
+
   // Logs captured from instances.
   int64_t log_max_bytes_per_invocation = 256 << 10;
+  int64_t log_max_events_per_function = 10'000;  // older lines are deleted
+  int logs_follow_max_streams = 64;  // concurrent `tamaya logs -f` streams, beyond: 429
+  int64_t logs_follow_max_buffer_bytes = 1 << 20;  // unsent per stream, beyond: stream closed
+
+  // Invocation records (src/meter) and the usage report's prices.
+  int64_t invocation_max_age_s = 30 * 24 * 3600;  // older records are deleted
+  int64_t invocation_max_rows = 1'000'000;        // beyond it the oldest are deleted
+  double price_request_usd_per_million = 0.20;    // AWS Lambda x86, per 1M requests
+  double price_gb_second_usd = 0.0000166667;      // AWS Lambda x86, per GB-second
+  // The always-on alternative: a rented VM (default: 2 vCPU / 4 GiB on-demand,
+  // e.g. an AWS t3.medium at $0.0416/h) and the memory it offers to functions.
+  double rented_instance_hourly_usd = 0.0416;
+  int rented_instance_memory_mb = 4096;
 
   // Runtimes: interpreters and the in-sandbox runtime clients.
   std::string python_path = "/usr/bin/python3";
   std::string node_path = "/usr/bin/node";
   std::string runtimes_dir;  // default: compiled-in source tree's runtimes/
+  // "on": sandboxed Python instances are forked from a zygote per function
+  // (src/sandbox/zygote.h); "off": every instance starts its interpreter.
+  std::string python_zygote = "on";
+  int python_zygote_start_timeout_ms = 2'000;  // a new zygote must be ready within this
 
   // Isolation of instances (src/sandbox). "auto": every layer the host
   // supports (namespaces, pivot_root, cgroups, uids, seccomp); "off": a plain

@@ -3,21 +3,33 @@
 #include <sys/stat.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <filesystem>
 #include <fmt/format.h>
 #include <iostream>
+#include <random>
 
 #include "api/admin_api.h"
+#include "api/events_api.h"
+#include "api/meter_api.h"
 #include "api/lambda_api.h"
+#include "api/lambda_sigv4.h"
+#include "api/lambda_urls.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/settings.h"
+#include "daemon/metering.h"
 #include "dispatch/dispatcher.h"
+#include "dispatch/scaling.h"
+#include "events/engine.h"
+#include "events/schedule_api.h"
+#include "events/scheduler.h"
 #include "gateway/gateway.h"
 #include "gateway/store.h"
 #include "meter/logs.h"
+#include "meter/metrics.h"
 #include "net/http.h"
 #include "net/router.h"
 #include "registry/artifacts.h"
@@ -30,30 +42,6 @@
 namespace tamaya::daemon {
 
 namespace {
-
-// Hands each invocation's framed log to the log store, which writes it on
-// its own thread.
-class LogObserver final : public dispatch::Observer {
- public:
-  explicit LogObserver(meter::LogStore& logs) : logs_(logs) {}
-  void on_invocation(const std::string& function, const dispatch::InvokeResult& result,
-                     std::vector<dispatch::LogLine> log) override {
-    std::vector<meter::LogEvent> events;
-    events.reserve(log.size());
-    for (auto& line : log) {
-      meter::LogEvent e;
-      e.time_ms = line.time_ms;
-      e.function = function;
-      e.request_id = result.request_id;
-      e.message = std::move(line.text);
-      events.push_back(std::move(e));
-    }
-    logs_.append(std::move(events));
-  }
-
- private:
-  meter::LogStore& logs_;
-};
 
 Result<Settings> resolve_settings(const cli::ServeOptions& o) {
   std::string path = o.config_path;
@@ -101,6 +89,8 @@ int serve(const cli::ServeOptions& options) {
   auto migrations = registry::migrations();
   auto meter_migrations = meter::migrations();
   migrations.insert(migrations.end(), meter_migrations.begin(), meter_migrations.end());
+  auto schedule_migrations = events::schedule_migrations();
+  migrations.insert(migrations.end(), schedule_migrations.begin(), schedule_migrations.end());
   auto gateway_migrations = gateway::migrations();
   migrations.insert(migrations.end(), gateway_migrations.begin(), gateway_migrations.end());
   auto db = store::Database::open(db_path, migrations);
@@ -117,7 +107,11 @@ int serve(const cli::ServeOptions& options) {
     spdlog::critical("cannot load functions error={}", reg.status().message());
     return 1;
   }
-  auto logs = meter::LogStore::open(db_path, 10'000);
+  meter::StoreLimits store_limits;
+  store_limits.max_events_per_function = settings.log_max_events_per_function;
+  store_limits.record_max_age_ms = settings.invocation_max_age_s * 1000;
+  store_limits.record_max_rows = settings.invocation_max_rows;
+  auto logs = meter::LogStore::open(db_path, store_limits);
   if (!logs.ok()) {
     spdlog::critical("cannot open log store error={}", logs.status().message());
     return 1;
@@ -125,7 +119,11 @@ int serve(const cli::ServeOptions& options) {
 
   boost::asio::io_context io(1);
   SystemClock clock;
-  auto sandbox = sandbox::Sandbox::open(settings.sandbox_isolation, settings.data_dir);
+  sandbox::ZygoteOptions zygote_options;
+  zygote_options.start_timeout_ms = settings.python_zygote_start_timeout_ms;
+  zygote_options.idle_ms = settings.instance_idle_timeout_ms;
+  auto sandbox = sandbox::Sandbox::open(settings.sandbox_isolation, settings.data_dir,
+                                        settings.python_zygote, zygote_options);
   if (!sandbox.ok()) {
     spdlog::critical("{}", sandbox.status().message());
     return 1;
@@ -135,21 +133,143 @@ int serve(const cli::ServeOptions& options) {
     spdlog::warn("sandbox layers off: {} (tamaya doctor shows the host's capabilities)", missing);
   }
   sandbox::Launcher& launcher = (**sandbox).launcher();
-  LogObserver observer(**logs);
+  meter::MetricsRegistry metrics;
+  MeterObserver observer(**logs, metrics, clock);
   runtime::RuntimePaths paths{settings.python_path, settings.node_path, settings.runtimes_dir};
   dispatch::Dispatcher dispatcher(io, settings, paths, launcher, clock, &observer);
+  // Scaling follows the registry: warm instances start now for every
+  // function, and again whenever a function changes. Deferred, so that a
+  // handler's own dispatcher.retire() of the old code comes first.
+  (**reg).set_listener([&](const std::string& name) {
+    boost::asio::post(io, [&, name] { dispatch::apply_scaling(dispatcher, **reg, artifacts, name); });
+  });
+  for (const auto& f : (**reg).list()) dispatch::apply_scaling(dispatcher, **reg, artifacts, f.name);
 
-  auto gw = gateway::Gateway::open(
-      gateway::Services{io, **reg, artifacts, dispatcher, **db, settings, clock});
+  // Async invocations: the durable queue in a file of its own
+  // (src/events/README.md says why). Each delivery resolves the qualifier
+  // again, as Lambda does, and is capped by the function's concurrency.
+  std::mt19937 event_rng(std::random_device{}());
+  events::Resolver resolve_event = [&](const std::string& name,
+                                       const std::string& qualifier) -> Result<events::Resolved> {
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    TAMAYA_ASSIGN_OR_RETURN(registry::FunctionVersion f,
+                            (**reg).resolve(name, qualifier, uniform(event_rng)));
+    events::Resolved r;
+    r.concurrency = f.config.max_concurrency;
+    if (auto reserved = (**reg).reserved_concurrency(name); reserved.ok() && reserved->has_value()) {
+      r.concurrency = std::min(r.concurrency, **reserved);
+    }
+    r.target.code_dir = artifacts.code_dir(f.code_sha256);
+    r.target.function = std::move(f);
+    return r;
+  };
+  auto async_events = events::Events::open(
+      events::Services{io, dispatcher, resolve_event, settings, clock}, settings.data_dir + "/events.db");
+  if (!async_events.ok()) {
+    spdlog::critical("cannot open the event queue error={}", async_events.status().message());
+    return 1;
+  }
+  events::Events& async_queue = **async_events;
+
+  // Schedules fire into the same durable queue. Their clock is the system's
+  // unless the test-only setting swaps in a manual one.
+  std::unique_ptr<events::ManualWallClock> schedule_test_clock;
+  if (settings.schedule_test_clock_ms > 0) {
+    schedule_test_clock = std::make_unique<events::ManualWallClock>(settings.schedule_test_clock_ms);
+    spdlog::warn("schedules follow a TEST clock starting at {} (schedule_test_clock_ms); "
+                 "POST /v1/test/clock moves it",
+                 settings.schedule_test_clock_ms);
+  }
+  events::SchedulerOptions schedule_options;
+  schedule_options.region = settings.region;
+  schedule_options.max_schedules = settings.schedules_max;
+  schedule_options.input_max_bytes = settings.schedule_input_max_bytes;
+  schedule_options.history_max = settings.schedule_history_max;
+  auto scheduler = events::Scheduler::open(
+      io, **db,
+      schedule_test_clock ? static_cast<const Clock&>(*schedule_test_clock)
+                          : static_cast<const Clock&>(clock),
+      schedule_test_clock.get(), schedule_options,
+      [&async_queue](events::Fire f) {
+        std::string name = f.schedule, id = f.event_id;
+        async_queue.enqueue(
+            events::EnqueueRequest{std::move(f.function), std::move(f.qualifier),
+                                   std::move(f.payload), std::move(f.event_id), "",
+                                   "schedule"},
+            [name, id](Result<std::string> r) {
+              if (!r.ok()) {
+                spdlog::error("schedule fire not queued name={} event_id={} error={}", name, id,
+                              r.status().message());
+              }
+            });
+      },
+      [&reg](const std::string& name, const std::string& qualifier) {
+        return (**reg).get(name, qualifier).status();
+      });
+  if (!scheduler.ok()) {
+    spdlog::critical("cannot load schedules error={}", scheduler.status().message());
+    return 1;
+  }
+
+  gateway::Services gateway_services{io, **reg, artifacts, dispatcher, **db, settings, clock};
+  gateway_services.enqueue_async = [&async_queue](gateway::AsyncEvent e,
+                                                  std::function<void(Status)> done) {
+    async_queue.enqueue(
+        events::EnqueueRequest{std::move(e.function), std::move(e.qualifier), std::move(e.payload),
+                               std::move(e.request_id), std::move(e.trace_id)},
+        [done = std::move(done)](Result<std::string> id) { done(id.ok() ? Status::Ok() : id.status()); });
+  };
+  // AWS_IAM function URLs: SigV4 checked against the Lambda API's keys.
+  gateway_services.verify_iam = [keys = api::parse_keys(settings.lambda_api_keys)](
+                                    const net::Request& r) -> Result<gateway::IamCaller> {
+    if (!keys.ok()) return keys.status();
+    if (keys->empty()) {
+      return Status(Code::kPermissionDenied,
+                    "AWS_IAM function URLs need lambda_api_keys (\"AKID:secret,...\") to check "
+                    "signatures");
+    }
+    TAMAYA_RETURN_IF_ERROR(api::verify_sigv4(r, *keys));
+    auto cred = api::parse_authorization(r.header("authorization").value_or(""));
+    if (!cred) return Status(Code::kPermissionDenied, "no SigV4 Authorization header");
+    return gateway::IamCaller{cred->access_key, api::account_for(cred->access_key)};
+  };
+  auto gw = gateway::Gateway::open(gateway_services);
   if (!gw.ok()) {
     spdlog::critical("cannot start the API gateway error={}", gw.status().message());
     return 1;
   }
 
   net::Router router;
-  api::add_admin_routes(router, api::Services{**reg, artifacts, dispatcher, **logs, settings, clock});
-  api::add_lambda_routes(router, api::Services{**reg, artifacts, dispatcher, **logs, settings, clock});
+  api::Services api_services{**reg, artifacts, dispatcher, **logs, settings, clock};
+  api_services.events = &async_queue;
+  api::add_admin_routes(router, api_services);
+  api::add_lambda_routes(router, api_services);
+  api::add_events_routes(router, **reg, async_queue, settings);
+  events::add_schedule_admin_routes(router, **scheduler);
   gateway::add_gateway_admin_routes(router, **gw);
+  {
+    gateway::Gateway& g = **gw;
+    api::FunctionUrlHooks url_hooks;
+    url_hooks.create = [&g](const auto& f, const auto& q, const auto& b) {
+      return g.create_function_url(f, q, b);
+    };
+    url_hooks.update = [&g](const auto& f, const auto& q, const auto& b) {
+      return g.update_function_url(f, q, b);
+    };
+    url_hooks.get = [&g](const auto& f, const auto& q) { return g.get_function_url(f, q); };
+    url_hooks.remove = [&g](const auto& f, const auto& q) { return g.delete_function_url(f, q); };
+    url_hooks.list = [&g](const auto& f) { return g.list_function_urls(f); };
+    api::add_lambda_url_routes(
+        router, api::Services{**reg, artifacts, dispatcher, **logs, settings, clock}, url_hooks);
+  }
+  api::add_meter_routes(router, api::MeterServices{io, **reg, **logs, metrics, settings, clock});
+  add_dispatcher_collector(metrics, dispatcher, **reg);
+  add_store_collector(metrics, **logs);
+  add_async_queue_collector(metrics, [&async_queue] {
+    events::Stats e = async_queue.stats();
+    return AsyncQueueFigures{e.queue_depth, double(e.oldest_age_ms) / 1000.0, e.dead_letters};
+  });
+  (**gw).set_request_observer(gateway_request_counter(metrics));
   net::ServerLimits limits;
   limits.max_body_bytes = settings.admin_max_body_bytes;
   limits.max_header_bytes = settings.max_header_bytes;
@@ -171,6 +291,7 @@ int serve(const cli::ServeOptions& options) {
     spdlog::critical("API gateway: {}; set gateway_port (0 picks a free port)", s.message());
     return 1;
   }
+  (**gw).set_public_port(public_gateway.port());
 
   // Instances are killed by PR_SET_PDEATHSIG if we die; a closed pipe to a
   // client must not kill us.
@@ -183,8 +304,14 @@ int serve(const cli::ServeOptions& options) {
     spdlog::info("draining signal={} deadline_ms={}", sig, settings.drain_timeout_ms);
     admin.stop_accepting();
     public_gateway.stop_accepting();
+    // Deliveries stop starting; those running finish within the drain and
+    // everything not delivered stays in the queue file for the next start.
+    (**scheduler).stop();
+    async_queue.stop();
     dispatcher.drain([&] {
+      async_queue.flush();
       (**logs).flush();
+      (**gw).flush();
       admin.close_all();
       public_gateway.close_all();
       io.stop();
@@ -201,6 +328,7 @@ int serve(const cli::ServeOptions& options) {
             << "  gateway:    http://" << settings.gateway_host << ":" << public_gateway.port() << "\n"
             << "  data dir:   " << settings.data_dir << "\n"
             << std::flush;
+  (**scheduler).start();
   io.run();
   spdlog::info("stopped cleanly");
   return stopping ? 0 : 1;

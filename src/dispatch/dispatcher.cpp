@@ -12,11 +12,13 @@
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include "common/encoding.h"
 #include "common/log.h"
 #include "common/time_format.h"
+#include "dispatch/concurrency.h"
 #include "runtime/endpoint.h"
 #include "sandbox/exit_status.h"
 #include "sandbox/netns.h"
@@ -87,6 +89,7 @@ struct Instance {
   std::string init_error_type;
   std::string init_error_body;
   int netns_fd = -1;  // network "none": the instance's own namespace
+  bool provisioned = false;  // kept warm: no idle timeout, replaced when it dies
 };
 
 struct Pool {
@@ -97,6 +100,13 @@ struct Pool {
   int instances = 0;
   std::deque<std::unique_ptr<Waiter>> queue;
   bool retired = false;
+  // Provisioned concurrency of this pool's qualifier.
+  int provisioned = 0;
+  std::string qualifier;
+  int provision_failures = 0;  // in a row: sets the retry back-off
+  std::string provision_error;
+  bool provision_waiting = false;
+  std::unique_ptr<asio::steady_timer> provision_timer;
 };
 
 }  // namespace
@@ -112,7 +122,8 @@ struct Dispatcher::Impl {
         observer(o),
         drain_timer(io),
         layers(l.layers()),
-        uids(uint32_t(s.sandbox_uid_base), uint32_t(s.sandbox_uid_count)) {}
+        uids(uint32_t(s.sandbox_uid_base), uint32_t(s.sandbox_uid_count)),
+        book(s.concurrency_limit) {}
 
   asio::io_context& io;
   const Settings& settings;
@@ -123,7 +134,6 @@ struct Dispatcher::Impl {
 
   std::unordered_map<std::string, std::unique_ptr<Pool>> pools;
   std::unordered_map<uint64_t, std::unique_ptr<Instance>> instances;
-  std::unordered_map<std::string, int> function_instances;
   uint64_t next_id = 1;
 
   bool draining = false;
@@ -133,6 +143,8 @@ struct Dispatcher::Impl {
 
   sandbox::Layers layers;  // what the launcher isolates
   sandbox::UidMap uids;
+  ConcurrencyBook book;
+  std::unordered_map<std::string, int> idle_timeout_ms;  // per function, when not the setting
 
   // --- pools -------------------------------------------------------------
 
@@ -143,7 +155,24 @@ struct Dispatcher::Impl {
   Pool& pool_for(const Target& target) {
     std::string key = pool_key(target);
     auto it = pools.find(key);
-    if (it != pools.end()) return *it->second;
+    std::deque<std::unique_ptr<Waiter>> waiting;
+    if (it != pools.end()) {
+      if (!it->second->retired) return *it->second;
+      // Retired without a new revision (a version deleted, a scaling change):
+      // its instances finish under another key; new work gets a fresh pool,
+      // and the waiting requests move with it (their timers look them up by key).
+      auto old = std::move(it->second);
+      pools.erase(it);
+      std::string old_key = key + "\n~" + std::to_string(next_id++);
+      for (auto& [id, inst] : instances) {
+        if (inst->pool_key == key) inst->pool_key = old_key;
+      }
+      old->key = old_key;
+      waiting = std::move(old->queue);
+      old->queue.clear();
+      pools.emplace(old_key, std::move(old));
+      maybe_erase_pool(old_key);
+    }
     // A newer revision of the same version replaces the older pool.
     for (auto& [k, p] : pools) {
       if (!p->retired && p->function == target.function.name &&
@@ -155,6 +184,7 @@ struct Dispatcher::Impl {
     pool->key = key;
     pool->function = target.function.name;
     pool->target = target;
+    pool->queue = std::move(waiting);
     Pool& ref = *pool;
     pools.emplace(key, std::move(pool));
     return ref;
@@ -174,10 +204,155 @@ struct Dispatcher::Impl {
   }
 
   int max_concurrency(const Pool& pool) const {
-    int limit = std::max(1, pool.target.function.config.max_concurrency);
-    if (pool.target.reserved_concurrency)
-      limit = std::min(limit, *pool.target.reserved_concurrency);
-    return limit;
+    return book.cap(pool.function, pool.target.function.config.max_concurrency);
+  }
+
+  // Whether the pool's function may start one more instance now. When the
+  // unreserved pool is what stands in the way, an idle instance of another
+  // unreserved function is stopped to make room (it would otherwise hold its
+  // slot until its idle timeout); the caller waits for that slot.
+  bool can_start(Pool& pool) {
+    auto v = book.may_start(pool.function, pool.target.function.config.max_concurrency);
+    if (v == ConcurrencyBook::Verdict::kOk) return true;
+    if (v == ConcurrencyBook::Verdict::kUnreservedPool) evict_idle_unreserved(pool.function);
+    return false;
+  }
+
+  void evict_idle_unreserved(const std::string& except) {
+    for (auto& [k, p] : pools) {
+      if (p->function == except || book.reserved(p->function)) continue;
+      for (uint64_t id : p->idle) {
+        Instance* inst = find(id);
+        if (inst && !inst->provisioned) {
+          spdlog::debug("instance evicted for unreserved capacity function={} instance={}",
+                        inst->function, id);
+          return kill(id);
+        }
+      }
+    }
+  }
+
+  std::string throttle_message(const Pool& pool) const {
+    auto v = book.may_start(pool.function, pool.target.function.config.max_concurrency);
+    if (v == ConcurrencyBook::Verdict::kUnreservedPool) {
+      return fmt::format(
+          "the unreserved concurrency is in use: {} instances of functions without a reservation "
+          "(concurrency_limit {} less {} reserved); retry later, or reserve concurrency for "
+          "function '{}'",
+          book.unreserved_in_use(), book.limit(), book.reserved_total(), pool.function);
+    }
+    return fmt::format("function '{}' is at its max concurrency of {}", pool.function,
+                       max_concurrency(pool));
+  }
+
+  int idle_timeout_for(const std::string& function) const {
+    auto it = idle_timeout_ms.find(function);
+    return it == idle_timeout_ms.end() ? settings.instance_idle_timeout_ms : it->second;
+  }
+
+  // --- provisioned concurrency ------------------------------------------
+
+  void configure(const std::string& function, FunctionScaling s) {
+    book.set_reserved(function, s.reserved);
+    if (s.idle_timeout_ms > 0) {
+      idle_timeout_ms[function] = s.idle_timeout_ms;
+    } else {
+      idle_timeout_ms.erase(function);
+    }
+    std::set<std::string> keep;
+    for (auto& p : s.provisioned) {
+      if (p.instances <= 0 || draining) continue;
+      Pool& pool = pool_for(p.target);
+      // Two qualifiers may resolve to one version (an alias and its version).
+      if (keep.count(pool.key)) {
+        pool.provisioned += p.instances;
+      } else {
+        pool.provisioned = p.instances;
+        pool.qualifier = p.qualifier;
+      }
+      keep.insert(pool.key);
+    }
+    for (auto& [k, p] : pools) {
+      if (p->function == function && p->provisioned > 0 && !keep.count(k)) unprovision(*p);
+    }
+    for (const auto& k : keep) top_up(*pools.at(k));
+    // A changed reservation may make room for waiting requests.
+    std::vector<std::string> keys;
+    for (auto& [k, p] : pools) {
+      if (!p->queue.empty()) keys.push_back(k);
+    }
+    for (const auto& k : keys) {
+      if (auto it = pools.find(k); it != pools.end()) serve_queue(*it->second);
+    }
+  }
+
+  void unprovision(Pool& pool) {
+    pool.provisioned = 0;
+    pool.provision_error.clear();
+    pool.provision_failures = 0;
+    pool.provision_waiting = false;
+    if (pool.provision_timer) pool.provision_timer->cancel();
+    for (auto& [id, inst] : instances) {
+      if (inst->pool_key != pool.key || !inst->provisioned) continue;
+      inst->provisioned = false;
+      if (inst->state == State::kIdle) arm_idle_timer(*inst);
+    }
+  }
+
+  // Brings the pool's warm instances to what is asked: live on-demand
+  // instances are adopted first, then new ones start (as capacity allows).
+  void top_up(Pool& pool) {
+    if (pool.retired || draining || pool.provision_waiting) return;
+    int have = 0;
+    std::vector<Instance*> spare;
+    for (auto& [id, inst] : instances) {
+      if (inst->pool_key != pool.key || inst->state == State::kDying) continue;
+      if (inst->provisioned) {
+        if (have < pool.provisioned) {
+          have++;
+        } else {  // asked for fewer: the rest become on-demand instances
+          inst->provisioned = false;
+          if (inst->state == State::kIdle) arm_idle_timer(*inst);
+        }
+      } else {
+        spare.push_back(inst.get());
+      }
+    }
+    for (Instance* inst : spare) {
+      if (have >= pool.provisioned) break;
+      inst->provisioned = true;
+      if (inst->state == State::kIdle) inst->timer.cancel();
+      have++;
+    }
+    while (have < pool.provisioned && !pool.provision_waiting && can_start(pool)) {
+      InvokeRequest r;
+      r.target = pool.target;
+      start_instance(pool, std::move(r), nullptr, /*provisioned=*/true);
+      have++;
+    }
+  }
+
+  void provision_failed(const std::string& key, const std::string& why) {
+    auto it = pools.find(key);
+    if (it == pools.end() || it->second->provisioned == 0) return;
+    Pool& p = *it->second;
+    p.provision_error = why.substr(0, 512);
+    p.provision_failures++;
+    int delay = int(std::min<int64_t>(settings.provision_retry_max_ms,
+                                      int64_t(100) << std::min(p.provision_failures - 1, 20)));
+    spdlog::warn("provisioned instance failed to start function={} qualifier={} retry_ms={} "
+                 "error={}",
+                 p.function, p.qualifier, delay, p.provision_error);
+    if (!p.provision_timer) p.provision_timer = std::make_unique<asio::steady_timer>(io);
+    p.provision_waiting = true;
+    p.provision_timer->expires_after(milliseconds(delay));
+    p.provision_timer->async_wait([this, key](boost::system::error_code ec) {
+      if (ec) return;
+      auto pit = pools.find(key);
+      if (pit == pools.end()) return;
+      pit->second->provision_waiting = false;
+      top_up(*pit->second);
+    });
   }
 
   // --- invoke ------------------------------------------------------------
@@ -194,7 +369,7 @@ struct Dispatcher::Impl {
           Status::TooLarge(fmt::format("request payload of {} bytes is over the limit of {} bytes",
                                        req.payload.size(), settings.invoke_max_payload_bytes)));
     }
-    if (req.target.reserved_concurrency && *req.target.reserved_concurrency == 0) {
+    if (auto r = book.reserved(req.target.function.name); r && *r == 0) {
       return reject(req, done,
                     Status::Exhausted(fmt::format(
                         "function '{}' has a reserved concurrency of 0, so every invocation is "
@@ -202,22 +377,20 @@ struct Dispatcher::Impl {
                         req.target.function.name)));
     }
     Pool& pool = pool_for(req.target);
-    // Reserved concurrency is not versioned: the newest request says what it is now.
-    pool.target.reserved_concurrency = req.target.reserved_concurrency;
     if (!pool.idle.empty()) {
       uint64_t id = pool.idle.back();
       pool.idle.pop_back();
       return assign(*instances.at(id), std::move(req), std::move(done));
     }
-    if (function_instances[pool.function] < max_concurrency(pool)) {
+    if (can_start(pool)) {
       return start_instance(pool, std::move(req), std::move(done));
     }
     if (int(pool.queue.size()) >= settings.queue_max_per_function) {
       return reject(req, done,
                     Status::Exhausted(fmt::format(
-                        "function '{}' is at its max concurrency of {} and {} requests are already "
-                        "waiting; retry later or raise max_concurrency",
-                        pool.function, max_concurrency(pool), pool.queue.size())));
+                        "{} and {} requests are already waiting; retry later or raise "
+                        "max_concurrency",
+                        throttle_message(pool), pool.queue.size())));
     }
     enqueue(pool, std::move(req), std::move(done));
   }
@@ -228,6 +401,8 @@ struct Dispatcher::Impl {
     r.request_id = req.request_id;
     r.status = std::move(status);
     r.executed_version = req.target.function.version;
+    r.trigger = req.trigger;
+    if (observer) observer->on_refused(req.target.function.name, r);
     done(std::move(r));
   }
 
@@ -249,9 +424,9 @@ struct Dispatcher::Impl {
         q.erase(qi);
         reject(waiter->request, waiter->done,
                Status::Exhausted(fmt::format(
-                   "function '{}' is at its max concurrency of {}; the request waited {} ms for a "
-                   "free instance. Retry later or raise max_concurrency",
-                   it->second->function, max_concurrency(*it->second), settings.queue_timeout_ms)));
+                   "{}; the request waited {} ms for a free instance. Retry later or raise "
+                   "max_concurrency",
+                   throttle_message(*it->second), settings.queue_timeout_ms)));
         maybe_erase_pool(key);
         check_drain();
         return;
@@ -268,7 +443,7 @@ struct Dispatcher::Impl {
         pool.idle.pop_back();
         auto w = pop_waiter(pool);
         assign(*instances.at(id), std::move(w->request), std::move(w->done));
-      } else if (function_instances[pool.function] < max_concurrency(pool)) {
+      } else if (can_start(pool)) {
         auto w = pop_waiter(pool);
         start_instance(pool, std::move(w->request), std::move(w->done));
       } else {
@@ -286,9 +461,13 @@ struct Dispatcher::Impl {
 
   // --- instance lifecycle ------------------------------------------------
 
-  void start_instance(Pool& pool, InvokeRequest req, std::function<void(InvokeResult)> done) {
+  // With no `done`, the instance starts for provisioned concurrency: it
+  // initialises and waits idle.
+  void start_instance(Pool& pool, InvokeRequest req, std::function<void(InvokeResult)> done,
+                      bool provisioned = false) {
     auto inst = std::make_unique<Instance>(io);
     inst->id = next_id++;
+    inst->provisioned = provisioned;
     inst->pool_key = pool.key;
     inst->function = pool.function;
     uint64_t id = inst->id;
@@ -382,14 +561,16 @@ struct Dispatcher::Impl {
     inst->out = std::make_unique<asio::posix::stream_descriptor>(io, process->stdout_fd);
     inst->err = std::make_unique<asio::posix::stream_descriptor>(io, process->stderr_fd);
     inst->state = State::kStarting;
-    Active a;
-    a.request = std::move(req);
-    a.done = std::move(done);
-    a.cold = true;
-    inst->active = std::move(a);
+    if (done) {
+      Active a;
+      a.request = std::move(req);
+      a.done = std::move(done);
+      a.cold = true;
+      inst->active = std::move(a);
+    }
 
     pool.instances++;
-    function_instances[pool.function]++;
+    book.add(pool.function);
     Instance& ref = *inst;
     instances.emplace(id, std::move(inst));
     watch_exit(ref);
@@ -405,12 +586,14 @@ struct Dispatcher::Impl {
 
   void fail_start(const InvokeRequest& req, const std::function<void(InvokeResult)>& done,
                   const std::string& type, const std::string& message) {
+    if (!done) return provision_failed(pool_key(req.target), type + ": " + message);
     InvokeResult r;
     r.request_id = req.request_id;
     r.function_error = true;
     r.error_type = type;
     r.payload = error_document(type, message);
     r.executed_version = req.target.function.version;
+    r.trigger = req.trigger;
     r.memory_mb = req.target.function.config.memory_mb;
     std::vector<LogLine> log{
         {clock.wall_ms(),
@@ -432,6 +615,14 @@ struct Dispatcher::Impl {
       inst->ready = true;
       inst->init_ms = ms_between(inst->spawned, clock.now());
       inst->timer.cancel();
+      if (inst->provisioned) {
+        if (auto pit = pools.find(inst->pool_key); pit != pools.end()) {
+          pit->second->provision_failures = 0;
+          pit->second->provision_error.clear();
+        }
+        spdlog::debug("provisioned instance ready function={} instance={} init_ms={:.2f}",
+                      inst->function, id, inst->init_ms);
+      }
       if (inst->active) {
         inst->state = State::kBusy;
         begin(*inst);
@@ -603,8 +794,12 @@ struct Dispatcher::Impl {
     }
     inst.state = State::kIdle;
     pool->idle.push_back(inst.id);
+    if (!inst.provisioned) arm_idle_timer(inst);
+  }
+
+  void arm_idle_timer(Instance& inst) {
     uint64_t id = inst.id;
-    inst.timer.expires_after(milliseconds(settings.instance_idle_timeout_ms));
+    inst.timer.expires_after(milliseconds(idle_timeout_for(inst.function)));
     inst.timer.async_wait([this, id](boost::system::error_code ec) {
       if (!ec) {
         spdlog::debug("instance idle timeout instance={}", id);
@@ -629,6 +824,7 @@ struct Dispatcher::Impl {
     r.error_type = std::move(type);
     r.payload = std::move(payload);
     r.executed_version = fn.version;
+    r.trigger = a.request.trigger;
     r.duration_ms = ms_between(a.started, now);
     r.billed_ms = std::max<int64_t>(1, int64_t(std::ceil(r.duration_ms)));
     r.cold = a.cold;
@@ -691,22 +887,33 @@ struct Dispatcher::Impl {
     sandbox::kill_group(inst.process.pid, SIGKILL).ok();
     std::string key = inst.pool_key;
     std::string function = inst.function;
+    const bool failed_provision = inst.provisioned && !inst.ready;
+    std::string why = inst.init_error_type.empty()
+                          ? "the instance exited before it asked for work"
+                          : inst.init_error_type + ": " + inst.init_error_body;
     auto pit = pools.find(key);
     if (pit != pools.end()) {
       std::erase(pit->second->idle, id);
       pit->second->instances--;
     }
-    if (--function_instances[function] <= 0) function_instances.erase(function);
+    book.remove(function);
+    const bool unreserved = !book.reserved(function);
     inst.pidfd->close();
     inst.out->close();
     inst.err->close();
     sandbox::release(inst.process);
     if (inst.netns_fd >= 0) ::close(inst.netns_fd);
     instances.erase(it);
+    if (failed_provision) provision_failed(key, why);
     if (pit != pools.end()) serve_queue(*pit->second);
-    // Capacity freed for the function may serve another pool's queue.
+    // Capacity freed for the function (or, for an unreserved one, in the
+    // shared pool) may serve another pool's queue, then warm instances that
+    // are missing.
     for (auto& [k, p] : pools) {
-      if (p->function == function && !p->queue.empty()) serve_queue(*p);
+      if ((p->function == function || unreserved) && !p->queue.empty()) serve_queue(*p);
+    }
+    for (auto& [k, p] : pools) {
+      if ((p->function == function || unreserved) && p->provisioned > 0) top_up(*p);
     }
     maybe_erase_pool(key);
     check_drain();
@@ -863,6 +1070,7 @@ struct Dispatcher::Impl {
     for (const auto& [id, inst] : instances) {
       if (function && inst->function != *function) continue;
       s.instances++;
+      if (inst->provisioned && inst->ready && inst->state != State::kDying) s.provisioned_ready++;
       switch (inst->state) {
         case State::kStarting:
           s.starting++;
@@ -880,8 +1088,29 @@ struct Dispatcher::Impl {
     for (const auto& [k, p] : pools) {
       if (function && p->function != *function) continue;
       s.queued += int(p->queue.size());
+      if (!p->retired) s.provisioned += p->provisioned;
     }
     return s;
+  }
+
+  std::vector<ProvisionedStatus> provisioned_of(const std::string& function) const {
+    std::vector<ProvisionedStatus> out;
+    for (const auto& [k, p] : pools) {
+      if (p->function != function || p->retired || p->provisioned == 0) continue;
+      ProvisionedStatus st;
+      st.qualifier = p->qualifier;
+      st.version = p->target.function.version;
+      st.requested = p->provisioned;
+      st.error = p->provision_error;
+      for (const auto& [id, inst] : instances) {
+        if (inst->pool_key == k && inst->provisioned && inst->ready &&
+            inst->state != State::kDying) {
+          st.ready++;
+        }
+      }
+      out.push_back(std::move(st));
+    }
+    return out;
   }
 };
 
@@ -909,6 +1138,14 @@ void Dispatcher::retire(const std::string& function) {
   for (auto& [k, p] : impl_->pools) {
     if (p->function == function && !p->retired) impl_->retire_pool(*p);
   }
+}
+
+void Dispatcher::configure(const std::string& function, FunctionScaling scaling) {
+  impl_->configure(function, std::move(scaling));
+}
+
+std::vector<ProvisionedStatus> Dispatcher::provisioned(const std::string& function) const {
+  return impl_->provisioned_of(function);
 }
 
 void Dispatcher::drain(std::function<void()> done) { impl_->drain(std::move(done)); }

@@ -28,9 +28,33 @@ namespace tamaya::dispatch {
 struct Target {
   registry::FunctionVersion function;
   std::string code_dir;
-  // The function's reserved concurrency (Lambda's PutFunctionConcurrency),
-  // when set: it caps max_concurrency, and 0 refuses every invocation.
-  std::optional<int> reserved_concurrency;
+};
+
+// Instances of one qualifier of a function kept warm (provisioned
+// concurrency): started ahead, off the request path, never stopped by the
+// idle timeout, replaced when they die or their code changes.
+struct Provisioned {
+  std::string qualifier;  // as configured: $LATEST, a version or an alias
+  Target target;          // what it resolves to now
+  int instances = 0;
+};
+
+// How one function scales (see dispatch/concurrency.h for the accounting).
+struct FunctionScaling {
+  // Reserved concurrency: a share of concurrency_limit no other function can
+  // take, and a cap (with max_concurrency); 0 refuses every invocation.
+  // nullopt: the function shares what is not reserved.
+  std::optional<int> reserved;
+  int idle_timeout_ms = 0;  // 0: the instance_idle_timeout_ms setting
+  std::vector<Provisioned> provisioned;
+};
+
+struct ProvisionedStatus {
+  std::string qualifier;
+  std::string version;  // what the qualifier resolved to
+  int requested = 0;
+  int ready = 0;      // started, initialised and not dying
+  std::string error;  // why the last start failed, until one succeeds
 };
 
 struct InvokeRequest {
@@ -40,6 +64,9 @@ struct InvokeRequest {
   std::string trace_id;
   std::string client_context;
   bool want_log_tail = false;
+  // What caused the invocation, for records and metrics: "api", "gateway",
+  // "async" or "schedule". Copied to the result.
+  std::string trigger = "api";
 };
 
 struct InvokeResult {
@@ -51,6 +78,7 @@ struct InvokeResult {
   std::string error_type;
   std::string payload;  // the function's response, or its error document
   std::string executed_version;
+  std::string trigger;   // the request's
   std::string log_tail;  // last 4 KB of the log, when asked for
   // Figures of the REPORT line.
   double duration_ms = 0;
@@ -73,6 +101,9 @@ class Observer {
   virtual ~Observer() = default;
   virtual void on_invocation(const std::string& function, const InvokeResult& result,
                              std::vector<LogLine> log) = 0;
+  // A request that never ran (result.status says why: throttled, draining,
+  // too large). Called on the dispatcher's io_context.
+  virtual void on_refused(const std::string& /*function*/, const InvokeResult& /*result*/) {}
 };
 
 struct Stats {
@@ -81,6 +112,8 @@ struct Stats {
   int idle = 0;
   int starting = 0;
   int queued = 0;
+  int provisioned = 0;        // instances asked to be kept warm
+  int provisioned_ready = 0;  // of those, initialised and serving
 };
 
 class Dispatcher {
@@ -95,6 +128,12 @@ class Dispatcher {
   // after their current invocation; queued requests keep waiting for
   // instances of the new code.
   void retire(const std::string& function);
+
+  // Replaces a function's scaling: its reservation, idle timeout and
+  // provisioned instances (started now, off the request path). An empty
+  // FunctionScaling forgets the function.
+  void configure(const std::string& function, FunctionScaling scaling);
+  std::vector<ProvisionedStatus> provisioned(const std::string& function) const;
 
   // Stops taking new invocations, lets in-flight and queued ones finish up to
   // the drain deadline, then stops every instance and calls done.

@@ -118,10 +118,130 @@ std::string header_value(const net::Request& r, std::string_view name) {
   return std::string(r.header(name).value_or(""));
 }
 
-void add_body(const net::Request& r, json& event) {
-  bool text = is_text_body(header_value(r, "content-type"), r.body);
-  if (!r.body.empty()) event["body"] = text ? r.body : base64_encode(r.body);
-  event["isBase64Encoded"] = !r.body.empty() && !text;
+// The length of the well-formed UTF-8 sequence (RFC 3629: no overlongs,
+// surrogates or code points past U+10FFFF) at the start of s, 0 if none.
+size_t utf8_sequence_length(std::string_view s) {
+  auto byte = [&](size_t i) -> unsigned {
+    return i < s.size() ? static_cast<unsigned char>(s[i]) : 0u;
+  };
+  auto cont = [&](size_t i, unsigned lo = 0x80, unsigned hi = 0xBF) {
+    return byte(i) >= lo && byte(i) <= hi;
+  };
+  unsigned c = byte(0);
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    return cont(1, lo, hi) && cont(2) ? 3 : 0;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    return cont(1, lo, hi) && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+// Appends `s` as a JSON string: escaped as nlohmann::json dumps it, with
+// invalid UTF-8 replaced by U+FFFD (paths and headers are bytes on the wire,
+// and a JSON event must be text: found by the fuzzer).
+void append_json_string(std::string& out, std::string_view s) {
+  static const char* kHex = "0123456789abcdef";
+  out += '"';
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      size_t n = utf8_sequence_length(s.substr(i));
+      if (n > 0) {
+        out.append(s.data() + i, n);
+        i += n;
+      } else {
+        out += "\xEF\xBF\xBD";
+        ++i;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        } else {
+          out += char(c);
+        }
+    }
+    ++i;
+  }
+  out += '"';
+}
+
+// A JSON object written straight into a string: the 2.0 event is built on
+// every request, and a document tree costs an allocation per node.
+class ObjectWriter {
+ public:
+  explicit ObjectWriter(std::string& out) : out_(out) { out_ += '{'; }
+  ObjectWriter& key(std::string_view k) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    append_json_string(out_, k);
+    out_ += ':';
+    return *this;
+  }
+  ObjectWriter& str(std::string_view k, std::string_view v) {
+    key(k);
+    append_json_string(out_, v);
+    return *this;
+  }
+  ObjectWriter& raw(std::string_view k, std::string_view v) {
+    key(k);
+    out_ += v;
+    return *this;
+  }
+  ObjectWriter& num(std::string_view k, int64_t v) { return raw(k, std::to_string(v)); }
+  ObjectWriter& boolean(std::string_view k, bool v) { return raw(k, v ? "true" : "false"); }
+  void close() { out_ += '}'; }
+  // The string a value for the last key() goes to.
+  std::string& out() { return out_; }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
+
+void append_string_array(std::string& out, const std::vector<std::string>& values) {
+  out += '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    append_json_string(out, values[i]);
+  }
+  out += ']';
+}
+
+void append_string_map(std::string& out, const std::map<std::string, std::string>& m) {
+  ObjectWriter o(out);
+  for (const auto& [k, v] : m) o.str(k, v);
+  o.close();
 }
 
 std::string domain_prefix(const std::string& host) { return host.substr(0, host.find('.')); }
@@ -193,60 +313,102 @@ std::string clf_time(int64_t time_ms) {
                      tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-// Events are dumped with invalid UTF-8 replaced (U+FFFD): paths and headers
-// are bytes on the wire, and a JSON event must be text (found by the fuzzer).
 std::string build_event_v2(const net::Request& r, const EventContext& c) {
-  json event = json::object();
-  event["version"] = "2.0";
-  event["routeKey"] = c.route_key;
-  event["rawPath"] = raw_path(r);
-  event["rawQueryString"] = r.query;
-  json headers = json::object();
+  std::string out;
+  out.reserve(1024 + r.body.size() + r.target.size() + 64 * r.headers.size());
+  ObjectWriter event(out);
+  event.str("version", "2.0").str("routeKey", c.route_key);
+  std::string path = c.raw_path.empty() ? raw_path(r) : c.raw_path;
+  event.str("rawPath", path).str("rawQueryString", r.query);
   std::vector<std::string> cookies;
-  for (const auto& [name, values] : group_headers(r.headers)) {
-    if (name == "cookie") {
-      // 2.0 moves cookies out of the headers into their own list.
-      for (const auto& v : values) {
-        std::string_view rest = v;
-        while (!rest.empty()) {
-          size_t semi = rest.find(';');
-          std::string_view one = trim(rest.substr(0, semi));
-          if (!one.empty()) cookies.emplace_back(one);
-          if (semi == std::string_view::npos) break;
-          rest.remove_prefix(semi + 1);
+  std::string headers;
+  {
+    ObjectWriter h(headers);
+    for (const auto& [name, values] : group_headers(r.headers)) {
+      if (name == "cookie") {
+        // 2.0 moves cookies out of the headers into their own list.
+        for (const auto& v : values) {
+          std::string_view rest = v;
+          while (!rest.empty()) {
+            size_t semi = rest.find(';');
+            std::string_view one = trim(rest.substr(0, semi));
+            if (!one.empty()) cookies.emplace_back(one);
+            if (semi == std::string_view::npos) break;
+            rest.remove_prefix(semi + 1);
+          }
         }
+        continue;
       }
-      continue;
+      h.str(name, join(values, ","));
     }
-    headers[name] = join(values, ",");
+    h.close();
   }
-  if (!cookies.empty()) event["cookies"] = cookies;
-  event["headers"] = std::move(headers);
+  if (!cookies.empty()) {
+    event.key("cookies");
+    append_string_array(out, cookies);
+  }
+  event.raw("headers", headers);
   auto query = parse_query(r.query);
   if (!query.empty()) {
-    json q = json::object();
-    for (const auto& [k, vs] : query) q[k] = join(vs, ",");
-    event["queryStringParameters"] = std::move(q);
+    ObjectWriter q(event.key("queryStringParameters").out());
+    for (const auto& [k, vs] : query) q.str(k, join(vs, ","));
+    q.close();
   }
-  std::string host = header_value(r, "host");
-  std::string path = raw_path(r);
-  json http = {{"method", r.method},
-               {"path", path},
-               {"protocol", "HTTP/1.1"},
-               {"sourceIp", r.remote_addr},
-               {"userAgent", header_value(r, "user-agent")}};
-  json ctx = {{"accountId", kAccountId},     {"apiId", kApiId},
-              {"domainName", host},          {"domainPrefix", domain_prefix(host)},
-              {"http", std::move(http)},     {"requestId", c.request_id},
-              {"routeKey", c.route_key},     {"stage", kStage},
-              {"time", clf_time(c.time_ms)}, {"timeEpoch", c.time_ms}};
-  if (c.jwt) {
-    ctx["authorizer"] = {{"jwt", {{"claims", c.jwt_claims}, {"scopes", c.jwt_scopes}}}};
+  std::string host = c.domain_name.empty() ? header_value(r, "host") : c.domain_name;
+  {
+    ObjectWriter ctx(event.key("requestContext").out());
+    ctx.str("accountId", c.account_id.empty() ? kAccountId : c.account_id)
+        .str("apiId", c.api_id.empty() ? kApiId : c.api_id);
+    if (c.jwt) {
+      ObjectWriter auth(ctx.key("authorizer").out());
+      ObjectWriter jwt(auth.key("jwt").out());
+      append_string_map(jwt.key("claims").out(), c.jwt_claims);
+      append_string_array(jwt.key("scopes").out(), c.jwt_scopes);
+      jwt.close();
+      auth.close();
+    } else if (c.iam) {
+      ObjectWriter auth(ctx.key("authorizer").out());
+      ObjectWriter iam(auth.key("iam").out());
+      iam.str("accessKey", c.iam_access_key)
+          .str("accountId", c.account_id)
+          .str("callerId", c.iam_access_key)
+          .raw("cognitoIdentity", "null")
+          .raw("principalOrgId", "null")
+          .str("userArn", "arn:aws:iam::" + c.account_id + ":user/" + c.iam_access_key)
+          .str("userId", c.iam_access_key);
+      iam.close();
+      auth.close();
+    }
+    ctx.str("domainName", host).str("domainPrefix", domain_prefix(host));
+    {
+      ObjectWriter http(ctx.key("http").out());
+      http.str("method", r.method)
+          .str("path", path)
+          .str("protocol", "HTTP/1.1")
+          .str("sourceIp", r.remote_addr)
+          .str("userAgent", header_value(r, "user-agent"));
+      http.close();
+    }
+    ctx.str("requestId", c.request_id)
+        .str("routeKey", c.route_key)
+        .str("stage", kStage)
+        .str("time", clf_time(c.time_ms))
+        .num("timeEpoch", c.time_ms);
+    ctx.close();
   }
-  event["requestContext"] = std::move(ctx);
-  if (!c.path_parameters.empty()) event["pathParameters"] = c.path_parameters;
-  add_body(r, event);
-  return event.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (!c.path_parameters.empty())
+    append_string_map(event.key("pathParameters").out(), c.path_parameters);
+  bool text = is_text_body(header_value(r, "content-type"), r.body);
+  if (!r.body.empty()) {
+    if (text) {
+      event.str("body", r.body);
+    } else {
+      event.str("body", base64_encode(r.body));
+    }
+  }
+  event.boolean("isBase64Encoded", !r.body.empty() && !text);
+  event.close();
+  return out;
 }
 
 std::string build_event_v1(const net::Request& r, const EventContext& c) {
@@ -315,7 +477,66 @@ std::string build_event_v1(const net::Request& r, const EventContext& c) {
   return event.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// Whether a response is valid JSON and, without building a document, whether
+// it is an object with a top-level statusCode (or a JSON string): only those
+// need the document. Most plain-JSON answers then cost one validating pass.
+class ResponseShape : public nlohmann::json_sax<json> {
+ public:
+  bool needs_document = false;
+
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool string(string_t&) override {
+    if (depth_ == 0) return stop();  // a JSON string's body is the string itself
+    return true;
+  }
+  bool binary(binary_t&) override { return value(); }
+  bool start_object(std::size_t) override {
+    ++depth_;
+    return true;
+  }
+  bool key(string_t& k) override {
+    if (depth_ == 1 && k == "statusCode") return stop();
+    return true;
+  }
+  bool end_object() override {
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    ++depth_;
+    return true;
+  }
+  bool end_array() override {
+    --depth_;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  bool value() { return true; }
+  bool stop() {
+    needs_document = true;
+    return false;
+  }
+  int depth_ = 0;
+};
+
 Result<net::Response> map_response_v2(std::string_view payload) {
+  ResponseShape shape;
+  bool valid = json::sax_parse(payload, &shape);
+  if (!shape.needs_document) {
+    if (!valid) return Status::Invalid("the function's response is not JSON");
+    // Any other JSON is the body of a 200.
+    net::Response res{200, {}, std::string(payload)};
+    res.set_header("Content-Type", "application/json");
+    return res;
+  }
   json doc = json::parse(payload, nullptr, false);
   if (doc.is_discarded()) return Status::Invalid("the function's response is not JSON");
   if (!doc.is_object() || !doc.contains("statusCode")) {

@@ -29,6 +29,15 @@ struct EventContext {
   bool jwt = false;     // requestContext.authorizer.jwt present
   std::map<std::string, std::string> jwt_claims;
   std::vector<std::string> jwt_scopes;
+  // Function URLs (empty: the gateway's own values): requestContext's
+  // accountId, apiId and domainName, and rawPath/http.path when the URL was
+  // reached by the /lambda-url/<id>/ path prefix.
+  std::string account_id;
+  std::string api_id;
+  std::string domain_name;
+  std::string raw_path;
+  bool iam = false;  // requestContext.authorizer.iam present (AWS_IAM URL)
+  std::string iam_access_key;
 };
 
 // True for bodies passed as text (isBase64Encoded false): text/*, JSON, XML,

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/time_format.h"
 #include "gateway/event.h"
+#include "gateway/function_urls.h"
 #include "gateway/jwt.h"
 #include "gateway/limiter.h"
 #include "gateway/store.h"
@@ -64,6 +65,22 @@ std::string join(const std::vector<std::string>& v, std::string_view sep) {
   return out;
 }
 
+// Over the function's own timeout, so the dispatcher's timeout error (with
+// its log) arrives before the gateway gives up.
+constexpr int64_t kUrlTimeoutMarginMs = 2'000;
+
+// Lambda function URLs word their own refusals {"Message": ...}.
+net::Response url_error(int status) {
+  return net::Response::json(
+      status, status == 403 ? R"({"Message":"Forbidden"})" : R"({"Message":"Not Found"})");
+}
+
+Status no_function_url(const std::string& function, const std::string& qualifier) {
+  return Status::NotFound("The resource you requested does not exist: function " + function +
+                          (qualifier.empty() ? "" : ":" + qualifier) +
+                          " has no function URL; create one with CreateFunctionUrlConfig");
+}
+
 net::Response too_many(int retry_after_s) {
   net::Response r = gateway_error(429);
   r.set_header("Retry-After", std::to_string(retry_after_s));
@@ -101,6 +118,10 @@ struct Exchange {
   std::string target;
   bool cold = false;
   bool done = false;
+  // The CORS rules of whatever answers: the gateway's, a function URL's, or
+  // none (a function URL without Cors: its own headers pass unchanged).
+  const CorsConfig* cors = nullptr;
+  std::shared_ptr<const FunctionUrl> url;  // keeps a function URL's CORS alive
   std::shared_ptr<boost::asio::steady_timer> timer;
 };
 
@@ -108,11 +129,13 @@ struct KeyState {
   ApiKey key;
   std::optional<TokenBucket> bucket;
   DailyQuota quota{0};
+  bool quota_dirty = false;  // used() changed since it was last saved
 };
 
 struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
-  explicit Impl(Services s) : s(s), store(s.db) {}
+  explicit Impl(Services s) : s(s), store(s.db), flush_timer(s.io) {}
   ~Impl() {
+    flush();
     if (access_file) std::fclose(access_file);
   }
 
@@ -124,6 +147,71 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   std::unordered_map<std::string, KeyState> keys;    // by key hash
   CorsConfig cors;
   std::FILE* access_file = nullptr;
+  // Access-log lines wait here and go to the file in one write per
+  // gateway_access_log_flush_ms (or when the buffer is full), so a request
+  // costs no syscall of its own.
+  std::string access_buffer;
+  // By url id; replaced (not changed) on update, so a request in flight
+  // keeps the config it started with.
+  std::unordered_map<std::string, std::shared_ptr<const FunctionUrl>> urls;
+  int public_port = 0;
+  boost::asio::steady_timer flush_timer;
+  bool flush_armed = false;
+  bool usage_dirty = false;
+  SteadyTime last_usage_flush{};
+
+  // Writes what waits: the access log's buffer, and the keys' daily usage
+  // when gateway_quota_flush_ms has passed (or `all`).
+  void flush(bool all = true) {
+    if (!access_buffer.empty()) {
+      if (access_file) {
+        std::fwrite(access_buffer.data(), 1, access_buffer.size(), access_file);
+        std::fflush(access_file);
+      }
+      access_buffer.clear();
+    }
+    SteadyTime now = s.clock.now();
+    if (usage_dirty && (all || now - last_usage_flush >=
+                                   std::chrono::milliseconds(s.settings.gateway_quota_flush_ms))) {
+      std::vector<KeyUsage> usage;
+      for (auto& [hash, st] : keys) {
+        if (!st.quota_dirty) continue;
+        usage.push_back({st.key.id, st.quota.day(), st.quota.used()});
+        st.quota_dirty = false;
+      }
+      if (Status w = store.save_key_usage(usage); !w.ok()) {
+        // Kept in memory and retried on the next flush; a crash before then
+        // forgets at most this batch.
+        spdlog::error("gateway: cannot save API-key usage: {}", w.message());
+        for (auto& [hash, st] : keys) {
+          for (const auto& u : usage) {
+            if (u.key_id == st.key.id) st.quota_dirty = true;
+          }
+        }
+      } else {
+        usage_dirty = false;
+      }
+      last_usage_flush = now;
+    }
+  }
+
+  // Arms the flush timer once; it re-arms itself while something waits.
+  void schedule_flush() {
+    if (flush_armed) return;
+    flush_armed = true;
+    int64_t ms = std::max<int64_t>(
+        1, std::min<int64_t>(s.settings.gateway_access_log_flush_ms,
+                             usage_dirty ? s.settings.gateway_quota_flush_ms : INT64_MAX));
+    flush_timer.expires_after(std::chrono::milliseconds(ms));
+    flush_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      self->flush_armed = false;
+      self->flush(/*all=*/false);
+      if (!self->access_buffer.empty() || self->usage_dirty) self->schedule_flush();
+    });
+  }
+  std::function<void(const std::string&, int)> request_observer;
 
   void rebuild(std::vector<Route> routes) {
     std::map<std::string, JwtVerifier> v;
@@ -158,15 +246,17 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     keys[k.key_hash] = std::move(st);
   }
 
-  bool origin_allowed(const std::string& origin) const {
+  static bool origin_allowed(const CorsConfig& cors, const std::string& origin) {
     for (const auto& o : cors.allow_origins) {
       if (o == "*" || o == origin) return true;
     }
     return false;
   }
 
-  void add_cors_headers(const Exchange& ex, net::Response& r) const {
-    if (cors.allow_origins.empty() || ex.origin.empty() || !origin_allowed(ex.origin)) return;
+  static void add_cors_headers(const CorsConfig& cors, const Exchange& ex, net::Response& r) {
+    if (cors.allow_origins.empty() || ex.origin.empty() || !origin_allowed(cors, ex.origin)) {
+      return;
+    }
     bool wildcard = !cors.allow_credentials &&
                     std::find(cors.allow_origins.begin(), cors.allow_origins.end(), "*") !=
                         cors.allow_origins.end();
@@ -178,10 +268,11 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     }
   }
 
-  net::Response preflight(const net::Request& req, const Exchange& ex) const {
+  static net::Response preflight(const CorsConfig& cors, const net::Request& req,
+                                 const Exchange& ex) {
     net::Response r = net::Response::no_content();
-    if (!origin_allowed(ex.origin)) return r;
-    add_cors_headers(ex, r);
+    if (!origin_allowed(cors, ex.origin)) return r;
+    add_cors_headers(cors, ex, r);
     std::string methods =
         cors.allow_methods.empty()
             ? std::string(req.header("access-control-request-method").value_or(""))
@@ -212,9 +303,13 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
                  {"bytes", bytes}};
     std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace);
     if (access_file) {
-      text += '\n';
-      std::fwrite(text.data(), 1, text.size(), access_file);
-      std::fflush(access_file);
+      access_buffer += text;
+      access_buffer += '\n';
+      if (int64_t(access_buffer.size()) >= s.settings.gateway_access_log_buffer_bytes) {
+        flush(/*all=*/false);
+      } else {
+        schedule_flush();
+      }
     } else {
       spdlog::info("gateway access {}", text);
     }
@@ -226,13 +321,14 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     ex->done = true;
     if (ex->timer) ex->timer->cancel();
     r.set_header("x-request-id", ex->request_id);
-    if (!cors.allow_origins.empty() && !preflight) {
+    if (ex->cors && !ex->cors->allow_origins.empty() && !preflight) {
       // As API Gateway: with CORS configured, the function's own CORS headers are ignored.
       std::erase_if(r.headers,
                     [](const auto& h) { return iequals_prefix(h.first, "access-control-"); });
-      add_cors_headers(*ex, r);
+      add_cors_headers(*ex->cors, *ex, r);
     }
     access_log(*ex, r.status, r.body.size());
+    if (request_observer) request_observer(ex->route_key, r.status);
     ex->respond(std::move(r));
   }
 
@@ -250,9 +346,25 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     ex->origin = std::string(req.header("origin").value_or(""));
     ex->request_bytes = int64_t(req.body.size());
 
+    if (auto host = req.header("host")) {
+      if (auto id = url_id_from_host(*host)) {
+        auto url = urls.find(*id);
+        // As Lambda: an unknown function URL host is refused, not routed.
+        if (url == urls.end()) return finish(ex, url_error(403));
+        return serve_url(ex, std::move(req), url->second, raw_path, std::string(*host));
+      }
+    }
+    if (auto by_path = url_id_from_path(raw_path)) {
+      if (auto url = urls.find(by_path->first); url != urls.end()) {
+        return serve_url(ex, std::move(req), url->second, by_path->second,
+                         function_url_host(*url->second));
+      }
+    }
+
+    ex->cors = &cors;
     if (!cors.allow_origins.empty() && req.method == "OPTIONS" && !ex->origin.empty() &&
         req.header("access-control-request-method")) {
-      return finish(ex, preflight(req, *ex), /*preflight=*/true);
+      return finish(ex, preflight(cors, req, *ex), /*preflight=*/true);
     }
     auto match = table.match(req.method, raw_path);
     if (!match) return finish(ex, gateway_error(404));
@@ -295,7 +407,17 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     }
     if (key) {
       if (key->bucket && !key->bucket->take(now, &retry)) return finish(ex, too_many(retry));
-      if (!key->quota.take(ex->wall_ms, &retry)) return finish(ex, too_many(retry));
+      if (key->quota.limit() > 0) {
+        if (!key->quota.take(ex->wall_ms, &retry)) {
+          // API Gateway's QUOTA_EXCEEDED answer, distinct from throttling.
+          net::Response r = net::Response::json(429, R"({"message":"Limit Exceeded"})");
+          r.set_header("Retry-After", std::to_string(retry));
+          return finish(ex, std::move(r));
+        }
+        key->quota_dirty = true;
+        usage_dirty = true;
+        schedule_flush();
+      }
     }
 
     std::string name = route.target, qualifier;
@@ -316,18 +438,101 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     ctx.request_id = ex->request_id;
     ctx.time_ms = ex->wall_ms;
     bool v1 = route.payload_format == "1.0";
+    int64_t timeout_ms =
+        route.timeout_ms > 0 ? route.timeout_ms : s.settings.gateway_integration_timeout_ms;
+    invoke(ex, req, std::move(*fn), ctx, v1, route.async, timeout_ms);
+  }
 
+  // A function URL request: Lambda's payload 2.0 with routeKey $default,
+  // the URL's auth and CORS, the function's own timeout.
+  void serve_url(const std::shared_ptr<Exchange>& ex, net::Request req,
+                 std::shared_ptr<const FunctionUrl> url_ptr, const std::string& raw_path,
+                 const std::string& domain) {
+    ex->url = std::move(url_ptr);
+    const FunctionUrl& url = *ex->url;
+    ex->route_key = "$default";
+    ex->target = url.qualifier.empty() ? url.function : url.function + ":" + url.qualifier;
+    if (url.cors) {
+      ex->cors = &*url.cors;
+      if (req.method == "OPTIONS" && !ex->origin.empty() &&
+          req.header("access-control-request-method")) {
+        return finish(ex, preflight(*url.cors, req, *ex), /*preflight=*/true);
+      }
+    }
+    EventContext ctx;
+    ctx.account_id = "anonymous";
+    if (url.auth == UrlAuth::kAwsIam) {
+      auto caller =
+          s.verify_iam ? s.verify_iam(req)
+                       : Result<IamCaller>(Status(Code::kPermissionDenied,
+                                                  "AWS_IAM function URLs need SigV4 verification"));
+      if (!caller.ok()) {
+        spdlog::debug("gateway function URL refused request_id={} reason={}", ex->request_id,
+                      caller.status().message());
+        return finish(ex, url_error(403));
+      }
+      ctx.account_id = caller->account;
+      ctx.iam_access_key = caller->access_key;
+      ctx.iam = true;
+    }
+    auto fn = s.registry.get(url.function, url.qualifier);
+    if (!fn.ok()) {
+      // The function (or alias) went away after its URL was made.
+      return finish(ex, url_error(403));
+    }
+    ctx.route_key = "$default";
+    ctx.request_id = ex->request_id;
+    ctx.time_ms = ex->wall_ms;
+    ctx.api_id = url.url_id;
+    ctx.domain_name = domain;
+    ctx.raw_path = raw_path;
+    // The dispatcher ends the invocation at the function's timeout with
+    // its own error; this bound only catches a lost answer.
+    int64_t timeout_ms = int64_t(fn->config.timeout_s) * 1000 + kUrlTimeoutMarginMs;
+    invoke(ex, req, std::move(*fn), ctx, /*v1=*/false, /*async=*/false, timeout_ms);
+  }
+
+  std::shared_ptr<const FunctionUrl> find_url(const std::string& function,
+                                              const std::string& qualifier) const;
+
+  std::string function_url_host(const FunctionUrl& url) const {
+    return url.url_id + std::string(kFunctionUrlHostLabel) + url.region + ".localhost";
+  }
+
+  void invoke(const std::shared_ptr<Exchange>& ex, const net::Request& req,
+              registry::FunctionVersion fn, const EventContext& ctx, bool v1, bool async,
+              int64_t timeout_ms) {
     dispatch::InvokeRequest ir;
-    ir.target.code_dir = s.artifacts.code_dir(fn->code_sha256);
-    ir.target.function = std::move(*fn);
+    ir.target.code_dir = s.artifacts.code_dir(fn.code_sha256);
+    ir.target.function = std::move(fn);
     ir.payload = v1 ? build_event_v1(req, ctx) : build_event_v2(req, ctx);
     ir.request_id = ex->request_id;
     ir.trace_id =
         std::string(req.header("traceparent").value_or(req.header("x-amzn-trace-id").value_or("")));
+    ir.trigger = async ? "async" : "gateway";
 
-    if (route.async) {
-      // Fire and forget until the durable event queue (issue 6) exists: an
-      // accepted event is lost if the daemon stops before it runs.
+    if (async && s.enqueue_async) {
+      // 202 only once the event is durable (the daemon's events queue).
+      AsyncEvent e;
+      size_t colon = ex->target.find(':');
+      e.function = ex->target.substr(0, colon);
+      if (colon != std::string::npos) e.qualifier = ex->target.substr(colon + 1);
+      e.payload = std::move(ir.payload);
+      e.request_id = ex->request_id;
+      e.trace_id = std::move(ir.trace_id);
+      s.enqueue_async(std::move(e), [self = shared_from_this(), ex](Status st) {
+        if (ex->done) return;
+        if (!st.ok()) {
+          spdlog::warn("gateway async event not accepted request_id={} error={}", ex->request_id,
+                       st.message());
+          return self->finish(ex, gateway_error(st.code() == Code::kResourceExhausted ? 429 : 500));
+        }
+        self->finish(ex, net::Response::json(202, json{{"requestId", ex->request_id}}.dump()));
+      });
+      return;
+    }
+    if (async) {
+      // Without a queue wired (tests of the gateway alone): fire and forget.
       finish(ex, net::Response::json(202, json{{"requestId", ex->request_id}}.dump()));
       s.dispatcher.invoke(std::move(ir), [rid = ex->request_id](dispatch::InvokeResult r) {
         if (!r.status.ok() || r.function_error) {
@@ -338,8 +543,6 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
       return;
     }
 
-    int64_t timeout_ms =
-        route.timeout_ms > 0 ? route.timeout_ms : s.settings.gateway_integration_timeout_ms;
     ex->timer =
         std::make_shared<boost::asio::steady_timer>(s.io, std::chrono::milliseconds(timeout_ms));
     ex->timer->async_wait([self = shared_from_this(), ex](boost::system::error_code ec) {
@@ -378,7 +581,11 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
 };
 
 Gateway::Gateway(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Gateway::~Gateway() = default;
+Gateway::~Gateway() { impl_->flush(); }
+
+void Gateway::flush() { impl_->flush(); }
+
+void Gateway::set_public_port(int port) { impl_->public_port = port; }
 
 Result<std::unique_ptr<Gateway>> Gateway::open(Services s) {
   auto impl = std::make_shared<Impl>(s);
@@ -386,6 +593,18 @@ Result<std::unique_ptr<Gateway>> Gateway::open(Services s) {
   impl->rebuild(std::move(routes));
   TAMAYA_ASSIGN_OR_RETURN(auto keys, impl->store.load_keys());
   for (const auto& k : keys) impl->add_key_state(k);
+  // Today's use survives a restart; an older day's count would be reset by
+  // the quota anyway.
+  int64_t today = s.clock.wall_ms() / DailyQuota::kDayMs;
+  TAMAYA_ASSIGN_OR_RETURN(auto usage, impl->store.load_key_usage(today));
+  for (auto& [hash, st] : impl->keys) {
+    if (auto u = usage.find(st.key.id); u != usage.end()) st.quota.restore(today, u->second);
+  }
+  TAMAYA_ASSIGN_OR_RETURN(auto urls, impl->store.load_function_urls());
+  for (auto& u : urls) {
+    std::string id = u.url_id;
+    impl->urls[id] = std::make_shared<const FunctionUrl>(std::move(u));
+  }
   TAMAYA_ASSIGN_OR_RETURN(auto cors, impl->store.get_config("cors"));
   if (cors) {
     auto parsed = cors_from_json(json::parse(*cors, nullptr, false));
@@ -506,6 +725,10 @@ std::vector<ApiKey> Gateway::keys() const {
 
 CorsConfig Gateway::cors() const { return impl_->cors; }
 
+void Gateway::set_request_observer(std::function<void(const std::string&, int)> f) {
+  impl_->request_observer = std::move(f);
+}
+
 Status Gateway::set_cors(const json& spec) {
   TAMAYA_ASSIGN_OR_RETURN(CorsConfig c, cors_from_json(spec));
   TAMAYA_RETURN_IF_ERROR(impl_->store.put_config("cors", cors_to_json(c).dump()));
@@ -514,5 +737,78 @@ Status Gateway::set_cors(const json& spec) {
 }
 
 json Gateway::openapi() const { return openapi_document(impl_->table.routes(), impl_->cors); }
+
+// --- function URLs -----------------------------------------------------------
+
+std::shared_ptr<const FunctionUrl> Gateway::Impl::find_url(const std::string& function,
+                                                           const std::string& qualifier) const {
+  for (const auto& [id, u] : urls) {
+    if (u->function == function && u->qualifier == qualifier) return u;
+  }
+  return nullptr;
+}
+
+Result<json> Gateway::create_function_url(const std::string& function, const std::string& qualifier,
+                                          const json& body) {
+  if (impl_->find_url(function, qualifier)) {
+    return Status::Exists("Failed to create function url config for [functionArn = " + function +
+                          (qualifier.empty() ? "" : ":" + qualifier) +
+                          "]. Error message:  FunctionUrlConfig exists for this Lambda function");
+  }
+  FunctionUrl u;
+  TAMAYA_RETURN_IF_ERROR(apply_function_url_request(body, /*create=*/true, &u));
+  u.url_id = random_hex(16);
+  u.function = function;
+  u.qualifier = qualifier;
+  u.region = impl_->s.settings.region;
+  u.created_ms = u.modified_ms = impl_->s.clock.wall_ms();
+  TAMAYA_RETURN_IF_ERROR(impl_->store.put_function_url(u));
+  auto stored = std::make_shared<const FunctionUrl>(std::move(u));
+  impl_->urls[stored->url_id] = stored;
+  return function_url_answer(*stored, impl_->public_port);
+}
+
+Result<json> Gateway::update_function_url(const std::string& function, const std::string& qualifier,
+                                          const json& body) {
+  auto old = impl_->find_url(function, qualifier);
+  if (!old) return no_function_url(function, qualifier);
+  FunctionUrl u = *old;
+  TAMAYA_RETURN_IF_ERROR(apply_function_url_request(body, /*create=*/false, &u));
+  u.modified_ms = impl_->s.clock.wall_ms();
+  TAMAYA_RETURN_IF_ERROR(impl_->store.put_function_url(u));
+  auto stored = std::make_shared<const FunctionUrl>(std::move(u));
+  impl_->urls[stored->url_id] = stored;
+  return function_url_answer(*stored, impl_->public_port);
+}
+
+Result<json> Gateway::get_function_url(const std::string& function,
+                                       const std::string& qualifier) const {
+  auto u = impl_->find_url(function, qualifier);
+  if (!u) return no_function_url(function, qualifier);
+  return function_url_answer(*u, impl_->public_port);
+}
+
+Status Gateway::delete_function_url(const std::string& function, const std::string& qualifier) {
+  auto u = impl_->find_url(function, qualifier);
+  if (!u) return no_function_url(function, qualifier);
+  TAMAYA_RETURN_IF_ERROR(impl_->store.delete_function_url(u->url_id));
+  impl_->urls.erase(u->url_id);
+  return Status::Ok();
+}
+
+std::vector<std::pair<std::string, json>> Gateway::list_function_urls(
+    const std::string& function) const {
+  std::vector<std::shared_ptr<const FunctionUrl>> mine;
+  for (const auto& [id, u] : impl_->urls) {
+    if (u->function == function) mine.push_back(u);
+  }
+  std::sort(mine.begin(), mine.end(), [](const auto& a, const auto& b) {
+    return std::tie(a->created_ms, a->url_id) < std::tie(b->created_ms, b->url_id);
+  });
+  std::vector<std::pair<std::string, json>> out;
+  for (const auto& u : mine)
+    out.emplace_back(u->qualifier, function_url_answer(*u, impl_->public_port));
+  return out;
+}
 
 }  // namespace tamaya::gateway

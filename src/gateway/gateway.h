@@ -8,8 +8,11 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/settings.h"
@@ -24,6 +27,21 @@
 
 namespace tamaya::gateway {
 
+// Who signed an AWS_IAM function URL request.
+struct IamCaller {
+  std::string access_key;
+  std::string account;
+};
+
+// An async route's invocation, handed to Services::enqueue_async.
+struct AsyncEvent {
+  std::string function;
+  std::string qualifier;  // as the route's target names it ("" = $LATEST)
+  std::string payload;
+  std::string request_id;
+  std::string trace_id;
+};
+
 struct Services {
   boost::asio::io_context& io;
   registry::Registry& registry;
@@ -32,6 +50,14 @@ struct Services {
   store::Database& db;
   const Settings& settings;
   const Clock& clock;
+  // Checks an AWS_IAM function URL request's SigV4 signature. The daemon
+  // wires it to the Lambda API's verifier (api links SigV4; gateway must not
+  // link api). Unset: AWS_IAM URLs refuse every request.
+  std::function<Result<IamCaller>(const net::Request&)> verify_iam;
+  // Makes an async route's event durable (the events module; gateway must
+  // not link it, so the daemon wires it) and calls back once it is, with
+  // the status. Unset: async routes invoke fire-and-forget.
+  std::function<void(AsyncEvent, std::function<void(Status)>)> enqueue_async;
 };
 
 // The public server's limits, from the gateway_* settings.
@@ -57,6 +83,31 @@ class Gateway {
   CorsConfig cors() const;
   Status set_cors(const nlohmann::json& spec);
   nlohmann::json openapi() const;
+
+  // Function URLs, in Lambda's shapes without FunctionArn (api/lambda_urls.h
+  // is the HTTP side). qualifier: "" or an alias name.
+  Result<nlohmann::json> create_function_url(const std::string& function,
+                                             const std::string& qualifier,
+                                             const nlohmann::json& body);
+  Result<nlohmann::json> update_function_url(const std::string& function,
+                                             const std::string& qualifier,
+                                             const nlohmann::json& body);
+  Result<nlohmann::json> get_function_url(const std::string& function,
+                                          const std::string& qualifier) const;
+  Status delete_function_url(const std::string& function, const std::string& qualifier);
+  std::vector<std::pair<std::string, nlohmann::json>> list_function_urls(
+      const std::string& function) const;
+
+  // The public port, for the FunctionUrl addresses (known after listen).
+  void set_public_port(int port);
+  // Writes the buffered access log and API-key usage now (at shutdown; the
+  // destructor does it too).
+  void flush();
+
+  // Told about every answered request (its route key, "-" when no route
+  // matched, and HTTP status), on the io_context: how the daemon counts
+  // gateway traffic in its metrics without the gateway knowing about them.
+  void set_request_observer(std::function<void(const std::string& route_key, int status)> f);
 
  private:
   struct Impl;

@@ -44,15 +44,24 @@ class TokenBucket {
   SteadyTime last_;
 };
 
-// Requests per UTC day. Counted in memory: a restart forgets the day's use
-// (documented; a durable count is a write per request).
+// Requests per UTC day, reset at UTC midnight. Counted in memory; the
+// gateway saves the counts in batches (gateway_quota_flush_ms) and restores
+// today's at start, so a restart forgets at most the last batch.
 class DailyQuota {
  public:
+  static constexpr int64_t kDayMs = 86'400'000;
+
   explicit DailyQuota(int64_t limit) : limit_(limit) {}
+
+  // The saved count of `day` (days since the epoch).
+  void restore(int64_t day, int64_t used) {
+    day_ = day;
+    used_ = used;
+  }
 
   bool take(int64_t wall_ms, int* retry_after_s) {
     if (limit_ <= 0) return true;
-    int64_t day = wall_ms / 86'400'000;
+    int64_t day = wall_ms / kDayMs;
     if (day != day_) {
       day_ = day;
       used_ = 0;
@@ -61,10 +70,12 @@ class DailyQuota {
       ++used_;
       return true;
     }
-    if (retry_after_s) *retry_after_s = int(((day + 1) * 86'400'000 - wall_ms + 999) / 1000);
+    if (retry_after_s) *retry_after_s = int(((day + 1) * kDayMs - wall_ms + 999) / 1000);
     return false;
   }
   int64_t used() const { return used_; }
+  int64_t day() const { return day_; }
+  int64_t limit() const { return limit_; }
 
  private:
   int64_t limit_;

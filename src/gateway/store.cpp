@@ -28,6 +28,22 @@ CREATE TABLE gateway_config (
   value TEXT NOT NULL
 );
 )sql"},
+      {401, "gateway: API-key usage per UTC day, function URLs",
+       R"sql(
+CREATE TABLE gateway_key_usage (
+  key_id TEXT NOT NULL,
+  day INTEGER NOT NULL,             -- days since the epoch, UTC
+  used INTEGER NOT NULL,
+  PRIMARY KEY (key_id, day)
+);
+CREATE TABLE gateway_function_urls (
+  url_id TEXT PRIMARY KEY,
+  function TEXT NOT NULL,
+  qualifier TEXT NOT NULL,          -- "" for the unqualified function
+  spec TEXT NOT NULL,               -- the config as JSON (gateway/function_urls.h)
+  UNIQUE (function, qualifier)
+);
+)sql"},
   };
 }
 
@@ -143,6 +159,70 @@ Status GatewayStore::put_config(const std::string& key, const std::string& value
                           db_.prepare("INSERT INTO gateway_config(key, value) VALUES (?, ?) "
                                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
   st.bind(1, key).bind(2, value);
+  return st.run();
+}
+
+Result<std::map<std::string, int64_t>> GatewayStore::load_key_usage(int64_t day) {
+  TAMAYA_ASSIGN_OR_RETURN(auto st,
+                          db_.prepare("SELECT key_id, used FROM gateway_key_usage WHERE day = ?"));
+  st.bind(1, day);
+  std::map<std::string, int64_t> out;
+  while (true) {
+    TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    out[st.column_text(0)] = st.column_int(1);
+  }
+  return out;
+}
+
+Status GatewayStore::save_key_usage(const std::vector<KeyUsage>& usage) {
+  return db_.transaction([&]() -> Status {
+    TAMAYA_ASSIGN_OR_RETURN(
+        auto st, db_.prepare("INSERT INTO gateway_key_usage(key_id, day, used) VALUES (?, ?, ?) "
+                             "ON CONFLICT(key_id, day) DO UPDATE SET used = excluded.used"));
+    for (const auto& u : usage) {
+      st.bind(1, u.key_id).bind(2, u.day).bind(3, u.used);
+      TAMAYA_RETURN_IF_ERROR(st.run());
+      st.reset();
+    }
+    // Older days are never read again.
+    int64_t today = usage.empty() ? 0 : usage.front().day;
+    for (const auto& u : usage) today = std::max(today, u.day);
+    TAMAYA_ASSIGN_OR_RETURN(auto old, db_.prepare("DELETE FROM gateway_key_usage WHERE day < ?"));
+    old.bind(1, today);
+    return old.run();
+  });
+}
+
+Result<std::vector<FunctionUrl>> GatewayStore::load_function_urls() {
+  TAMAYA_ASSIGN_OR_RETURN(auto st, db_.prepare("SELECT url_id, spec FROM gateway_function_urls"));
+  std::vector<FunctionUrl> out;
+  while (true) {
+    TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    auto url = function_url_from_storage(nlohmann::json::parse(st.column_text(1), nullptr, false));
+    if (!url.ok()) return url.status().with_context("stored function URL " + st.column_text(0));
+    out.push_back(std::move(*url));
+  }
+  return out;
+}
+
+Status GatewayStore::put_function_url(const FunctionUrl& u) {
+  TAMAYA_ASSIGN_OR_RETURN(
+      auto st, db_.prepare("INSERT INTO gateway_function_urls(url_id, function, qualifier, spec) "
+                           "VALUES (?, ?, ?, ?) ON CONFLICT(url_id) DO UPDATE SET "
+                           "spec = excluded.spec"));
+  st.bind(1, u.url_id)
+      .bind(2, u.function)
+      .bind(3, u.qualifier)
+      .bind(4, function_url_to_storage(u).dump());
+  return st.run();
+}
+
+Status GatewayStore::delete_function_url(const std::string& url_id) {
+  TAMAYA_ASSIGN_OR_RETURN(auto st,
+                          db_.prepare("DELETE FROM gateway_function_urls WHERE url_id = ?"));
+  st.bind(1, url_id);
   return st.run();
 }
 

@@ -4,15 +4,60 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <iterator>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <utility>
 
 namespace tamaya::meter {
+
+namespace {
+
+// Age first, then the newest max_rows by id, through the indexes.
+Status trim_records(store::Database& db, const StoreLimits& limits, int64_t now_ms) {
+  return db.transaction([&]() -> Status {
+    TAMAYA_ASSIGN_OR_RETURN(store::Statement old,
+                            db.prepare("DELETE FROM invocations WHERE start_ms < ?"));
+    old.bind(1, now_ms - limits.record_max_age_ms);
+    TAMAYA_RETURN_IF_ERROR(old.run());
+    TAMAYA_ASSIGN_OR_RETURN(
+        store::Statement extra,
+        db.prepare("DELETE FROM invocations WHERE id <= "
+                   "(SELECT id FROM invocations ORDER BY id DESC LIMIT 1 OFFSET ?)"));
+    extra.bind(1, limits.record_max_rows);
+    return extra.run();
+  });
+}
+
+constexpr const char* kRecordColumns =
+    "SELECT id, request_id, function, version, trigger, start_ms, duration_us, billed_ms, "
+    "init_us, memory_mb, max_memory_used_mb, status, error_type, cold FROM invocations ";
+
+InvocationRecord read_record(const store::Statement& st) {
+  InvocationRecord r;
+  r.id = st.column_int(0);
+  r.request_id = st.column_text(1);
+  r.function = st.column_text(2);
+  r.version = st.column_text(3);
+  r.trigger = st.column_text(4);
+  r.start_ms = st.column_int(5);
+  r.duration_ms = double(st.column_int(6)) / 1000.0;
+  r.billed_ms = st.column_int(7);
+  r.init_ms = double(st.column_int(8)) / 1000.0;
+  r.memory_mb = int(st.column_int(9));
+  r.max_memory_used_mb = st.column_int(10);
+  r.status = st.column_text(11);
+  r.error_type = st.column_text(12);
+  r.cold = st.column_int(13) != 0;
+  return r;
+}
+
+}  // namespace
 
 std::vector<store::Migration> migrations() {
   return {
@@ -28,44 +73,95 @@ CREATE TABLE log_events (
 CREATE INDEX log_events_function_id ON log_events(function, id);
 CREATE INDEX log_events_request_id ON log_events(request_id);
 )sql"},
+      {201, "meter: invocations",
+       R"sql(
+CREATE TABLE invocations (
+  id INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL,
+  function TEXT NOT NULL,
+  version TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  start_ms INTEGER NOT NULL,
+  duration_us INTEGER NOT NULL,
+  billed_ms INTEGER NOT NULL,
+  init_us INTEGER NOT NULL,
+  memory_mb INTEGER NOT NULL,
+  max_memory_used_mb INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  error_type TEXT NOT NULL,
+  cold INTEGER NOT NULL
+);
+CREATE INDEX invocations_start ON invocations(start_ms);
+CREATE INDEX invocations_function_start ON invocations(function, start_ms);
+CREATE INDEX invocations_request_id ON invocations(request_id);
+)sql"},
   };
 }
 
 struct LogStore::Impl {
-  Impl(std::unique_ptr<store::Database> w, std::unique_ptr<store::Database> r, int64_t max)
-      : writer_db(std::move(w)), reader_db(std::move(r)), max_events_per_function(max) {}
+  Impl(std::unique_ptr<store::Database> w, std::unique_ptr<store::Database> r, StoreLimits l)
+      : writer_db(std::move(w)),
+        reader_db(std::move(r)),
+        max_events_per_function(l.max_events_per_function),
+        limits(l) {}
 
   void run();
-  Status write(const std::vector<LogEvent>& batch);
+  Status write(const std::vector<LogEvent>& batch, const std::vector<InvocationRecord>& records);
   void trim(const std::set<std::string>& functions);
+  void publish(const std::vector<LogEvent>& events);
 
   std::unique_ptr<store::Database> writer_db;  // used by the writer thread only
   std::unique_ptr<store::Database> reader_db;  // guarded by reader_mu
   mutable std::mutex reader_mu;
   const int64_t max_events_per_function;
+  const StoreLimits limits;
 
   std::mutex mu;                     // guards the fields below
   std::condition_variable wake;      // writer: work arrived, flush asked, or stop
   std::condition_variable progress;  // flush(): the writer finished a round
   std::deque<LogEvent> queue;
+  std::deque<InvocationRecord> records;
   uint64_t flush_requests = 0;
   uint64_t flushes_done = 0;
   bool stop = false;
 
   std::atomic<int64_t> dropped{0};
+  std::atomic<int64_t> dropped_records{0};
   std::thread thread;
+
+  // Live followers: the count lets append() skip the lock when none.
+  std::atomic<size_t> follower_count{0};
+  mutable std::mutex followers_mu;
+  std::map<int64_t, std::pair<std::string, LogFollower>> followers;
+  int64_t next_follower = 1;
 };
+
+void LogStore::Impl::publish(const std::vector<LogEvent>& events) {
+  if (follower_count.load(std::memory_order_relaxed) == 0 || events.empty()) return;
+  std::lock_guard lk(followers_mu);
+  for (const auto& [id, f] : followers) {
+    if (f.first == events.front().function) f.second(events);
+  }
+}
 
 void LogStore::Impl::run() {
   std::set<std::string> dirty;  // functions written since their last trim
+  bool records_dirty = false;
   auto last_trim = std::chrono::steady_clock::now();
+  auto last_age_check = last_trim;
   std::unique_lock lk(mu);
+  auto has_work = [&] {
+    return stop || !queue.empty() || !records.empty() || flush_requests > flushes_done;
+  };
   while (true) {
-    wake.wait(lk, [&] { return stop || !queue.empty() || flush_requests > flushes_done; });
+    // The timeout lets record age retention run on an idle daemon too.
+    wake.wait_for(lk, kRecordAgeCheckInterval, has_work);
     // A short window lets a burst of lines share one transaction.
-    if (!stop && flush_requests == flushes_done && queue.size() < kLogBatchEvents) {
+    if (!stop && flush_requests == flushes_done &&
+        queue.size() + records.size() < kLogBatchEvents) {
       wake.wait_for(lk, kLogBatchInterval, [&] {
-        return stop || queue.size() >= kLogBatchEvents || flush_requests > flushes_done;
+        return stop || queue.size() + records.size() >= kLogBatchEvents ||
+               flush_requests > flushes_done;
       });
     }
     // Everything appended before these flush requests is in the queue now or
@@ -74,26 +170,45 @@ void LogStore::Impl::run() {
     std::vector<LogEvent> batch(std::make_move_iterator(queue.begin()),
                                 std::make_move_iterator(queue.end()));
     queue.clear();
+    std::vector<InvocationRecord> record_batch(std::make_move_iterator(records.begin()),
+                                               std::make_move_iterator(records.end()));
+    records.clear();
     const bool stopping = stop;
     lk.unlock();
 
-    if (!batch.empty()) {
-      Status s = write(batch);
+    if (!batch.empty() || !record_batch.empty()) {
+      Status s = write(batch, record_batch);
       if (s.ok()) {
         for (const LogEvent& e : batch) {
           dirty.insert(e.function);
         }
+        records_dirty = records_dirty || !record_batch.empty();
       } else {
         dropped += static_cast<int64_t>(batch.size());
-        spdlog::error("log store write failed events={} error={}", batch.size(), s.message());
+        dropped_records += static_cast<int64_t>(record_batch.size());
+        spdlog::error("log store write failed events={} records={} error={}", batch.size(),
+                      record_batch.size(), s.message());
       }
     }
     const auto now = std::chrono::steady_clock::now();
-    if (!dirty.empty() &&
-        (serving > flushes_done || stopping || now - last_trim >= kLogRetentionInterval)) {
+    const bool trim_due =
+        serving > flushes_done || stopping || now - last_trim >= kLogRetentionInterval;
+    if (!dirty.empty() && trim_due) {
       trim(dirty);
       dirty.clear();
       last_trim = now;
+    }
+    const bool records_due =
+        serving > flushes_done || stopping || now - last_age_check >= kLogRetentionInterval;
+    if ((records_dirty && records_due) || now - last_age_check >= kRecordAgeCheckInterval) {
+      const int64_t wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+      if (Status s = trim_records(*writer_db, limits, wall_ms); !s.ok()) {
+        spdlog::warn("invocation record retention failed error={}", s.message());
+      }
+      records_dirty = false;
+      last_age_check = now;
     }
 
     lk.lock();
@@ -105,7 +220,8 @@ void LogStore::Impl::run() {
   }
 }
 
-Status LogStore::Impl::write(const std::vector<LogEvent>& batch) {
+Status LogStore::Impl::write(const std::vector<LogEvent>& batch,
+                             const std::vector<InvocationRecord>& record_batch) {
   return writer_db->transaction([&]() -> Status {
     TAMAYA_ASSIGN_OR_RETURN(
         store::Statement insert,
@@ -115,6 +231,30 @@ Status LogStore::Impl::write(const std::vector<LogEvent>& batch) {
       insert.reset();
       insert.bind(1, e.time_ms).bind(2, e.function).bind(3, e.request_id).bind(4, e.message);
       TAMAYA_RETURN_IF_ERROR(insert.run());
+    }
+    if (record_batch.empty()) return Status::Ok();
+    TAMAYA_ASSIGN_OR_RETURN(
+        store::Statement rec,
+        writer_db->prepare("INSERT INTO invocations(request_id, function, version, trigger, "
+                           "start_ms, duration_us, billed_ms, init_us, memory_mb, "
+                           "max_memory_used_mb, status, error_type, cold) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    for (const InvocationRecord& r : record_batch) {
+      rec.reset();
+      rec.bind(1, r.request_id)
+          .bind(2, r.function)
+          .bind(3, r.version)
+          .bind(4, r.trigger)
+          .bind(5, r.start_ms)
+          .bind(6, int64_t(std::llround(r.duration_ms * 1000)))
+          .bind(7, r.billed_ms)
+          .bind(8, int64_t(std::llround(r.init_ms * 1000)))
+          .bind(9, int64_t{r.memory_mb})
+          .bind(10, r.max_memory_used_mb)
+          .bind(11, r.status)
+          .bind(12, r.error_type)
+          .bind(13, int64_t{r.cold ? 1 : 0});
+      TAMAYA_RETURN_IF_ERROR(rec.run());
     }
     return Status::Ok();
   });
@@ -145,9 +285,18 @@ LogStore::LogStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& db_path,
                                                  int64_t max_events_per_function) {
-  if (max_events_per_function < 1) {
+  StoreLimits limits;
+  limits.max_events_per_function = max_events_per_function;
+  return open(db_path, limits);
+}
+
+Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& db_path, StoreLimits limits) {
+  if (limits.max_events_per_function < 1) {
     return Status::Invalid("max log events per function is " +
-                           std::to_string(max_events_per_function) + "; use 1 or more");
+                           std::to_string(limits.max_events_per_function) + "; use 1 or more");
+  }
+  if (limits.record_max_age_ms < 1 || limits.record_max_rows < 1) {
+    return Status::Invalid("invocation record retention must keep at least 1 row for 1 second");
   }
   TAMAYA_ASSIGN_OR_RETURN(auto writer, store::Database::open(db_path, {}));
   TAMAYA_ASSIGN_OR_RETURN(auto reader, store::Database::open(db_path, {}));
@@ -162,7 +311,7 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string& db_path,
                                   "'; open the database with meter::migrations() first");
     }
   }
-  auto impl = std::make_unique<Impl>(std::move(writer), std::move(reader), max_events_per_function);
+  auto impl = std::make_unique<Impl>(std::move(writer), std::move(reader), limits);
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->run(); });
   return std::unique_ptr<LogStore>(new LogStore(std::move(impl)));
@@ -181,6 +330,7 @@ void LogStore::append(std::vector<LogEvent> events) {
   if (events.empty()) {
     return;
   }
+  impl_->publish(events);
   int64_t rejected = 0;
   {
     std::lock_guard lk(impl_->mu);
@@ -276,5 +426,95 @@ Status LogStore::remove_function(const std::string& function) {
 }
 
 int64_t LogStore::dropped() const { return impl_->dropped.load(); }
+
+int64_t LogStore::dropped_records() const { return impl_->dropped_records.load(); }
+
+void LogStore::record(InvocationRecord record, std::vector<LogEvent> events) {
+  bool kept = false;
+  {
+    std::lock_guard lk(impl_->mu);
+    if (impl_->records.size() < kMaxQueuedRecords) {
+      impl_->records.push_back(std::move(record));
+      kept = true;
+    }
+  }
+  if (!kept) impl_->dropped_records.fetch_add(1);
+  if (events.empty()) {
+    impl_->wake.notify_one();
+  } else {
+    append(std::move(events));
+  }
+}
+
+Result<std::vector<InvocationRecord>> LogStore::invocations(const RecordQuery& q) const {
+  if (q.limit < 1 || q.limit > kMaxRecordQueryLimit) {
+    return Status::Invalid("limit " + std::to_string(q.limit) + " is out of range; use 1 to " +
+                           std::to_string(kMaxRecordQueryLimit));
+  }
+  std::string sql = kRecordColumns;
+  std::vector<std::string> where;
+  if (!q.function.empty()) where.push_back("function = :function");
+  if (!q.status.empty()) where.push_back("status = :status");
+  if (!q.trigger.empty()) where.push_back("trigger = :trigger");
+  if (q.since_ms) where.push_back("start_ms >= :since");
+  if (q.until_ms) where.push_back("start_ms < :until");
+  for (size_t i = 0; i < where.size(); ++i) sql += (i == 0 ? "WHERE " : " AND ") + where[i];
+  sql += " ORDER BY start_ms DESC, id DESC LIMIT :limit";
+  std::lock_guard lk(impl_->reader_mu);
+  TAMAYA_ASSIGN_OR_RETURN(store::Statement st, impl_->reader_db->prepare(sql));
+  // Positional binds in the order the conditions were added.
+  int i = 1;
+  if (!q.function.empty()) st.bind(i++, q.function);
+  if (!q.status.empty()) st.bind(i++, q.status);
+  if (!q.trigger.empty()) st.bind(i++, q.trigger);
+  if (q.since_ms) st.bind(i++, *q.since_ms);
+  if (q.until_ms) st.bind(i++, *q.until_ms);
+  st.bind(i, int64_t{q.limit});
+  std::vector<InvocationRecord> out;
+  while (true) {
+    TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    out.push_back(read_record(st));
+  }
+  return out;
+}
+
+Result<std::vector<InvocationRecord>> LogStore::records_between(int64_t since_ms,
+                                                                int64_t until_ms) const {
+  std::lock_guard lk(impl_->reader_mu);
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement st,
+      impl_->reader_db->prepare(std::string(kRecordColumns) +
+                                "WHERE start_ms >= ? AND start_ms < ? ORDER BY start_ms, id"));
+  st.bind(1, since_ms).bind(2, until_ms);
+  std::vector<InvocationRecord> out;
+  while (true) {
+    TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    out.push_back(read_record(st));
+  }
+  return out;
+}
+
+Status LogStore::apply_record_retention(int64_t now_ms) {
+  std::lock_guard lk(impl_->reader_mu);
+  return trim_records(*impl_->reader_db, impl_->limits, now_ms);
+}
+
+int64_t LogStore::follow(const std::string& function, LogFollower follower) {
+  std::lock_guard lk(impl_->followers_mu);
+  int64_t id = impl_->next_follower++;
+  impl_->followers.emplace(id, std::make_pair(function, std::move(follower)));
+  impl_->follower_count.store(impl_->followers.size());
+  return id;
+}
+
+void LogStore::unfollow(int64_t id) {
+  std::lock_guard lk(impl_->followers_mu);
+  impl_->followers.erase(id);
+  impl_->follower_count.store(impl_->followers.size());
+}
+
+size_t LogStore::followers() const { return impl_->follower_count.load(); }
 
 }  // namespace tamaya::meter

@@ -274,8 +274,10 @@ Status http_stream(const Url& url, const ClientRequest& request,
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
     conn.stream.expires_after(request.timeout);
+    // read_some: deliver what arrived; a full read would wait for the
+    // chunk buffer to fill, holding back a slow stream's lines.
     ec = run_op(conn.io,
-                [&](auto handler) { http::async_read(conn.stream, buffer, parser, handler); });
+                [&](auto handler) { http::async_read_some(conn.stream, buffer, parser, handler); });
     // need_buffer only says our chunk buffer is full: deliver it and go on.
     if (ec == http::error::need_buffer) ec = {};
     if (ec) return transport_error(url, request, "reading the response body", ec);

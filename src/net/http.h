@@ -55,6 +55,28 @@ struct Response {
   static Response no_content() { return Response{204, {}, {}}; }
 };
 
+// A response body sent piece by piece after its head (server-sent events).
+// The body runs until either side closes the connection; nothing is framed
+// (no Content-Length, Connection: close). Use on the server's io_context.
+class ResponseStream {
+ public:
+  struct State;
+  explicit ResponseStream(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  ~ResponseStream();
+  // Queues bytes for the client. False once the stream is closed; closes it
+  // when more than the stream's buffer limit would wait unsent, so a reader
+  // that stalls costs bounded memory.
+  bool write(std::string data);
+  void close();
+  bool closed() const;
+  // Called once when the stream ends for any reason: client gone, close(),
+  // the server closing its connections. Called at once when already closed.
+  void on_close(std::function<void()> callback);
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
 // Sends the response for one request, exactly once. Copyable (shared state)
 // so it can be stored in std::function; calls after the first are ignored.
 // When the last copy is dropped without a call, a 500 is sent, so a handler
@@ -64,6 +86,10 @@ class Responder {
   struct State;
   explicit Responder(std::shared_ptr<State> state) : state_(std::move(state)) {}
   void operator()(Response response) const;
+  // Answers with `head` (status and headers; its body is sent first) and
+  // keeps the connection for a body written through the returned stream.
+  // Counts as the one response.
+  std::shared_ptr<ResponseStream> stream(Response head, size_t max_buffered_bytes) const;
   // True when the client connection is gone (nothing will be delivered).
   bool closed() const;
 

@@ -6,8 +6,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
@@ -110,6 +112,18 @@ struct Responder::State {
   ~State();
 };
 
+struct ResponseStream::State {
+  // Strong while open, like Responder's; dropped when the stream ends, which
+  // lets the connection go.
+  std::shared_ptr<Session> session;
+  size_t max_buffered = 0;
+  size_t buffered = 0;
+  std::deque<std::string> pending;
+  bool writing = false;
+  bool closed = false;
+  std::function<void()> on_close;
+};
+
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Impl(asio::io_context& io, ServerLimits l, Handler h)
       : io(io), acceptor(io), limits(l), handler(std::move(h)) {}
@@ -168,6 +182,66 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   bool closed() const { return closed_; }
+
+  // --- streamed responses (ResponseStream) ---
+
+  void start_stream(Response head, const std::shared_ptr<ResponseStream::State>& st) {
+    std::string text = "HTTP/1.1 " + std::to_string(head.status) + " " +
+                       std::string(bhttp::obsolete_reason(bhttp::int_to_status(
+                           static_cast<unsigned>(head.status)))) +
+                       "\r\nServer: tamaya\r\n";
+    for (const auto& [k, v] : head.headers) {
+      // A header value with a line break would let a handler forge headers.
+      if (k.find_first_of("\r\n:") != std::string::npos ||
+          v.find_first_of("\r\n") != std::string::npos) {
+        continue;
+      }
+      text += k + ": " + v + "\r\n";
+    }
+    text += "Connection: close\r\n\r\n";
+    text += head.body;
+    st->buffered = text.size();
+    st->pending.push_back(std::move(text));
+    stream_.expires_never();
+    watch_stream_peer(st);
+    flush_stream(st);
+  }
+
+  void flush_stream(const std::shared_ptr<ResponseStream::State>& st) {
+    if (st->closed || st->writing || st->pending.empty()) return;
+    st->writing = true;
+    asio::async_write(stream_.socket(), asio::buffer(st->pending.front()),
+                      [self = shared_from_this(), st](beast::error_code ec, size_t) {
+                        st->writing = false;
+                        if (st->closed) return;
+                        st->buffered -= st->pending.front().size();
+                        st->pending.pop_front();
+                        if (ec) return self->end_stream(st);
+                        self->flush_stream(st);
+                      });
+  }
+
+  // The client sends nothing more on a stream; a read ending (EOF, reset,
+  // the server closing the socket) is how its departure is noticed.
+  void watch_stream_peer(const std::shared_ptr<ResponseStream::State>& st) {
+    stream_.socket().async_read_some(
+        asio::buffer(discard_), [self = shared_from_this(), st](beast::error_code ec, size_t) {
+          if (st->closed) return;
+          if (ec) return self->end_stream(st);
+          self->watch_stream_peer(st);
+        });
+  }
+
+  // By value: the callback may drop the last outside reference to st.
+  void end_stream(std::shared_ptr<ResponseStream::State> st) {
+    if (st->closed) return;
+    st->closed = true;
+    st->pending.clear();
+    st->buffered = 0;
+    close_after_write();
+    auto keep = std::move(st->session);  // alive until this returns
+    if (auto cb = std::move(st->on_close)) cb();
+  }
 
  private:
   void close_after_write() {
@@ -313,6 +387,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool timed_out_ = false;
   bool keep_alive_ = true;
   bool closed_ = false;
+  char discard_[256];
 };
 
 Responder::State::~State() {
@@ -329,6 +404,56 @@ void Responder::operator()(Response response) const {
 }
 
 bool Responder::closed() const { return !state_->session || state_->session->closed(); }
+
+std::shared_ptr<ResponseStream> Responder::stream(Response head, size_t max_buffered_bytes) const {
+  auto st = std::make_shared<ResponseStream::State>();
+  st->max_buffered = max_buffered_bytes;
+  auto out = std::make_shared<ResponseStream>(st);
+  if (state_->done || !state_->session || state_->session->closed()) {
+    st->closed = true;
+    return out;
+  }
+  state_->done = true;
+  st->session = std::move(state_->session);
+  st->session->start_stream(std::move(head), st);
+  return out;
+}
+
+ResponseStream::~ResponseStream() { close(); }
+
+bool ResponseStream::write(std::string data) {
+  State& st = *state_;
+  if (st.closed || !st.session) return false;
+  if (st.buffered + data.size() > st.max_buffered) {
+    close();
+    return false;
+  }
+  st.buffered += data.size();
+  st.pending.push_back(std::move(data));
+  st.session->flush_stream(state_);
+  return true;
+}
+
+void ResponseStream::close() {
+  if (state_->closed) return;
+  if (!state_->session) {
+    state_->closed = true;
+    return;
+  }
+  auto st = state_;
+  auto session = st->session;
+  session->end_stream(st);
+}
+
+bool ResponseStream::closed() const { return state_->closed; }
+
+void ResponseStream::on_close(std::function<void()> callback) {
+  if (state_->closed) {
+    if (callback) callback();
+    return;
+  }
+  state_->on_close = std::move(callback);
+}
 
 void HttpServer::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {

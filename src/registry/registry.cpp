@@ -198,6 +198,8 @@ struct Registry::Impl {
     std::map<int64_t, FunctionVersion> versions;
     std::optional<int> reserved_concurrency;
     std::map<std::string, Alias> aliases;
+    std::optional<int> idle_timeout_s;
+    std::map<std::string, int> provisioned;  // qualifier -> instances kept warm
   };
 
   Impl(store::Database& d, ArtifactStore& a, const Settings& s)
@@ -208,8 +210,22 @@ struct Registry::Impl {
   Settings settings;
   SystemClock clock;
   std::map<std::string, Entry> functions;
+  std::function<void(const std::string&)> listener;
+
+  // Tells the listener (the dispatcher's scaling) that a function's code,
+  // config or scaling changed.
+  void changed(const std::string& name) {
+    if (listener) listener(name);
+  }
+  int provisioned_sum(const Entry& e) const {
+    int n = 0;
+    for (const auto& [q, count] : e.provisioned) n += count;
+    return n;
+  }
 
   Status load();
+  Status load_scaling();
+  Status write_provisioned(const std::string& name, const std::string& qualifier, int instances);
   Status load_lambda_state();
   Status write_alias(const Alias& a, bool insert);
   Status check_alias_fields(const Entry& entry, const Alias& a) const;
@@ -274,6 +290,7 @@ Status Registry::Impl::load_lambda_state() {
       it->second.reserved_concurrency = static_cast<int>(rc.column_int(1));
     }
   }
+  TAMAYA_RETURN_IF_ERROR(load_scaling());
   TAMAYA_ASSIGN_OR_RETURN(
       store::Statement as,
       db.prepare("SELECT function, alias, version, description, extra_version, extra_weight, "
@@ -526,6 +543,7 @@ Result<FunctionVersion> Registry::update_code(const std::string& name, const Art
   v.updated_ms = impl_->clock.wall_ms();
   TAMAYA_RETURN_IF_ERROR(impl_->write_latest(v, entry->next_version, /*insert=*/false));
   entry->latest = v;
+  impl_->changed(name);
   return v;
 }
 
@@ -571,6 +589,7 @@ Result<FunctionVersion> Registry::update_config(const std::string& name, const C
   v.updated_ms = impl_->clock.wall_ms();
   TAMAYA_RETURN_IF_ERROR(impl_->write_latest(v, entry->next_version, /*insert=*/false));
   entry->latest = v;
+  impl_->changed(name);
   return v;
 }
 
@@ -584,6 +603,7 @@ Status Registry::remove(const std::string& name) {
   st.bind(1, name);
   TAMAYA_RETURN_IF_ERROR(st.run());
   impl_->functions.erase(name);
+  impl_->changed(name);
   return Status::Ok();
 }
 
@@ -756,6 +776,12 @@ Status Registry::remove_version(const std::string& name, const std::string& vers
   st.bind(1, name).bind(2, number);
   TAMAYA_RETURN_IF_ERROR(st.run());
   entry->versions.erase(number);
+  // Provisioned concurrency goes with its version, as in Lambda.
+  if (entry->provisioned.count(version) != 0) {
+    TAMAYA_RETURN_IF_ERROR(impl_->write_provisioned(name, version, 0));
+    entry->provisioned.erase(version);
+  }
+  impl_->changed(name);
   return Status::Ok();
 }
 
@@ -820,6 +846,7 @@ Result<Alias> Registry::update_alias(const std::string& function, const std::str
   a.updated_ms = impl_->clock.wall_ms();
   TAMAYA_RETURN_IF_ERROR(impl_->write_alias(a, /*insert=*/false));
   it->second = a;
+  impl_->changed(function);
   return a;
 }
 
@@ -834,6 +861,11 @@ Status Registry::remove_alias(const std::string& function, const std::string& al
   st.bind(1, function).bind(2, alias);
   TAMAYA_RETURN_IF_ERROR(st.run());
   entry->aliases.erase(alias);
+  if (entry->provisioned.count(alias) != 0) {
+    TAMAYA_RETURN_IF_ERROR(impl_->write_provisioned(function, alias, 0));
+    entry->provisioned.erase(alias);
+  }
+  impl_->changed(function);
   return Status::Ok();
 }
 
@@ -863,9 +895,33 @@ Result<std::vector<Alias>> Registry::aliases(const std::string& function) const 
 
 Status Registry::set_reserved_concurrency(const std::string& name, std::optional<int> reserved) {
   TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(name));
-  if (reserved && (*reserved < 0 || *reserved > kMaxConcurrencyLimit)) {
+  const Settings& s = impl_->settings;
+  if (reserved && (*reserved < 0 || *reserved > s.concurrency_limit)) {
     return Status::Invalid("reserved concurrency " + std::to_string(*reserved) +
-                           " is out of range; use 0 to " + std::to_string(kMaxConcurrencyLimit));
+                           " is out of range; use 0 to " + std::to_string(s.concurrency_limit) +
+                           " (the concurrency_limit setting)");
+  }
+  if (reserved) {
+    int others = 0;
+    for (const auto& [n, e] : impl_->functions) {
+      if (n != name && e.reserved_concurrency) others += *e.reserved_concurrency;
+    }
+    if (others + *reserved > s.concurrency_limit - s.concurrency_unreserved_min) {
+      // Lambda's words, then what is left to reserve.
+      return Status::Invalid(
+          "Specified ReservedConcurrentExecutions for function decreases account's "
+          "UnreservedConcurrentExecution below its minimum value of [" +
+          std::to_string(s.concurrency_unreserved_min) + "]: other functions reserve " +
+          std::to_string(others) + " of the concurrency_limit " +
+          std::to_string(s.concurrency_limit) + ", so at most " +
+          std::to_string(std::max(0, s.concurrency_limit - s.concurrency_unreserved_min - others)) +
+          " can be reserved here");
+    }
+    if (int p = impl_->provisioned_sum(*entry); *reserved < p) {
+      return Status::Invalid("reserved concurrency " + std::to_string(*reserved) +
+                             " is below the function's provisioned concurrency (min_instances) of " +
+                             std::to_string(p) + "; lower that first");
+    }
   }
   TAMAYA_ASSIGN_OR_RETURN(
       store::Statement st,
@@ -878,6 +934,7 @@ Status Registry::set_reserved_concurrency(const std::string& name, std::optional
   st.bind(2, name);
   TAMAYA_RETURN_IF_ERROR(st.run());
   entry->reserved_concurrency = reserved;
+  impl_->changed(name);
   return Status::Ok();
 }
 
@@ -887,6 +944,155 @@ Result<std::optional<int>> Registry::reserved_concurrency(const std::string& nam
     return Status::NotFound("function '" + name + "' does not exist; create it first");
   }
   return it->second.reserved_concurrency;
+}
+
+}  // namespace tamaya::registry
+
+namespace tamaya::registry {
+
+Status Registry::Impl::load_scaling() {
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement it,
+      db.prepare("SELECT name, idle_timeout_s FROM functions WHERE idle_timeout_s IS NOT NULL"));
+  while (true) {
+    TAMAYA_ASSIGN_OR_RETURN(bool row, it.step());
+    if (!row) {
+      break;
+    }
+    if (auto f = functions.find(it.column_text(0)); f != functions.end()) {
+      f->second.idle_timeout_s = static_cast<int>(it.column_int(1));
+    }
+  }
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement pc,
+      db.prepare("SELECT function, qualifier, instances FROM function_provisioned"));
+  while (true) {
+    TAMAYA_ASSIGN_OR_RETURN(bool row, pc.step());
+    if (!row) {
+      break;
+    }
+    if (auto f = functions.find(pc.column_text(0)); f != functions.end()) {
+      f->second.provisioned[pc.column_text(1)] = static_cast<int>(pc.column_int(2));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Registry::Impl::write_provisioned(const std::string& name, const std::string& qualifier,
+                                         int instances) {
+  if (instances <= 0) {
+    TAMAYA_ASSIGN_OR_RETURN(
+        store::Statement del,
+        db.prepare("DELETE FROM function_provisioned WHERE function = ? AND qualifier = ?"));
+    del.bind(1, name).bind(2, qualifier);
+    return del.run();
+  }
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement up,
+      db.prepare("INSERT INTO function_provisioned (function, qualifier, instances, updated_ms) "
+                 "VALUES (?, ?, ?, ?) ON CONFLICT (function, qualifier) DO UPDATE SET "
+                 "instances = excluded.instances, updated_ms = excluded.updated_ms"));
+  up.bind(1, name).bind(2, qualifier).bind(3, int64_t{instances}).bind(4, clock.wall_ms());
+  return up.run();
+}
+
+Result<Scaling> Registry::scaling(const std::string& name) const {
+  auto it = impl_->functions.find(name);
+  if (it == impl_->functions.end()) {
+    return Status::NotFound("function '" + name + "' does not exist; create it first");
+  }
+  Scaling s;
+  s.reserved_concurrency = it->second.reserved_concurrency;
+  s.idle_timeout_s = it->second.idle_timeout_s;
+  s.provisioned = it->second.provisioned;
+  return s;
+}
+
+Status Registry::set_idle_timeout(const std::string& name, std::optional<int> seconds) {
+  TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(name));
+  if (seconds && (*seconds < 1 || *seconds > kMaxIdleTimeoutS)) {
+    return Status::Invalid("idle_timeout_s " + std::to_string(*seconds) +
+                           " is out of range; use 1 to " + std::to_string(kMaxIdleTimeoutS) +
+                           " seconds, or null for the instance_idle_timeout_ms setting");
+  }
+  TAMAYA_ASSIGN_OR_RETURN(store::Statement st,
+                          impl_->db.prepare("UPDATE functions SET idle_timeout_s = ? WHERE name = ?"));
+  if (seconds) {
+    st.bind(1, int64_t{*seconds});
+  } else {
+    st.bind_null(1);
+  }
+  st.bind(2, name);
+  TAMAYA_RETURN_IF_ERROR(st.run());
+  entry->idle_timeout_s = seconds;
+  impl_->changed(name);
+  return Status::Ok();
+}
+
+Status Registry::set_provisioned(const std::string& name, const std::string& qualifier,
+                                 int instances) {
+  TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(name));
+  const Settings& s = impl_->settings;
+  if (instances < 0) {
+    return Status::Invalid("provisioned concurrency (min_instances) must be 0 or more, not " +
+                           std::to_string(instances));
+  }
+  if (instances > 0) {
+    TAMAYA_ASSIGN_OR_RETURN(FunctionVersion v, get(name, qualifier));
+    if (instances > v.config.max_concurrency) {
+      return Status::Invalid("min_instances " + std::to_string(instances) +
+                             " is above the function's max_concurrency of " +
+                             std::to_string(v.config.max_concurrency) +
+                             "; raise max_concurrency (max_instances) first");
+    }
+    auto current = entry->provisioned.find(qualifier);
+    int others_here =
+        impl_->provisioned_sum(*entry) - (current == entry->provisioned.end() ? 0 : current->second);
+    if (entry->reserved_concurrency) {
+      if (others_here + instances > *entry->reserved_concurrency) {
+        return Status::Invalid(
+            "Requested Provisioned Concurrency should not be greater than the "
+            "reservedConcurrentExecution for function: " +
+            std::to_string(others_here + instances) + " provisioned in all, reserved " +
+            std::to_string(*entry->reserved_concurrency));
+      }
+    } else {
+      // Provisioned instances of unreserved functions live in the unreserved
+      // pool; they may not take what must stay free for on-demand instances.
+      int reserved_total = 0, unreserved_provisioned = others_here;
+      for (const auto& [n, e] : impl_->functions) {
+        if (e.reserved_concurrency) {
+          reserved_total += *e.reserved_concurrency;
+        } else if (n != name) {
+          unreserved_provisioned += impl_->provisioned_sum(e);
+        }
+      }
+      int room = s.concurrency_limit - reserved_total - s.concurrency_unreserved_min;
+      if (unreserved_provisioned + instances > room) {
+        return Status::Invalid(
+            "Requested Provisioned Concurrency exceeds the account's unreserved concurrency less "
+            "its minimum of " + std::to_string(s.concurrency_unreserved_min) + ": at most " +
+            std::to_string(std::max(0, room - unreserved_provisioned)) +
+            " more can be provisioned; reserve concurrency for the function or raise "
+            "concurrency_limit");
+      }
+    }
+  } else if (entry->provisioned.count(qualifier) == 0) {
+    return Status::NotFound("function '" + name + "' has no provisioned concurrency on '" +
+                            qualifier + "'");
+  }
+  TAMAYA_RETURN_IF_ERROR(impl_->write_provisioned(name, qualifier, instances));
+  if (instances > 0) {
+    entry->provisioned[qualifier] = instances;
+  } else {
+    entry->provisioned.erase(qualifier);
+  }
+  impl_->changed(name);
+  return Status::Ok();
+}
+
+void Registry::set_listener(std::function<void(const std::string& name)> listener) {
+  impl_->listener = std::move(listener);
 }
 
 }  // namespace tamaya::registry

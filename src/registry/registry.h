@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -29,6 +30,7 @@ inline constexpr int64_t kMaxEnvironmentBytes = 4096;  // sum of key and value b
 inline constexpr size_t kMaxDescriptionChars = 256;
 inline constexpr size_t kMaxHandlerChars = 128;
 inline constexpr int kMaxConcurrencyLimit = 1000;  // per function, beyond which a host thrashes
+inline constexpr int kMaxIdleTimeoutS = 86'400;
 
 struct FunctionConfig {
   std::string runtime;  // python3 | nodejs | provided
@@ -96,6 +98,19 @@ struct FunctionVersion {
   int64_t updated_ms = 0;
 };
 
+// How a function scales, per function and not versioned (like Lambda's
+// reserved and provisioned concurrency); max_concurrency is in its config.
+struct Scaling {
+  // Lambda's reserved concurrency: a guarantee and a cap, drawn from the
+  // concurrency_limit setting. nullopt: the function shares the unreserved rest.
+  std::optional<int> reserved_concurrency;
+  // How long an on-demand instance may idle; nullopt: instance_idle_timeout_ms.
+  std::optional<int> idle_timeout_s;
+  // Provisioned concurrency (min_instances): instances kept warm per
+  // qualifier ($LATEST, a version or an alias's primary version).
+  std::map<std::string, int> provisioned;
+};
+
 class Registry {
  public:
   // Loads every function and version into memory.
@@ -151,6 +166,21 @@ class Registry {
   // nullopt when none is set; 0 means every invocation is refused.
   Status set_reserved_concurrency(const std::string& name, std::optional<int> reserved);
   Result<std::optional<int>> reserved_concurrency(const std::string& name) const;
+
+  // Scaling: reserved concurrency as above (refused when the reservations
+  // would leave less than concurrency_unreserved_min of concurrency_limit),
+  // the idle timeout, and provisioned concurrency per qualifier (0 removes;
+  // at most the version's max_concurrency and the reservation, or what the
+  // unreserved pool can spare). Deleting a version or alias drops its
+  // provisioned concurrency.
+  Result<Scaling> scaling(const std::string& name) const;
+  Status set_idle_timeout(const std::string& name, std::optional<int> seconds);
+  Status set_provisioned(const std::string& name, const std::string& qualifier, int instances);
+
+  // Called after every change to a function's code, config, aliases or
+  // scaling (and its removal), with its name: the daemon re-applies the
+  // function's scaling to the dispatcher.
+  void set_listener(std::function<void(const std::string& name)> listener);
 
  private:
   struct Impl;

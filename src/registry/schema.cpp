@@ -66,6 +66,17 @@ CREATE TABLE function_aliases (
   PRIMARY KEY (function, alias)
 );
 )sql"},
+      {150, "registry: scaling (idle timeout, provisioned concurrency per qualifier)",
+       R"sql(
+ALTER TABLE functions ADD COLUMN idle_timeout_s INTEGER;  -- NULL: the setting
+CREATE TABLE function_provisioned (
+  function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+  qualifier TEXT NOT NULL,
+  instances INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  PRIMARY KEY (function, qualifier)
+);
+)sql"},
   };
 }
 

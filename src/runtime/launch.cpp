@@ -29,6 +29,8 @@ Result<sandbox::LaunchSpec> make_launch_spec(const InstanceSpec& spec, const Run
     // -I: ignore PYTHON* variables and the user site dir, so the host's
     // environment cannot change how a function starts.
     out.argv = {paths.python, "-I", runtimes + "/python/bootstrap.py"};
+    // The same interpreter and flags, but forking instances (sandbox/zygote.h).
+    out.zygote_argv = {paths.python, "-I", runtimes + "/python/zygote.py"};
   } else if (spec.runtime == "nodejs") {
     out.argv = {paths.node, runtimes + "/node/bootstrap.js"};
   } else if (spec.runtime == "provided") {

@@ -584,6 +584,14 @@ int wait_status_from(const siginfo_t& info) {
 
 }  // namespace
 
+std::vector<std::pair<int, uint64_t>> rlimit_values(const ResourceLimits& limits) {
+  std::vector<std::pair<int, uint64_t>> out;
+  for (const LimitSetting& l : limit_settings(limits)) {
+    out.emplace_back(int(l.resource), uint64_t(l.value.rlim_max));
+  }
+  return out;
+}
+
 const std::vector<std::string>& default_readonly_paths() {
   static const std::vector<std::string> kPaths = {
       "/usr",
@@ -664,7 +672,8 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   envp.push_back(nullptr);
   const std::vector<LimitSetting> limits = limit_settings(spec.limits);
 
-  Fd dev_null(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  Fd dev_null(spec.stdin_fd >= 0 ? fcntl(spec.stdin_fd, F_DUPFD_CLOEXEC, 3)
+                                 : open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (dev_null.get() < 0) {
     return Status::Internal("cannot start " + spec.argv[0] +
                             ": opening /dev/null: " + errno_text(errno));
@@ -750,8 +759,9 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
       args.uid = iso.uid;
       args.gid = iso.gid != 0 ? iso.gid : iso.uid;
     }
-    args.no_new_privs = true;
-    if (layers_.seccomp && !seccomp_.code.empty()) {
+    args.no_new_privs = !iso.zygote;
+    if (iso.zygote) args.uid = args.gid = 0;
+    if (layers_.seccomp && !seccomp_.code.empty() && !iso.zygote) {
       seccomp_program = seccomp_.program();
       args.seccomp = &seccomp_program;
     }
@@ -828,6 +838,14 @@ Status kill_group(pid_t pid, int sig) {
 }
 
 Result<int> reap(const Process& process) {
+  if (process.exit_source) {
+    pollfd pfd{process.pidfd, POLLIN, 0};
+    if (process.pidfd < 0 || poll(&pfd, 1, 0) != 1) {
+      return Status::Precondition("reap: process " + std::to_string(process.pid) +
+                                  " has not exited yet; wait for its pidfd to become readable");
+    }
+    return process.exit_source->exit_status(process.pid);
+  }
   siginfo_t info{};
   int rc;
   if (process.pidfd >= 0) {

@@ -56,6 +56,10 @@ struct Isolation {
   // Host paths bound read-only at the same place (files or directories);
   // empty: the launcher's default allowlist (default_readonly_paths()).
   std::vector<std::string> readonly_paths;
+  // A zygote (zygote.h): it keeps root and gets no seccomp filter or
+  // no_new_privs, because each child it forks drops those itself before
+  // running function code. Nothing of the function runs in the zygote.
+  bool zygote = false;
 };
 
 struct LaunchSpec {
@@ -64,6 +68,22 @@ struct LaunchSpec {
   std::string cwd;
   ResourceLimits limits;
   Isolation isolation;
+  // Non-empty: this instance may instead be forked from a zygote started with
+  // this command line (a Python zygote, runtimes/python/zygote.py); a
+  // launcher without zygotes ignores it.
+  std::vector<std::string> zygote_argv;
+  // >= 0: the child's stdin instead of /dev/null (a zygote's control socket).
+  int stdin_fd = -1;
+};
+
+// Where the exit status of an instance that is not the daemon's own child
+// comes from (a zygote's child: the zygote is its parent and reaps it).
+class ExitSource {
+ public:
+  virtual ~ExitSource() = default;
+  // The wait status of `pid` (as the daemon sees it), which has exited; an
+  // error when it is not known (yet).
+  virtual Result<int> exit_status(pid_t pid) = 0;
 };
 
 // Owned fds of a started process; the caller closes them (close_fds) and
@@ -74,6 +94,7 @@ struct Process {
   int stdout_fd = -1;  // non-blocking, close-on-exec, read end
   int stderr_fd = -1;
   InstanceCgroups cgroups;
+  std::shared_ptr<ExitSource> exit_source;  // set: not our child; ask it for the status
 };
 
 // Which isolation layers a launcher applies to an instance that asks for them.
@@ -120,12 +141,18 @@ class ProcessLauncher final : public Launcher {
 
   Result<Process> launch(const LaunchSpec& spec) override;
   Layers layers() const override { return layers_; }
+  const SeccompProgram& seccomp() const { return seccomp_; }
+  const SandboxOptions& options() const { return options_; }
 
  private:
   SandboxOptions options_;
   Layers layers_;
   SeccompProgram seccomp_;
 };
+
+// The rlimits an instance with these limits gets, as (RLIMIT_*, value) with
+// soft = hard; the same list the launcher applies.
+std::vector<std::pair<int, uint64_t>> rlimit_values(const ResourceLimits& limits);
 
 // Sends sig to the whole process group of an instance.
 Status kill_group(pid_t pid, int sig);

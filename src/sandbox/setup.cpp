@@ -23,9 +23,14 @@ std::string sandbox_dir(const std::string& data_dir) {
 
 }  // namespace
 
-Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode,
-                                               const std::string& data_dir) {
+Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const std::string& data_dir,
+                                               const std::string& python_zygote,
+                                               ZygoteOptions zygote_options) {
   TAMAYA_RETURN_IF_ERROR(check_mode(mode));
+  if (python_zygote != "on" && python_zygote != "off") {
+    return Status::Invalid("python_zygote '" + python_zygote +
+                           "' is not known; use on (fork Python instances from a zygote) or off");
+  }
   std::unique_ptr<Sandbox> out(new Sandbox());
   out->isolate_ = mode == "auto";
   SandboxOptions options;
@@ -38,10 +43,21 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode,
     options.root_dir = dir + "/root";
   }
   TAMAYA_ASSIGN_OR_RETURN(out->launcher_, ProcessLauncher::create(std::move(options)));
+  if (python_zygote == "off") {
+    out->zygote_note_ = "python_zygote=off";
+  } else if (!out->launcher_->layers().filesystem) {
+    // The zygote's walls are the sandbox's: without namespaces it would be a
+    // plain shared parent, so Python starts directly there.
+    out->zygote_note_ = "python_zygote=off (needs the sandbox's namespaces)";
+  } else {
+    out->zygote_note_ = "python_zygote=on";
+    out->zygotes_ = std::make_unique<ZygoteLauncher>(*out->launcher_, zygote_options);
+  }
   return out;
 }
 
 Sandbox::~Sandbox() {
+  zygotes_.reset();  // zygotes and their cgroups go before the bases below
   // Instances are gone by now (the dispatcher removed their cgroups): this
   // daemon's own tamaya-<pid> directories go too.
   for (const std::string& base : {host_.cgroup_memory, host_.cgroup_pids, host_.cgroup_cpu}) {
@@ -51,8 +67,9 @@ Sandbox::~Sandbox() {
 
 std::string Sandbox::startup_line() const {
   if (!isolate_)
-    return "sandbox isolation=off (sandbox_isolation=off: plain processes with rlimits)";
-  return "sandbox isolation=auto " + summary(host_);
+    return "sandbox isolation=off (sandbox_isolation=off: plain processes with rlimits) " +
+           zygote_note_;
+  return "sandbox isolation=auto " + summary(host_) + " " + zygote_note_;
 }
 
 std::string Sandbox::missing() const {

@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "sandbox/host.h"
 #include "sandbox/launcher.h"
+#include "sandbox/zygote.h"
 
 namespace tamaya::sandbox {
 
@@ -16,11 +17,14 @@ class Sandbox {
  public:
   // mode: "auto" (every layer the host supports) or "off" (a plain process).
   // State (the pivot root's mount point) lives under <data_dir>/sandbox.
-  static Result<std::unique_ptr<Sandbox>> open(const std::string& mode,
-                                               const std::string& data_dir);
+  // python_zygote: "on" forks Python instances from a zygote per function
+  // (zygote.h) where the sandbox is on; "off" starts every instance directly.
+  static Result<std::unique_ptr<Sandbox>> open(const std::string& mode, const std::string& data_dir,
+                                               const std::string& python_zygote = "off",
+                                               ZygoteOptions zygote_options = {});
   ~Sandbox();
 
-  Launcher& launcher() { return *launcher_; }
+  Launcher& launcher() { return zygotes_ ? static_cast<Launcher&>(*zygotes_) : *launcher_; }
   const HostCapabilities& host() const { return host_; }
   // The one line the daemon logs at start: which layers are on.
   std::string startup_line() const;
@@ -31,6 +35,8 @@ class Sandbox {
   bool isolate_ = false;
   HostCapabilities host_;
   std::unique_ptr<ProcessLauncher> launcher_;
+  std::unique_ptr<ZygoteLauncher> zygotes_;  // null: python_zygote off or no sandbox
+  std::string zygote_note_;
 };
 
 // `tamaya doctor`: the host report for these settings.

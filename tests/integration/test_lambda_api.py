@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from itest import function_dir, zip_tree
+from itest import function_dir, wait_until, zip_tree
 
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
@@ -519,3 +519,53 @@ def test_aws_lambda_ric_serves_invocations_and_errors(daemon, lam, ric_function_
     # The instance survives a handled error and serves the next one.
     r = lam.invoke(FunctionName="ric", Payload=b'{"again": 1}')
     assert json.loads(r["Payload"].read())["event"] == {"again": 1}
+
+
+def test_provisioned_concurrency_and_account_settings(daemon, aws, lam):
+    """Put/Get/List/Delete ProvisionedConcurrencyConfig on a version: READY once its instances are
+    up, and the first invoke of that version is warm (no Init Duration); GetAccountSettings shows
+    the limit less reservations; an over-reservation gets Lambda's error."""
+    lam.create_function(FunctionName="p", Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                        Code={"ZipFile": zip_tree(function_dir("py_counter"))})
+    version = lam.publish_version(FunctionName="p")["Version"]
+    put = lam.put_provisioned_concurrency_config(FunctionName="p", Qualifier=version,
+                                                 ProvisionedConcurrentExecutions=2)
+    assert put["RequestedProvisionedConcurrentExecutions"] == 2
+    assert put["Status"] in ("IN_PROGRESS", "READY"), put
+
+    def ready():
+        got = lam.get_provisioned_concurrency_config(FunctionName="p", Qualifier=version)
+        return got if got["Status"] == "READY" else None
+
+    got = wait_until(ready, 15, "provisioned concurrency READY")
+    assert got["AvailableProvisionedConcurrentExecutions"] == 2, got
+    listed = aws("list-provisioned-concurrency-configs", "--function-name", "p")
+    configs = listed["ProvisionedConcurrencyConfigs"]
+    assert len(configs) == 1 and configs[0]["FunctionArn"].endswith(f":function:p:{version}"), listed
+
+    out = lam.invoke(FunctionName="p", Qualifier=version, LogType="Tail", Payload=b"{}")
+    tail = base64.b64decode(out["LogResult"]).decode()
+    assert "REPORT RequestId" in tail and "Init Duration" not in tail, tail
+    # $LATEST is not provisioned: its first call is cold.
+    out = lam.invoke(FunctionName="p", LogType="Tail", Payload=b"{}")
+    assert "Init Duration" in base64.b64decode(out["LogResult"]).decode()
+
+    settings = lam.get_account_settings()
+    assert settings["AccountLimit"]["ConcurrentExecutions"] == 1000
+    assert settings["AccountLimit"]["UnreservedConcurrentExecutions"] == 1000
+    assert settings["AccountUsage"]["FunctionCount"] == 1
+    lam.put_function_concurrency(FunctionName="p", ReservedConcurrentExecutions=5)
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 995
+    with pytest.raises(ClientError) as e:
+        lam.put_function_concurrency(FunctionName="p", ReservedConcurrentExecutions=950)
+    assert error_code(e) == "InvalidParameterValueException"
+    assert "below its minimum value of [100]" in e.value.response["Error"]["Message"]
+
+    lam.delete_provisioned_concurrency_config(FunctionName="p", Qualifier=version)
+    with pytest.raises(ClientError) as e:
+        lam.get_provisioned_concurrency_config(FunctionName="p", Qualifier=version)
+    assert error_code(e) == "ProvisionedConcurrencyConfigNotFoundException"
+    with pytest.raises(ClientError) as e:
+        lam.put_provisioned_concurrency_config(FunctionName="p", Qualifier="nope",
+                                               ProvisionedConcurrentExecutions=1)
+    assert error_code(e) == "ResourceNotFoundException"

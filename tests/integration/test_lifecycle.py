@@ -85,7 +85,9 @@ def test_persistence_across_restart(daemon_factory, tmp_path, unique):
     second = daemon_factory(data_dir=first.data_dir)
     after = second.get("/v1/functions/persist")
     assert after.status_code == 200, after.text
-    assert after.json() == before
+    # Everything stored survives; the live instance counts are not stored.
+    persisted = lambda doc: {k: v for k, v in doc.items() if k != "instances"}
+    assert persisted(after.json()) == persisted(before)
     r = second.invoke_ok("persist", {"marker": unique + "-2"})
     assert r.json() == {"printed": 4}
     assert second.invoke_ok("persist", {}, qualifier="1").headers[

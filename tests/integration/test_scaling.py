@@ -1,4 +1,7 @@
-"""Warm reuse, scale-up to max_concurrency with 429s, queueing, and scale to zero."""
+"""Warm reuse, scale-up to max_concurrency with 429s, queueing, scale to zero, and the scaling
+policy: min_instances (provisioned concurrency) warm before the first request and replaced when
+they die or the code changes, reserved concurrency as a guarantee against an unreserved flood,
+over-reservation refused, and per-function idle timeouts."""
 
 import threading
 import time
@@ -6,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from itest import log_tail, pids_with_env, report_line, wait_until
+from itest import (assert_api_error, log_tail, pids_with_env, report_line, wait_until,
+                   write_handler)
 
 
 def parallel_invokes(daemon, name, events, timeout=30):
@@ -106,3 +110,170 @@ def test_instances_stay_warm_within_idle_timeout(daemon, unique):
     assert len(pids_with_env("ITEST_MARKER", unique)) == 1
     assert daemon.invoke_ok("warm", {}).json() == {"count": 2, "pid": first["pid"],
                                                    "instance": first["instance"], "tag": ""}
+
+
+# An instance that counts its invocations and names itself; {"exit": true} kills it mid-call.
+WARM_SOURCE = """
+import os
+
+INSTANCE = os.urandom(8).hex()
+COUNT = 0
+
+
+def handler(event, context):
+    global COUNT
+    if event.get("exit"):
+        os._exit(3)
+    COUNT += 1
+    return {"count": COUNT, "instance": INSTANCE}
+"""
+
+
+def instances(daemon, name):
+    r = daemon.get(f"/v1/functions/{name}")
+    assert r.status_code == 200, r.text
+    return r.json()["instances"]
+
+
+def warm_and_settled(daemon, name, n):
+    """n provisioned instances ready and nothing else (old ones gone)."""
+    i = instances(daemon, name)
+    return i["provisioned_ready"] == n and i["total"] == n
+
+
+def test_min_instances_are_warm_before_the_first_request_and_replaced(daemon, tmp_path):
+    code = write_handler(tmp_path / "warm", WARM_SOURCE)
+    f = daemon.deploy("warm", code, min_instances=2, idle_timeout_s=1)
+    assert f["min_instances"] == 2 and f["idle_timeout_s"] == 1, f
+    wait_until(lambda: warm_and_settled(daemon, "warm", 2), 15, "two provisioned instances")
+    shown = daemon.get("/v1/functions/warm").json()
+    assert shown["instances"]["provisioned"] == 2, shown
+    assert shown["provisioned"] == [{"qualifier": "$LATEST", "version": "$LATEST", "requested": 2,
+                                     "ready": 2, "status": "READY"}], shown
+
+    # The first request is warm: its init happened at provisioning, not here.
+    r = daemon.invoke_ok("warm", {}, tail=True)
+    assert "Init Duration" not in report_line(log_tail(r)), log_tail(r)
+    assert r.json()["count"] == 1
+
+    # Idle for longer than the function's idle timeout (1 s): provisioned instances stay.
+    time.sleep(1.6)
+    assert warm_and_settled(daemon, "warm", 2), instances(daemon, "warm")
+    r = daemon.invoke_ok("warm", {}, tail=True)
+    assert "Init Duration" not in report_line(log_tail(r))
+
+    # An instance that dies is replaced, off the request path.
+    died = daemon.invoke("warm", {"exit": True})
+    assert died.status_code == 200 and died.headers.get("X-Tamaya-Function-Error"), died.text
+    assert "Runtime.ExitError" in died.text
+    wait_until(lambda: warm_and_settled(daemon, "warm", 2), 15, "the dead instance's replacement")
+    for _ in range(3):
+        r = daemon.invoke_ok("warm", {}, tail=True)
+        assert "Init Duration" not in report_line(log_tail(r)), log_tail(r)
+
+    # min_instances 0: the instances become on-demand ones and the idle timeout takes them.
+    r = daemon.patch("warm", {"min_instances": 0})
+    assert r.status_code == 200 and r.json()["min_instances"] == 0, r.text
+    wait_until(lambda: instances(daemon, "warm")["total"] == 0, 10, "the idle timeout")
+
+
+def test_min_instances_follow_a_code_change(daemon, tmp_path):
+    code = write_handler(tmp_path / "warm", WARM_SOURCE)
+    daemon.deploy("warm", code, min_instances=1)
+    wait_until(lambda: warm_and_settled(daemon, "warm", 1), 15, "the provisioned instance")
+    before = daemon.invoke_ok("warm", {}).json()["instance"]
+    write_handler(tmp_path / "warm", WARM_SOURCE + "\n# v2\n")
+    assert daemon.put_code("warm", tmp_path / "warm").status_code == 200
+    # The old instance goes, a new one starts on the new code before any request.
+    wait_until(lambda: warm_and_settled(daemon, "warm", 1), 15, "a warm instance of the new code")
+    r = daemon.invoke_ok("warm", {}, tail=True)
+    assert "Init Duration" not in report_line(log_tail(r)), log_tail(r)
+    assert r.json()["instance"] != before and r.json()["count"] == 1, r.json()
+
+
+@pytest.mark.settings(concurrency_limit=6, concurrency_unreserved_min=2, queue_timeout_ms=300)
+def test_reserved_share_survives_an_unreserved_flood(daemon):
+    daemon.deploy("flood", "py_sleep", max_concurrency=10, timeout_s=10)
+    shop = daemon.deploy("shop", "py_sleep", max_concurrency=3, timeout_s=10,
+                         reserved_concurrency=3)
+    assert shop["reserved_concurrency"] == 3, shop
+    # 6 in all, 3 reserved by the shop: the flood (max 10) may hold 3 instances.
+    calls = [("flood", 3)] * 8 + [("shop", 0.3)] * 3
+    barrier = threading.Barrier(len(calls))
+
+    def call(c):
+        barrier.wait(timeout=10)
+        return c[0], daemon.invoke(c[0], {"seconds": c[1]}, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        answers = list(pool.map(call, calls))
+    flood = [r for name, r in answers if name == "flood"]
+    shop_answers = [r for name, r in answers if name == "shop"]
+    assert [r.status_code for r in shop_answers] == [200] * 3, [r.text for r in shop_answers]
+    assert sorted(r.status_code for r in flood) == [200] * 3 + [429] * 5, [r.text for r in flood]
+    for r in flood:
+        if r.status_code != 429:
+            continue
+        assert r.headers.get("Retry-After", "").isdigit(), dict(r.headers)
+        msg = assert_api_error(r, 429, "TooManyRequests")
+        assert "unreserved concurrency" in msg, msg
+    # Throttled at the queue deadline (300 ms), before any of the flood's 3 s calls finished:
+    # no 429 waited for capacity to come back.
+    throttled = [r.elapsed for r in flood if r.status_code == 429]
+    served = [r.elapsed for r in flood if r.status_code == 200]
+    assert max(throttled) < min(served), (throttled, served)
+
+
+@pytest.mark.settings(concurrency_limit=6, concurrency_unreserved_min=2)
+def test_over_reservation_is_refused(daemon):
+    daemon.deploy("a", "py_counter")
+    daemon.deploy("b", "py_counter")
+    assert daemon.patch("a", {"reserved_concurrency": 3}).status_code == 200
+    msg = assert_api_error(daemon.patch("b", {"reserved_concurrency": 2}), 400, "InvalidArgument")
+    assert "UnreservedConcurrentExecution below its minimum value of [2]" in msg, msg
+    assert "at most 1" in msg, msg
+    assert daemon.get("/v1/functions/b").json()["reserved_concurrency"] is None
+    # Creating a function with a refused reservation leaves no function behind.
+    r = daemon.create("c", "py_counter", reserved_concurrency=5)
+    assert_api_error(r, 400, "InvalidArgument")
+    assert daemon.get("/v1/functions/c").status_code == 404
+    # min_instances above max_concurrency, or beyond the reservation, is refused too.
+    assert_api_error(daemon.patch("a", {"min_instances": 4}), 400, "InvalidArgument")
+    r = daemon.patch("a", {"reserved_concurrency": None})
+    assert r.status_code == 200 and r.json()["reserved_concurrency"] is None, r.text
+
+
+@pytest.mark.settings(instance_idle_timeout_ms=600000)
+def test_idle_timeout_per_function(daemon):
+    daemon.deploy("quick", "py_counter", idle_timeout_s=1)
+    daemon.deploy("slow", "py_counter")
+    daemon.invoke_ok("quick", {})
+    daemon.invoke_ok("slow", {})
+    wait_until(lambda: instances(daemon, "quick")["total"] == 0, 5, "quick's idle timeout")
+    assert instances(daemon, "slow")["total"] == 1
+
+
+def test_cli_deploy_and_scale(daemon, tmp_path):
+    def cli_ok(*args):
+        p = daemon.cli(*args)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    code = write_handler(tmp_path / "warm", WARM_SOURCE)
+    cli_ok("deploy", "warm", code, "--runtime", "python3", "--max-instances", "3",
+           "--min-instances", "1", "--idle-timeout", "60")
+    f = daemon.get("/v1/functions/warm").json()
+    assert (f["max_concurrency"], f["min_instances"], f["idle_timeout_s"]) == (3, 1, 60), f
+    wait_until(lambda: warm_and_settled(daemon, "warm", 1), 15, "the provisioned instance")
+    revision = f["revision_id"]
+    out = cli_ok("scale", "warm", "--min-instances", "2", "--reserved-concurrency", "3")
+    assert "min_instances 2" in out and "reserved_concurrency 3" in out, out
+    # Scaling alone makes no new revision.
+    assert daemon.get("/v1/functions/warm").json()["revision_id"] == revision
+    wait_until(lambda: warm_and_settled(daemon, "warm", 2), 15, "two provisioned instances")
+    out = cli_ok("scale", "warm")
+    assert "warm 2/2" in out, out
+    p = daemon.cli("scale", "warm", "--reserved-concurrency", "lots")
+    assert p.returncode != 0 and "'none'" in p.stderr, p.stderr
+    out = cli_ok("scale", "warm", "--min-instances", "0", "--reserved-concurrency", "none")
+    assert "reserved_concurrency none" in out, out

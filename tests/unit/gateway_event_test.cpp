@@ -98,6 +98,37 @@ TEST(GatewayEvent, V2OmitsAbsentPartsAndCarriesJwt) {
   EXPECT_EQ(e["requestContext"]["authorizer"]["jwt"]["scopes"], json::array({"read"}));
 }
 
+// Paths and headers are bytes on the wire; the event must still be JSON that
+// a strict parser (Python's, in the runtime) accepts: escapes as JSON wants
+// them, well-formed UTF-8 kept, anything else replaced by U+FFFD.
+TEST(GatewayEvent, V2IsValidJsonForAnyBytes) {
+  net::Request r;
+  r.method = "GET";
+  r.target = "/a\"b\\c";
+  r.path = r.target;
+  r.remote_addr = "127.0.0.1";
+  const std::string good = "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80";
+  r.headers = {{"X-Ctl", std::string("tab\there\x01\x1f nl\n", 15)},
+               {"X-Good", good},
+               {"X-Bad",
+                "a\xC0\x80"
+                "b\xED\xA0\x80"
+                "c\xF5\x80"
+                "d\xE2\x82"},
+               {"User-Agent", "ua"}};
+  std::string text = build_event_v2(r, example_context());
+  json e = json::parse(text);  // throws on invalid UTF-8 or bad escapes
+  EXPECT_EQ(e["rawPath"], "/a\"b\\c");
+  EXPECT_EQ(e["headers"]["x-ctl"], std::string("tab\there\x01\x1f nl\n", 15));
+  EXPECT_EQ(e["headers"]["x-good"], good);
+  std::string bad = e["headers"]["x-bad"];
+  EXPECT_EQ(bad.find('\xC0'), std::string::npos);
+  EXPECT_EQ(bad.find("\xED\xA0"), std::string::npos);
+  EXPECT_NE(bad.find("\xEF\xBF\xBD"), std::string::npos);
+  EXPECT_EQ(bad.front(), 'a');
+  EXPECT_EQ(e["requestContext"]["http"]["userAgent"], "ua");
+}
+
 TEST(GatewayEvent, BinaryBodiesAreBase64) {
   net::Request r = example_request();
   r.headers = {{"Content-Type", "image/png"}};

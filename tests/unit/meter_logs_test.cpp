@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -264,5 +265,145 @@ TEST_F(LogStoreTest, OpenNeedsMigrations) {
   EXPECT_NE(bare.status().message().find("meter::migrations()"), std::string::npos);
 }
 
+InvocationRecord record(const std::string& fn, int64_t start_ms, const std::string& status,
+                        const std::string& trigger = "api") {
+  InvocationRecord r;
+  r.request_id = "req-" + std::to_string(start_ms);
+  r.function = fn;
+  r.version = "$LATEST";
+  r.trigger = trigger;
+  r.start_ms = start_ms;
+  r.duration_ms = 12.345;
+  r.billed_ms = 13;
+  r.init_ms = 80.5;
+  r.memory_mb = 128;
+  r.max_memory_used_mb = 40;
+  r.status = status;
+  r.error_type = status == "error" ? "Runtime.Unhandled" : "";
+  r.cold = true;
+  return r;
+}
+
+TEST_F(LogStoreTest, RecordsRoundTripWithTheirLogsAndFilter) {
+  StoreLimits limits;
+  limits.record_max_age_ms = 1'000ll * 3600 * 24 * 365 * 100;  // keeps these 1970 times
+  auto opened = LogStore::open(path_, limits);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  auto& logs = *opened;
+  logs->record(record("fn", 1'000, "success"), {event("fn", "req-1000", "REPORT ...")});
+  logs->record(record("fn", 2'000, "error", "gateway"), {});
+  logs->record(record("other", 3'000, "success", "async"), {});
+  logs->flush();
+
+  auto all = logs->invocations(RecordQuery{});
+  ASSERT_TRUE(all.ok()) << all.status().to_string();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].function, "other");  // newest first
+  const InvocationRecord& r = (*all)[2];
+  EXPECT_EQ(r.request_id, "req-1000");
+  EXPECT_EQ(r.version, "$LATEST");
+  EXPECT_EQ(r.trigger, "api");
+  EXPECT_DOUBLE_EQ(r.duration_ms, 12.345);
+  EXPECT_EQ(r.billed_ms, 13);
+  EXPECT_DOUBLE_EQ(r.init_ms, 80.5);
+  EXPECT_EQ(r.memory_mb, 128);
+  EXPECT_EQ(r.max_memory_used_mb, 40);
+  EXPECT_TRUE(r.cold);
+  EXPECT_EQ(messages(*logs->query("fn", 0, 10, "req-1000")),
+            (std::vector<std::string>{"REPORT ..."}));
+
+  RecordQuery q;
+  q.function = "fn";
+  q.status = "error";
+  auto errors = logs->invocations(q);
+  ASSERT_TRUE(errors.ok());
+  ASSERT_EQ(errors->size(), 1u);
+  EXPECT_EQ((*errors)[0].error_type, "Runtime.Unhandled");
+  EXPECT_EQ((*errors)[0].trigger, "gateway");
+
+  RecordQuery t;
+  t.trigger = "async";
+  EXPECT_EQ(logs->invocations(t)->size(), 1u);
+  RecordQuery window;
+  window.since_ms = 1'500;
+  window.until_ms = 3'000;
+  auto in_window = logs->invocations(window);
+  ASSERT_EQ(in_window->size(), 1u);
+  EXPECT_EQ((*in_window)[0].start_ms, 2'000);
+  RecordQuery one;
+  one.limit = 1;
+  EXPECT_EQ(logs->invocations(one)->size(), 1u);
+  one.limit = 0;
+  EXPECT_FALSE(logs->invocations(one).ok());
+
+  auto between = logs->records_between(1'000, 3'000);
+  ASSERT_TRUE(between.ok());
+  ASSERT_EQ(between->size(), 2u);
+  EXPECT_EQ((*between)[0].start_ms, 1'000);  // oldest first
+}
+
+TEST_F(LogStoreTest, WriterAppliesRecordAgeAgainstTheWallClock) {
+  StoreLimits limits;
+  limits.record_max_age_ms = 3'600'000;
+  auto opened = LogStore::open(path_, limits);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  auto& logs = *opened;
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  logs->record(record("fn", now - 2 * 3'600'000, "success"), {});  // older than an hour
+  logs->record(record("fn", now - 1'000, "success"), {});
+  logs->flush();
+  auto left = logs->invocations(RecordQuery{});
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].start_ms, now - 1'000);
+}
+
+TEST_F(LogStoreTest, RecordRetentionKeepsNewestRows) {
+  StoreLimits limits;
+  limits.record_max_age_ms = 1'000ll * 3600 * 24 * 365 * 100;  // a century: age never trims
+  limits.record_max_rows = 3;
+  auto opened = LogStore::open(path_, limits);
+  ASSERT_TRUE(opened.ok());
+  auto& logs = *opened;
+  const int64_t now = 1'800'000'000'000;
+  for (int i = 0; i < 6; ++i) logs->record(record("fn", now - 60'000 + i * 1'000, "success"), {});
+  logs->flush();
+  auto left = logs->invocations(RecordQuery{});
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 3u);
+  EXPECT_EQ((*left)[2].start_ms, now - 60'000 + 3'000);  // oldest kept is the 4th
+
+  // Age: relative to the now given.
+  StoreLimits by_age;
+  by_age.record_max_age_ms = 2'500;
+  by_age.record_max_rows = 100;
+  logs.reset();
+  auto aged = LogStore::open(path_, by_age);
+  ASSERT_TRUE(aged.ok());
+  ASSERT_TRUE((*aged)->apply_record_retention(now - 60'000 + 7'000).ok());
+  auto kept = (*aged)->invocations(RecordQuery{});
+  ASSERT_TRUE(kept.ok());
+  ASSERT_EQ(kept->size(), 1u);  // only start >= now-60000+4500: the 6th
+  EXPECT_EQ((*kept)[0].start_ms, now - 60'000 + 5'000);
+}
+
+TEST_F(LogStoreTest, FollowersGetAppendsUntilUnfollowed) {
+  auto logs = open_store();
+  ASSERT_TRUE(logs);
+  std::vector<std::string> got;
+  int64_t id = logs->follow("fn", [&](const std::vector<LogEvent>& events) {
+    for (const auto& e : events) got.push_back(e.message);
+  });
+  EXPECT_EQ(logs->followers(), 1u);
+  logs->append({event("fn", "r1", "one")});
+  logs->append({event("other", "r2", "not mine")});
+  logs->record(record("fn", 1, "success"), {event("fn", "r3", "two")});
+  logs->unfollow(id);
+  EXPECT_EQ(logs->followers(), 0u);
+  logs->append({event("fn", "r4", "after")});
+  EXPECT_EQ(got, (std::vector<std::string>{"one", "two"}));
+}
 }  // namespace
 }  // namespace tamaya::meter

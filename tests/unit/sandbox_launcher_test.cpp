@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -385,7 +386,11 @@ TEST(Launcher, KillGroupKillsChildAndGrandchild) {
   EXPECT_EQ(describe_exit(f.status), "signal: killed");
   // The shell has exited, so its orphan is ours now and its status can be read.
   int grandchild_status = 0;
-  ASSERT_EQ(waitpid(grandchild, &grandchild_status, 0), grandchild);
+  pid_t waited = -1;
+  do {
+    waited = waitpid(grandchild, &grandchild_status, 0);
+  } while (waited < 0 && errno == EINTR);
+  ASSERT_EQ(waited, grandchild) << std::strerror(errno);
   EXPECT_EQ(describe_exit(grandchild_status), "signal: killed");
   prctl(PR_SET_CHILD_SUBREAPER, 0);
 }

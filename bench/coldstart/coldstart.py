@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Driver of bench/coldstart/run.sh: cold-start latency of sandboxed instances, next to the
+interpreter and fork+exec references measured in the same run, and PSS of idle warm Python
+instances. Standard library only; talks to 127.0.0.1 only; every wait is bounded.
+
+  coldstart.py --bin TAMAYA --spawn-time SPAWN_TIME --tmp DIR --samples N --idle N --out FILE.md
+
+A cold start is forced per sample by a new revision of the function (PATCH of an environment
+variable): the daemon retires the old instance and the next invoke starts a new one, with the
+same code (so the same zygote). The time is request to response of that invoke.
+"""
+
+import argparse
+import base64
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import zipfile
+
+REQUEST_TIMEOUT_S = 30
+START_TIMEOUT_S = 20
+
+PY_APP = b"def handler(event, context):\n    return {'ok': True}\n"
+PY_SLEEP = (b"import os, time\n"
+            b"def handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    return os.getpid()\n")
+NODE_APP = b"exports.handler = async () => ({ok: true});\n"
+
+
+def fail(message):
+    print(f"coldstart.py: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def zip_of(entries):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = (mode & 0xFFFF) << 16
+            zf.writestr(info, data)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+class Daemon:
+    def __init__(self, binary, data_dir, log_path, settings):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        cmd = [binary, "serve", "--data-dir", data_dir, "--admin-host", "127.0.0.1",
+               "--admin-port", str(self.port)]
+        for k, v in settings.items():
+            cmd += ["--set", f"{k}={v}"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAMAYA_")}
+        env["TAMAYA_GATEWAY_PORT"] = str(free_port())
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                fail(f"tamaya serve exited: see {log_path}")
+            try:
+                if self.call("GET", "/v1/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        fail(f"tamaya serve did not answer within {START_TIMEOUT_S} s: see {log_path}")
+
+    def call(self, method, path, doc=None):
+        body = json.dumps(doc).encode() if doc is not None else None
+        req = urllib.request.Request(self.base + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def deploy(self, name, runtime, handler, files, **config):
+        doc = {"name": name, "runtime": runtime, "code": {"zip_base64": zip_of(files)}, **config}
+        if handler:
+            doc["handler"] = handler
+        status, _, body = self.call("POST", "/v1/functions", doc)
+        if status != 201:
+            fail(f"deploy {name}: {status} {body[:300]!r}")
+
+    def invoke(self, name, event=None):
+        status, headers, body = self.call("POST", f"/v1/functions/{name}/invoke", event or {})
+        if status != 200 or "X-Tamaya-Function-Error" in headers:
+            fail(f"invoke {name}: {status} {body[:300]!r}; see {self.log_path}")
+        return body
+
+    def new_revision(self, name, n):
+        status, _, body = self.call("PATCH", f"/v1/functions/{name}", {"environment": {"SAMPLE": str(n)}})
+        if status != 200:
+            fail(f"patch {name}: {status} {body[:300]!r}")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def cold_samples(d, name, n):
+    d.invoke(name)  # first start (for Python also the zygote's) is not counted
+    out = []
+    for i in range(n):
+        d.new_revision(name, i)
+        start = time.perf_counter()
+        d.invoke(name)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def reference(spawn_time, n, argv):
+    r = subprocess.run([spawn_time, str(n)] + argv, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        fail(f"reference {argv}: {r.stderr.strip()}")
+    return [float(x) for x in r.stdout.split()]
+
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children_of(pid):
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def idle_pss(d, n):
+    """PSS of n idle warm instances of one Python function (and of its zygote)."""
+    d.deploy("idle", "python3", "app.handler", [("app.py", PY_SLEEP, 0o100644)],
+             max_concurrency=n, memory_mb=128, timeout_s=120)
+    d.invoke("idle")
+    errors = []
+
+    def one():
+        try:
+            d.invoke("idle", {"sleep": 3})
+        except SystemExit as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    wall = time.perf_counter() - started
+    if errors:
+        fail(f"{len(errors)} of {n} idle-instance invokes failed")
+    # Instances are the daemon's children (direct) or its zygote's children.
+    direct = children_of(d.proc.pid)
+    zygotes = [p for p in direct if b"zygote.py" in open(f"/proc/{p}/cmdline", "rb").read()]
+    instances = [p for p in direct if p not in zygotes]
+    for z in zygotes:
+        instances += children_of(z)
+    total = sum(pss_kb(p) for p in instances)
+    zygote_kb = sum(pss_kb(p) for p in zygotes)
+    return len(instances), total, zygote_kb, wall
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--spawn-time", required=True)
+    ap.add_argument("--tmp", required=True)
+    ap.add_argument("--native-bootstrap", required=True)
+    ap.add_argument("--samples", type=int, default=30)
+    ap.add_argument("--idle", type=int, default=200)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--command", default="bench/coldstart/run.sh")
+    a = ap.parse_args()
+
+    idle = None
+    rows = {}
+    rows["python3 -I -S -c pass"] = reference(a.spawn_time, a.samples, ["/usr/bin/python3", "-I", "-S", "-c", "pass"])
+    rows["node -e 0"] = reference(a.spawn_time, a.samples, ["/usr/bin/node", "-e", "0"])
+    rows["fork+exec /bin/true"] = reference(a.spawn_time, a.samples * 10, ["/bin/true"])
+
+    results = {}
+    for zygote in ("on", "off"):
+        d = Daemon(a.bin, f"{a.tmp}/data-{zygote}", f"{a.tmp}/tamaya-{zygote}.log",
+                   {"python_zygote": zygote, "log_level": "warn"})
+        try:
+            d.deploy("py", "python3", "app.handler", [("app.py", PY_APP, 0o100644)])
+            results[f"python3 (zygote {zygote})"] = cold_samples(d, "py", a.samples)
+            if zygote == "on":
+                d.deploy("node", "nodejs", "index.handler", [("index.js", NODE_APP, 0o100644)])
+                results["nodejs"] = cold_samples(d, "node", a.samples)
+                with open(a.native_bootstrap, "rb") as f:
+                    boot = f.read()
+                d.deploy("native", "provided", None, [("bootstrap", boot, 0o100755)])
+                results["provided"] = cold_samples(d, "native", a.samples)
+                idle = idle_pss(d, a.idle) if a.idle > 0 else None
+        finally:
+            d.stop()
+
+    ref = {k: statistics.median(v) for k, v in rows.items()}
+    lines = [f"# bench/coldstart {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}", "",
+             f"Command: `{a.command}`; load average at start: {open('/proc/loadavg').read().split()[:3]}; "
+             f"{os.cpu_count()} CPUs", "",
+             "| what | p50 ms | p99 ms | n |", "|---|---:|---:|---:|"]
+    for k, v in list(rows.items()) + list(results.items()):
+        lines.append(f"| {k} | {statistics.median(v):.2f} | {pct(v, 99):.2f} | {len(v)} |")
+    goals = [("python3 (zygote on)", "python3 -I -S -c pass", 0.35),
+             ("python3 (zygote off)", "python3 -I -S -c pass", 0.35),
+             ("nodejs", "node -e 0", 0.25),
+             ("provided", "fork+exec /bin/true", 2.5)]
+    lines += ["", "| cold start | ratio (p50 / reference p50) | goal |", "|---|---:|---:|"]
+    for k, r, goal in goals:
+        ratio = statistics.median(results[k]) / ref[r]
+        lines.append(f"| {k} vs {r} | {ratio:.2f}× | ≤ {goal}× |")
+    if idle:
+        count, total_kb, zygote_kb, wall = idle
+        per = total_kb / max(count, 1)
+        fit = int(4 * 1024 * 1024 / per) if per else 0
+        lines += ["", f"Idle warm Python instances: {count} (asked {a.idle}), started in {wall:.1f} s; "
+                  f"PSS total {total_kb / 1024:.1f} MiB = {per / 1024:.2f} MiB each, plus the zygote "
+                  f"{zygote_kb / 1024:.1f} MiB; 4 GiB holds about {fit} such instances "
+                  f"(extrapolated from {count})."]
+    text = "\n".join(lines) + "\n"
+    with open(a.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

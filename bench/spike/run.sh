@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# bench/spike: the event-page story. A popular event page (function A) is
+# flooded at 10x its max concurrency while the shop (function B) serves
+# steady traffic through the same gateway. Measured: B's latency alone and
+# during the flood (goal: p99 within 1.5x, no errors), A's overflow (429s,
+# and how fast they come), and the daemon's RSS before, during and after.
+#
+# A benchmark, not a test: it prints numbers and writes them to
+# bench/results/spike-<timestamp>.md; it fails only when something could not
+# be started. Functions are native `provided` (bench/invoke/echo_bootstrap.c)
+# so the figures are the platform's, not a language runtime's.
+#
+# Environment (all optional):
+#   TAMAYA_BIN        tamaya binary                      (default build/release/tamaya)
+#   SPIKE_SECONDS     length of each measured phase      (default 10)
+#   SPIKE_B_RATE      B's steady requests per second      (default 200)
+#   SPIKE_A_MAX       A's max concurrency                 (default 4)
+#   SPIKE_A_DELAY_MS  A's work per request                (default 20)
+#   BENCH_KEEP_TMP=1  keep the temp dir (logs, raw JSON)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/bench/spike"
+TAMAYA_BIN="${TAMAYA_BIN:-$ROOT/build/release/tamaya}"
+SECONDS_PER_PHASE="${SPIKE_SECONDS:-10}"
+B_RATE="${SPIKE_B_RATE:-200}"
+A_MAX="${SPIKE_A_MAX:-4}"
+A_DELAY_MS="${SPIKE_A_DELAY_MS:-20}"
+A_CONNECTIONS=$((A_MAX * 10))
+# B: room for its steady load, two instances kept warm, its share reserved.
+B_MAX=16
+B_MIN=4
+B_RESERVED=16
+# A's overflow waits at most this long for an instance before its 429, and
+# only this many wait: the rest are refused at once.
+QUEUE_TIMEOUT_MS=100
+QUEUE_MAX=4
+START_TIMEOUT_S=20
+
+die() { echo "bench/spike: $*" >&2; exit 1; }
+for tool in cc python3 timeout; do
+  command -v "$tool" >/dev/null || die "'$tool' is not installed; run scripts/setup.sh"
+done
+[[ -x "$TAMAYA_BIN" ]] || die "no tamaya binary at $TAMAYA_BIN; build it or set TAMAYA_BIN"
+[[ "$SECONDS_PER_PHASE" =~ ^[1-9][0-9]?$ ]] || die "SPIKE_SECONDS must be 1..99"
+[[ "$B_RATE" =~ ^[1-9][0-9]{0,3}$ ]] || die "SPIKE_B_RATE must be 1..9999"
+B_COUNT=$((B_RATE * SECONDS_PER_PHASE))
+
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+TMP="$(mktemp -d /tmp/tamaya-bench-spike.XXXXXX)"
+chmod 755 "$TMP"
+DAEMON_PID=""
+FLOOD_PID=""
+
+cleanup() {
+  local rc=$?
+  set +e
+  for pid in $FLOOD_PID $DAEMON_PID; do
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  if ((rc != 0)); then
+    echo "bench/spike: failed; last lines of the daemon's log:" >&2
+    tail -n 20 "$TMP/tamaya.log" >&2
+  fi
+  if [[ "${BENCH_KEEP_TMP:-}" == 1 || $rc -ne 0 ]]; then
+    echo "bench/spike: kept $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port() { python3 "$ROOT/bench/invoke/admin.py" free-port; }
+ADMIN_PORT="$(port)"
+GATEWAY_PORT="$(port)"
+ADMIN="http://127.0.0.1:$ADMIN_PORT"
+GATEWAY="http://127.0.0.1:$GATEWAY_PORT"
+"$TAMAYA_BIN" serve --data-dir "$TMP/tamaya" --admin-port "$ADMIN_PORT" \
+  --set gateway_port="$GATEWAY_PORT" --set log_level=warn --set drain_timeout_ms=2000 \
+  --set queue_timeout_ms="$QUEUE_TIMEOUT_MS" --set queue_max_per_function="$QUEUE_MAX" \
+  >"$TMP/tamaya.log" 2>&1 &
+DAEMON_PID=$!
+python3 "$ROOT/bench/invoke/admin.py" wait-http "$ADMIN/v1/health" "$START_TIMEOUT_S"
+
+cc -O2 -o "$TMP/bootstrap" "$ROOT/bench/invoke/echo_bootstrap.c"
+python3 "$HERE/load.py" setup "$ADMIN" "$TMP/bootstrap" "$A_MAX" "$A_DELAY_MS" "$B_MAX" "$B_MIN" \
+  "$B_RESERVED"
+
+rss() { python3 "$HERE/load.py" rss "$DAEMON_PID"; }
+# Warm-up: B's path and A's instances, so no cold start is measured.
+python3 "$HERE/load.py" steady "$GATEWAY/b" 100 100 "$TMP/warm-b.json"
+python3 "$HERE/load.py" flood "$GATEWAY/a" "$A_MAX" 1 "$TMP/warm-a.json"
+
+RSS_BEFORE="$(rss)"
+echo "B alone: ${B_RATE}/s for ${SECONDS_PER_PHASE}s…" >&2
+python3 "$HERE/load.py" steady "$GATEWAY/b" "$B_RATE" "$B_COUNT" "$TMP/b-alone.json"
+
+echo "B while A is flooded by $A_CONNECTIONS connections…" >&2
+timeout $((SECONDS_PER_PHASE + 60)) python3 "$HERE/load.py" flood "$GATEWAY/a" "$A_CONNECTIONS" \
+  $((SECONDS_PER_PHASE + 2)) "$TMP/a-flood.json" &
+FLOOD_PID=$!
+sleep 1  # the flood is in full swing before B's measured phase starts
+python3 "$HERE/load.py" steady "$GATEWAY/b" "$B_RATE" "$B_COUNT" "$TMP/b-flood.json"
+RSS_DURING="$(rss)"
+wait "$FLOOD_PID" || die "the flood client failed"
+FLOOD_PID=""
+sleep 1
+RSS_AFTER="$(rss)"
+
+mkdir -p "$ROOT/bench/results"
+OUT="$ROOT/bench/results/spike-$STAMP.md"
+python3 - "$TMP" "$OUT" <<PY
+import json, sys
+tmp, out = sys.argv[1], sys.argv[2]
+alone = json.load(open(f"{tmp}/b-alone.json"))
+during = json.load(open(f"{tmp}/b-flood.json"))
+flood = json.load(open(f"{tmp}/a-flood.json"))
+ratio = during["ok"]["p99_ms"] / alone["ok"]["p99_ms"]
+b_errors = during["errors"] + sum(during["non_200"].values())
+a = flood["by_status"]
+def f(x):
+    return "-" if x is None else f"{x:.2f}"
+lines = [
+    f"# bench/spike $STAMP",
+    "",
+    "Command: \`TAMAYA_BIN=$TAMAYA_BIN bench/spike/run.sh\` (phases ${SECONDS_PER_PHASE} s, "
+    f"B at $B_RATE/s, A max_concurrency $A_MAX with $A_DELAY_MS ms of work, flooded by "
+    f"$A_CONNECTIONS connections; queue_max_per_function $QUEUE_MAX, queue_timeout_ms "
+    f"$QUEUE_TIMEOUT_MS; load average at start $LOADAVG_START). Both through the gateway.",
+    "",
+    "| B (steady, through the gateway) | ok | p50 ms | p99 ms | max ms | errors / non-200 |",
+    "| --- | --- | --- | --- | --- | --- |",
+    f"| alone | {alone['ok']['count']} | {f(alone['ok']['p50_ms'])} | {f(alone['ok']['p99_ms'])} | "
+    f"{f(alone['ok']['max_ms'])} | {alone['errors']} / {sum(alone['non_200'].values())} |",
+    f"| during A's flood | {during['ok']['count']} | {f(during['ok']['p50_ms'])} | "
+    f"{f(during['ok']['p99_ms'])} | {f(during['ok']['max_ms'])} | {during['errors']} / "
+    f"{sum(during['non_200'].values())} |",
+    "",
+    f"B's p99 during / alone: **{ratio:.2f}x** (goal <= 1.5x); B's errors during the flood: "
+    f"**{b_errors}** (goal 0).",
+    "",
+    "| A (flooded) status | count | p50 ms | p99 ms | max ms |",
+    "| --- | --- | --- | --- | --- |",
+]
+for status, s in a.items():
+    lines.append(f"| {status} | {s['count']} | {f(s['p50_ms'])} | {f(s['p99_ms'])} | {f(s['max_ms'])} |")
+lines += [
+    f"| connection errors | {flood['errors']} | | | |",
+    "",
+    f"Daemon RSS: before {int('$RSS_BEFORE') // 1024} MiB, during {int('$RSS_DURING') // 1024} MiB, "
+    f"after {int('$RSS_AFTER') // 1024} MiB.",
+]
+text = "\n".join(lines) + "\n"
+open(out, "w").write(text)
+print(text)
+PY
+echo "bench/spike: wrote $OUT" >&2

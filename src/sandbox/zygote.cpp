@@ -1,0 +1,554 @@
+// The daemon's side of runtimes/python/zygote.py: one zygote per function,
+// forking instances that specialise themselves (see zygote.h for the walls).
+//
+// Why the handshake: the zygote lives in its own pid namespace, so the pid it
+// reports is not one the daemon can use. The child says "hello" on a
+// SOCK_SEQPACKET pair whose daemon end has SO_PASSCRED, and the kernel hands
+// the daemon the child's pid as the daemon sees it; the daemon opens a pidfd
+// for it and moves it into the instance's cgroups before it answers "go", so
+// nothing the function runs is ever outside them. The child's "ok" comes
+// after the seccomp filter is on: only then is the instance handed over.
+#include "sandbox/zygote.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "common/log.h"
+#include "sandbox/cgroup.h"
+
+namespace tamaya::sandbox {
+
+namespace {
+
+constexpr size_t kMaxMessageBytes = 64 << 10;
+constexpr size_t kMaxOutputBytes = 8 << 10;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Waits until fd is readable or the deadline passes.
+bool wait_readable(int fd, int64_t deadline_ms) {
+  while (true) {
+    const int64_t left = deadline_ms - now_ms();
+    if (left <= 0) return false;
+    pollfd pfd{fd, POLLIN, 0};
+    int rc = poll(&pfd, 1, int(left));
+    if (rc > 0) return true;
+    if (rc < 0 && errno != EINTR) return false;
+  }
+}
+
+Status make_pipe(Fd& read_end, Fd& write_end) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    return Status::Exhausted("cannot create a pipe for instance output: " + errno_text());
+  }
+  read_end.reset(fds[0]);
+  write_end.reset(fds[1]);
+  if (fcntl(read_end.get(), F_SETFL, O_NONBLOCK) < 0) {
+    return Status::Internal("setting O_NONBLOCK on a pipe: " + errno_text());
+  }
+  return Status::Ok();
+}
+
+std::string hex(const SeccompProgram& program) {
+  static const char* kDigits = "0123456789abcdef";
+  const auto* bytes = reinterpret_cast<const unsigned char*>(program.code.data());
+  const size_t n = program.code.size() * sizeof(sock_filter);
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out += kDigits[bytes[i] >> 4];
+    out += kDigits[bytes[i] & 15];
+  }
+  return out;
+}
+
+Status send_with_fds(int sock, const std::string& body, const std::vector<int>& fds) {
+  iovec iov{const_cast<char*>(body.data()), body.size()};
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
+  while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) {
+    if (errno != EINTR) return Status::Unavailable("writing to the zygote: " + errno_text());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+// One running zygote. Also the ExitSource of the instances it forked: it is
+// their parent, so it alone learns how they ended.
+class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygote> {
+ public:
+  ~Zygote() override { stop(); }
+
+  static Result<std::shared_ptr<Zygote>> start(ProcessLauncher& direct, const LaunchSpec& spec,
+                                               int timeout_ms) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+      return Status::Exhausted("zygote: socketpair: " + errno_text());
+    }
+    Fd ours(pair[0]), theirs(pair[1]);
+    LaunchSpec z = spec;
+    z.argv = spec.zygote_argv;
+    z.zygote_argv.clear();
+    z.stdin_fd = theirs.get();
+    z.isolation.zygote = true;
+    z.isolation.uid = z.isolation.gid = 0;
+    z.isolation.name = "z" + spec.isolation.name;
+    // The zygote needs no function settings: each child gets its own environment.
+    z.env.clear();
+    for (const auto& entry : spec.env) {
+      if (entry.rfind("PATH=", 0) == 0 || entry.rfind("LANG=", 0) == 0 ||
+          entry.rfind("TZ=", 0) == 0) {
+        z.env.push_back(entry);
+      }
+    }
+    // Network "none" children join their instance's namespace; the zygote
+    // itself needs none of its own (it opens no socket but the daemon's pair).
+    z.isolation.network = Network::kHost;
+    z.isolation.netns_fd = -1;
+    TAMAYA_ASSIGN_OR_RETURN(Process proc, direct.launch(z));
+    theirs.reset();
+    auto zygote = std::shared_ptr<Zygote>(new Zygote());
+    zygote->proc_ = proc;
+    zygote->ctl_ = ours.release();
+    zygote->last_used_ms_ = now_ms();
+    std::lock_guard lock(zygote->mu_);
+    auto ready = zygote->next_message(now_ms() + timeout_ms);
+    if (!ready.ok() || !ready->value("ready", false)) {
+      std::string why = ready.ok() ? ready->dump() : ready.status().message();
+      zygote->stop_locked();
+      return Status::Unavailable("zygote did not become ready: " + why + zygote->output_note());
+    }
+    return zygote;
+  }
+
+  // Forks one instance and waits until it is walled in.
+  Result<Process> spawn(const LaunchSpec& spec, const ProcessLauncher& direct, int timeout_ms) {
+    std::lock_guard lock(mu_);
+    if (broken_) return Status::Unavailable("zygote is gone");
+    last_used_ms_ = now_ms();
+    const int64_t deadline = now_ms() + timeout_ms;
+    const Isolation& iso = spec.isolation;
+    const Layers layers = direct.layers();
+
+    InstanceCgroups cgroups;
+    std::vector<Fd> procs;
+    if (layers.cgroups && (iso.memory_bytes > 0 || iso.pids_max > 0 || iso.cpu_shares > 0)) {
+      TAMAYA_ASSIGN_OR_RETURN(cgroups,
+                              create_cgroups(direct.options().host, iso.name,
+                                             {iso.memory_bytes, iso.pids_max, iso.cpu_shares}));
+      auto fds = open_procs_files(cgroups);
+      if (!fds.ok()) {
+        remove_cgroups(cgroups);
+        return fds.status();
+      }
+      for (int fd : *fds) procs.emplace_back(fd);
+    }
+    // From here on every failure kills what was forked and frees the cgroups.
+    pid_t host_pid = -1;
+    Fd pidfd;
+    auto fail = [&](Status status, bool zygote_broken) -> Status {
+      if (pidfd.get() >= 0) syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      remove_cgroups(cgroups);
+      if (zygote_broken) stop_locked();
+      return status;
+    };
+
+    Fd out_r, out_w, err_r, err_w;
+    if (Status s = make_pipe(out_r, out_w); !s.ok()) return fail(s, false);
+    if (Status s = make_pipe(err_r, err_w); !s.ok()) return fail(s, false);
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+      return fail(Status::Exhausted("zygote: socketpair: " + errno_text()), false);
+    }
+    Fd hs(pair[0]), hs_child(pair[1]);
+    const int one = 1;
+    setsockopt(hs.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+
+    nlohmann::json env = nlohmann::json::object();
+    for (const auto& entry : spec.env) {
+      const size_t eq = entry.find('=');
+      env[entry.substr(0, eq)] = entry.substr(eq + 1);
+    }
+    nlohmann::json rlimits = nlohmann::json::array();
+    for (const auto& [resource, value] : rlimit_values(spec.limits)) {
+      // Python's resource module spells "unlimited" as -1.
+      rlimits.push_back({resource, value == RLIM_INFINITY ? int64_t(-1) : int64_t(value)});
+    }
+    const bool netns = iso.network == Network::kNone && iso.netns_fd >= 0;
+    nlohmann::json special = {
+        {"tmp_bytes", iso.tmp_bytes},
+        {"rlimits", rlimits},
+        {"uid", layers.uids ? iso.uid : 0},
+        {"gid", layers.uids ? (iso.gid != 0 ? iso.gid : iso.uid) : 0},
+        {"seccomp", layers.seccomp ? hex(direct.seccomp()) : ""},
+        {"netns", netns},
+    };
+    const std::string request = nlohmann::json{{"env", env}, {"specialise", special}}.dump();
+    std::vector<int> fds{out_w.get(), err_w.get(), hs_child.get()};
+    if (netns) fds.push_back(iso.netns_fd);
+    if (Status s = send_with_fds(ctl_, request, fds); !s.ok()) return fail(s, true);
+    out_w.reset();
+    err_w.reset();
+    hs_child.reset();
+
+    auto reply = next_message(deadline);
+    if (!reply.ok()) return fail(reply.status(), true);
+    if (!reply->contains("pid")) {
+      return fail(Status::Unavailable("zygote refused the spawn: " + reply->dump()), false);
+    }
+    const pid_t ns_pid = (*reply)["pid"].get<pid_t>();
+
+    // "hello", with the child's pid as we see it.
+    if (!wait_readable(hs.get(), deadline)) {
+      return fail(Status::Unavailable("zygote child did not say hello in time"), true);
+    }
+    char buf[4096];
+    iovec iov{buf, sizeof buf};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(hs.get(), &msg, 0);
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+        ucred cred{};
+        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+        host_pid = cred.pid;
+      }
+    }
+    if (n != 5 || std::memcmp(buf, "hello", 5) != 0 || host_pid <= 0) {
+      return fail(Status::Unavailable("zygote child's handshake was not understood"), true);
+    }
+    pidfd.reset(int(syscall(SYS_pidfd_open, host_pid, 0)));
+    if (pidfd.get() < 0) {
+      return fail(Status::Unavailable("pidfd_open of zygote child " + std::to_string(host_pid) +
+                                      ": " + errno_text()),
+                  false);
+    }
+    const std::string pid_text = std::to_string(host_pid);
+    for (const Fd& fd : procs) {
+      if (write(fd.get(), pid_text.data(), pid_text.size()) != ssize_t(pid_text.size())) {
+        return fail(Status::Internal("moving zygote child into its cgroup: " + errno_text()),
+                    false);
+      }
+    }
+    procs.clear();
+    host_of_ns_[ns_pid] = host_pid;
+    if (send(hs.get(), "go", 2, MSG_NOSIGNAL) != 2) {
+      host_of_ns_.erase(ns_pid);
+      return fail(Status::Unavailable("zygote child vanished before specialising"), false);
+    }
+    if (!wait_readable(hs.get(), deadline)) {
+      host_of_ns_.erase(ns_pid);
+      return fail(Status::Unavailable("zygote child did not specialise in time"), true);
+    }
+    n = recv(hs.get(), buf, sizeof buf, 0);
+    if (n != 2 || std::memcmp(buf, "ok", 2) != 0) {
+      host_of_ns_.erase(ns_pid);
+      std::string why = n > 0 ? std::string(buf, size_t(n)) : "it exited";
+      return fail(Status::Precondition("zygote child could not specialise: " + why), false);
+    }
+
+    ++live_;
+    Process out;
+    out.pid = host_pid;
+    out.pidfd = pidfd.release();
+    out.stdout_fd = out_r.release();
+    out.stderr_fd = err_r.release();
+    out.cgroups = std::move(cgroups);
+    out.exit_source = shared_from_this();
+    return out;
+  }
+
+  Result<int> exit_status(pid_t pid) override {
+    std::lock_guard lock(mu_);
+    // The zygote reports an exit right after its SIGCHLD; a dead zygote took
+    // its children with it (they were in its pid namespace): SIGKILL.
+    const int64_t deadline = now_ms() + 1'000;
+    while (true) {
+      if (auto it = exits_.find(pid); it != exits_.end()) {
+        int status = it->second;
+        exits_.erase(it);
+        --live_;
+        return status;
+      }
+      if (broken_) {
+        forget(pid);
+        --live_;
+        return SIGKILL;
+      }
+      auto msg = next_message(deadline, /*exits_too=*/true);
+      if (!msg.ok()) {
+        if (now_ms() >= deadline && !broken_) {
+          forget(pid);
+          --live_;
+          return SIGKILL;  // never answered: say killed rather than wait forever
+        }
+        continue;
+      }
+    }
+  }
+
+  bool usable() {
+    std::lock_guard lock(mu_);
+    if (broken_) {
+      stop_locked();  // reaps it, if it only just went
+      return false;
+    }
+    pollfd pfd{proc_.pidfd, POLLIN, 0};
+    if (poll(&pfd, 1, 0) == 1) {
+      stop_locked();
+      return false;
+    }
+    return true;
+  }
+  bool idle_since(int64_t ms) {
+    std::lock_guard lock(mu_);
+    return live_ <= 0 && last_used_ms_ < ms;
+  }
+  pid_t pid() const { return proc_.pid; }
+  void stop() {
+    std::lock_guard lock(mu_);
+    stop_locked();
+  }
+
+ private:
+  Zygote() = default;
+
+  void forget(pid_t host_pid) {
+    for (auto it = host_of_ns_.begin(); it != host_of_ns_.end(); ++it) {
+      if (it->second == host_pid) {
+        host_of_ns_.erase(it);
+        return;
+      }
+    }
+  }
+
+  // The next message that is not an exit report (those are filed, and end
+  // the wait when `exits_too`).
+  Result<nlohmann::json> next_message(int64_t deadline, bool exits_too = false) {
+    while (true) {
+      drain_output();
+      if (broken_) return Status::Unavailable("zygote is gone" + output_note());
+      if (!wait_readable(ctl_, deadline)) {
+        return Status::Unavailable("zygote did not answer in time" + output_note());
+      }
+      std::string buf(kMaxMessageBytes, '\0');
+      ssize_t n = recv(ctl_, buf.data(), buf.size(), 0);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        drain_output();
+        broken_ = true;
+        return Status::Unavailable("zygote is gone" + output_note());
+      }
+      buf.resize(size_t(n));
+      auto doc = nlohmann::json::parse(buf, nullptr, false);
+      if (!doc.is_object()) continue;
+      if (doc.contains("exit")) {
+        auto it = host_of_ns_.find(doc["exit"].get<pid_t>());
+        if (it != host_of_ns_.end()) {
+          exits_[it->second] = doc.value("status", 0);
+          host_of_ns_.erase(it);
+        }
+        if (exits_too) return doc;
+        continue;
+      }
+      return doc;
+    }
+  }
+
+  void drain_output() {
+    char buf[4096];
+    for (int fd : {proc_.stdout_fd, proc_.stderr_fd}) {
+      if (fd < 0) continue;
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof buf)) > 0) output_.append(buf, size_t(n));
+    }
+    if (output_.size() > kMaxOutputBytes) output_.erase(0, output_.size() - kMaxOutputBytes);
+  }
+  std::string output_note() const {
+    return output_.empty() ? "" : " (zygote output: " + output_ + ")";
+  }
+
+  void stop_locked() {
+    broken_ = true;
+    if (ctl_ >= 0) ::close(ctl_);
+    ctl_ = -1;
+    if (proc_.pid > 0) {
+      // Its children go with it: they live in its pid namespace.
+      kill_group(proc_.pid, SIGKILL).ok();
+      pollfd pfd{proc_.pidfd, POLLIN, 0};
+      if (proc_.pidfd >= 0) poll(&pfd, 1, 1'000);
+      reap(proc_).ok();
+      release(proc_);
+      close_fds(proc_);
+      proc_.pid = -1;
+    }
+  }
+
+  std::mutex mu_;
+  Process proc_;
+  int ctl_ = -1;
+  bool broken_ = false;
+  std::map<pid_t, pid_t> host_of_ns_;  // live children: the zygote's pid -> ours
+  std::map<pid_t, int> exits_;         // ended children (our pid) -> wait status
+  int live_ = 0;
+  int64_t last_used_ms_ = 0;
+  std::string output_;
+};
+
+ZygoteLauncher::ZygoteLauncher(ProcessLauncher& direct, ZygoteOptions options)
+    : direct_(direct), options_(options) {}
+
+ZygoteLauncher::~ZygoteLauncher() {
+  std::lock_guard lock(mu_);
+  for (auto& [key, entry] : zygotes_) {
+    if (entry.zygote) entry.zygote->stop();
+  }
+}
+
+std::string ZygoteLauncher::key_of(const LaunchSpec& spec) {
+  const Isolation& iso = spec.isolation;
+  std::string key;
+  for (const auto& part : spec.zygote_argv) key += part + '\0';
+  key += std::to_string(iso.uid) + '\0' + iso.code_dir + '\0' + iso.runtimes_dir + '\0' +
+         iso.hostname + '\0' + spec.cwd + '\0';
+  for (const auto& path : iso.readonly_paths) key += path + '\0';
+  return key;
+}
+
+bool ZygoteLauncher::eligible(const LaunchSpec& spec) const {
+  // Only sandboxed instances: the zygote's walls are the sandbox's. A plain
+  // process (isolation off) keeps the direct path.
+  return !spec.zygote_argv.empty() && spec.isolation.enabled && direct_.options().isolate &&
+         direct_.layers().filesystem;
+}
+
+Result<std::shared_ptr<Zygote>> ZygoteLauncher::zygote_for(const std::string& key,
+                                                           const LaunchSpec& spec) {
+  Entry& entry = zygotes_[key];
+  if (entry.zygote && !entry.zygote->usable()) {
+    spdlog::warn("python zygote pid={} is gone; starting instances directly for {} ms",
+                 entry.zygote->pid(), options_.retry_after_failure_ms);
+    entry.zygote.reset();
+    entry.failed_at_ms = now_ms();
+  }
+  if (entry.failed_at_ms >= 0 && now_ms() - entry.failed_at_ms < options_.retry_after_failure_ms) {
+    return Status::Unavailable("zygote failed recently");
+  }
+  if (entry.zygote) return entry.zygote;
+  auto started = Zygote::start(direct_, spec, options_.start_timeout_ms);
+  if (!started.ok()) {
+    entry.failed_at_ms = now_ms();
+    spdlog::warn("python zygote did not start, instances start directly: {}",
+                 started.status().message());
+    return started.status();
+  }
+  entry.zygote = *started;
+  entry.failed_at_ms = -1;
+  return entry.zygote;
+}
+
+void ZygoteLauncher::stop_idle() {
+  const int64_t cutoff = now_ms() - options_.idle_ms;
+  for (auto it = zygotes_.begin(); it != zygotes_.end();) {
+    Entry& e = it->second;
+    const bool idle = !e.zygote || e.zygote->idle_since(cutoff);
+    const bool retry_over =
+        e.failed_at_ms < 0 || now_ms() - e.failed_at_ms >= options_.retry_after_failure_ms;
+    if (idle && retry_over) {
+      if (e.zygote) e.zygote->stop();
+      it = zygotes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+Result<Process> ZygoteLauncher::launch(const LaunchSpec& spec) {
+  if (!eligible(spec)) return direct_.launch(spec);
+  std::lock_guard lock(mu_);
+  stop_idle();
+  const std::string key = key_of(spec);
+  auto zygote = zygote_for(key, spec);
+  if (zygote.ok()) {
+    auto process = (*zygote)->spawn(spec, direct_, options_.spawn_timeout_ms);
+    if (process.ok()) {
+      ++counters_.forked;
+      return process;
+    }
+    spdlog::warn("python zygote spawn failed, starting the instance directly: {}",
+                 process.status().message());
+    ++counters_.fallbacks;
+    // A zygote that broke goes; one whose child could not be walled in stays
+    // for the instances it already serves, but is not asked again for a while.
+    Entry& entry = zygotes_[key];
+    if (entry.zygote && !entry.zygote->usable()) entry.zygote.reset();
+    entry.failed_at_ms = now_ms();
+  }
+  return direct_.launch(spec);
+}
+
+ZygoteLauncher::Counters ZygoteLauncher::counters() const {
+  std::lock_guard lock(mu_);
+  Counters out = counters_;
+  for (const auto& [key, entry] : zygotes_) out.zygotes += entry.zygote ? 1 : 0;
+  return out;
+}
+
+pid_t ZygoteLauncher::zygote_pid(const LaunchSpec& spec) const {
+  std::lock_guard lock(mu_);
+  auto it = zygotes_.find(key_of(spec));
+  return it == zygotes_.end() || !it->second.zygote ? -1 : it->second.zygote->pid();
+}
+
+}  // namespace tamaya::sandbox

@@ -1,0 +1,77 @@
+// Instances forked from a zygote instead of started from scratch (issue 3,
+// cold start). A zygote is a Python process with the runtime client already
+// imported (runtimes/python/zygote.py), started once per function through the
+// ordinary launcher, so it sits in the function's mount/ipc/uts namespaces
+// with /var/task; it keeps root and runs no function code. Each instance is a
+// fork of it that walls itself in before the handler is imported: pid 1 of a
+// new pid namespace, new mount/ipc/uts namespaces with a fresh /proc and a
+// private /tmp, the instance's network namespace for network "none", its own
+// cgroups (the daemon writes the child's pid into them before the child goes
+// on), the function's environment, rlimits, uid/gid, no_new_privs and the
+// same seccomp filter as a direct start. The child reports "ok" only once all
+// of that is done; any failure, a zygote that died or does not answer in
+// time, falls back to a direct start, so an invoke never hangs on a zygote.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "sandbox/launcher.h"
+
+namespace tamaya::sandbox {
+
+struct ZygoteOptions {
+  int start_timeout_ms = 2'000;  // a new zygote says it is ready
+  int spawn_timeout_ms = 1'000;  // a forked child says it is specialised
+  // A zygote with no live instance for this long is stopped (checked on the
+  // next launch).
+  int64_t idle_ms = 10 * 60'000;
+  // After a zygote failed, its function starts directly for this long
+  // before a new zygote is tried, so a broken zygote cannot slow every start.
+  int64_t retry_after_failure_ms = 10'000;
+};
+
+class Zygote;
+
+// A Launcher that forks instances whose spec has zygote_argv from that
+// function's zygote and starts everything else (and every fallback) with the
+// direct launcher. Thread-safe; launch may block for up to start_timeout_ms
+// when it has to start a zygote first.
+class ZygoteLauncher final : public Launcher {
+ public:
+  ZygoteLauncher(ProcessLauncher& direct, ZygoteOptions options);
+  ~ZygoteLauncher() override;
+
+  Result<Process> launch(const LaunchSpec& spec) override;
+  Layers layers() const override { return direct_.layers(); }
+
+  struct Counters {
+    int zygotes = 0;        // running now
+    int64_t forked = 0;     // instances forked from a zygote
+    int64_t fallbacks = 0;  // instances started directly because a zygote failed
+  };
+  Counters counters() const;
+  // The host pid of the zygote that serves instances like `spec`, -1 when none.
+  pid_t zygote_pid(const LaunchSpec& spec) const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<Zygote> zygote;
+    int64_t failed_at_ms = -1;  // >= 0: do not start another before retry_after_failure_ms
+  };
+  static std::string key_of(const LaunchSpec& spec);
+  bool eligible(const LaunchSpec& spec) const;
+  Result<std::shared_ptr<Zygote>> zygote_for(const std::string& key, const LaunchSpec& spec);
+  void stop_idle();
+
+  ProcessLauncher& direct_;
+  ZygoteOptions options_;
+  mutable std::mutex mu_;
+  std::map<std::string, Entry> zygotes_;
+  Counters counters_;
+};
+
+}  // namespace tamaya::sandbox

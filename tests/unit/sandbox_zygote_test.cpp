@@ -1,0 +1,261 @@
+// Instances forked from the Python zygote (sandbox/zygote.h) get every wall a
+// direct start gets, read back from inside: the function's module runs at
+// import (the runtime client imports it first) and prints what it sees, then
+// exits with a code the test gets back through the zygote (reap()).
+// Skipped where the host lacks the sandbox's layers (not root).
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "sandbox/host.h"
+#include "sandbox/launcher.h"
+#include "sandbox/setup.h"
+#include "sandbox/zygote.h"
+
+namespace tamaya::sandbox {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::steady_clock;
+
+constexpr uint32_t kUid = 201'345;
+constexpr int kExitCode = 3;
+
+// The function's module: what this process sees, then an exit the test checks.
+constexpr const char* kApp = R"(import os
+st = {}
+for line in open('/proc/self/status'):
+    k, _, v = line.partition(':')
+    st[k] = v.strip()
+tmp = [l.split()[3] for l in open('/proc/self/mounts') if l.split()[1] == '/tmp']
+cg = [l.strip() for l in open('/proc/self/cgroup') if ':pids:' in l or l.startswith('0::')]
+print('uid', st['Uid'].split()[0])
+print('gid', st['Gid'].split()[0])
+print('seccomp', st['Seccomp'])
+print('nnp', st['NoNewPrivs'])
+print('capeff', st['CapEff'])
+print('pid', os.getpid())
+print('pids', len([p for p in os.listdir('/proc') if p.isdigit()]))
+print('tmp', tmp[-1] if tmp else '')
+print('cgroup', cg[0].rsplit('/', 1)[1] if cg else '')
+print('env', os.environ.get('MARKER'))
+print('nofile', open('/proc/self/limits').read().count('Max open files            77'))
+import sys
+sys.stdout.flush()
+os._exit(3)
+)";
+
+struct Finished {
+  std::string out, err;
+  int status = -1;
+  pid_t pid = -1;
+  bool forked = false;  // came from a zygote (reaped through it)
+};
+
+class Zygotes : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(fs::temp_directory_path() / ("tamaya-zyg-" + std::to_string(getpid())));
+    fs::create_directories(*dir_ + "/code");
+    std::ofstream(*dir_ + "/code/app.py") << kApp;
+    fs::permissions(*dir_, fs::perms(0755));
+    fs::permissions(*dir_ + "/code", fs::perms(0755));
+    caps_ = new HostCapabilities(probe_host(*dir_ + "/sandbox"));
+    SandboxOptions options;
+    options.isolate = true;
+    options.host = *caps_;
+    options.root_dir = *dir_ + "/sandbox/root";
+    auto made = ProcessLauncher::create(options);
+    ASSERT_TRUE(made.ok()) << made.status().to_string();
+    direct_ = made->release();
+  }
+  static void TearDownTestSuite() {
+    delete direct_;
+    std::error_code ec;
+    fs::remove_all(*dir_, ec);
+    for (const std::string& base : {caps_->cgroup_memory, caps_->cgroup_pids, caps_->cgroup_cpu}) {
+      if (!base.empty()) rmdir(base.c_str());
+    }
+    delete caps_;
+    delete dir_;
+  }
+  void SetUp() override {
+    if (!caps_->namespaces || !caps_->uid_switch || !caps_->seccomp) {
+      GTEST_SKIP() << "host lacks the sandbox's layers: " << summary(*caps_);
+    }
+  }
+
+  static LaunchSpec python(const std::string& marker) {
+    const std::string runtimes = std::string(kRuntimesRoot);
+    LaunchSpec spec;
+    spec.argv = {"/usr/bin/python3", "-I", runtimes + "/python/bootstrap.py"};
+    spec.zygote_argv = {"/usr/bin/python3", "-I", runtimes + "/python/zygote.py"};
+    // Nothing listens there: the module's own exit comes first.
+    spec.env = {"PATH=/usr/bin:/bin", "MARKER=" + marker, "_HANDLER=app.handler",
+                "LAMBDA_TASK_ROOT=/var/task", "AWS_LAMBDA_RUNTIME_API=127.0.0.1:9"};
+    spec.cwd = kTaskRoot;
+    Isolation& iso = spec.isolation;
+    iso.enabled = true;
+    iso.name = "ztest-" + std::to_string(getpid()) + "-" + std::to_string(counter_++);
+    iso.uid = iso.gid = kUid;
+    iso.memory_bytes = 128ll << 20;
+    iso.pids_max = 64;
+    iso.tmp_bytes = 8ll << 20;
+    iso.code_dir = *dir_ + "/code";
+    iso.runtimes_dir = std::string(TAMAYA_SOURCE_DIR) + "/runtimes";
+    spec.limits.open_files = 77;
+    return spec;
+  }
+
+  static Finished run(Launcher& launcher, const LaunchSpec& spec) {
+    auto p = launcher.launch(spec);
+    EXPECT_TRUE(p.ok()) << p.status().to_string();
+    if (!p.ok()) return {};
+    Finished f;
+    f.pid = p->pid;
+    f.forked = p->exit_source != nullptr;
+    const auto deadline = steady_clock::now() + std::chrono::seconds(20);
+    bool exited = false, out_open = true, err_open = true;
+    while ((!exited || out_open || err_open) && steady_clock::now() < deadline) {
+      pollfd fds[3] = {{out_open ? p->stdout_fd : -1, POLLIN, 0},
+                       {err_open ? p->stderr_fd : -1, POLLIN, 0},
+                       {exited ? -1 : p->pidfd, POLLIN, 0}};
+      poll(fds, 3, 100);
+      char buf[4096];
+      for (int i = 0; i < 2; ++i) {
+        if (!fds[i].revents) continue;
+        ssize_t n = read(fds[i].fd, buf, sizeof buf);
+        if (n > 0) (i == 0 ? f.out : f.err).append(buf, size_t(n));
+        if (n == 0) (i == 0 ? out_open : err_open) = false;
+      }
+      if (fds[2].revents) exited = true;
+    }
+    auto status = reap(*p);
+    EXPECT_TRUE(status.ok()) << status.status().to_string();
+    if (status.ok()) f.status = *status;
+    close_fds(*p);
+    release(*p);
+    return f;
+  }
+
+  static std::map<std::string, std::string> fields(const std::string& out) {
+    std::map<std::string, std::string> m;
+    std::istringstream in(out);
+    for (std::string l; std::getline(in, l);) {
+      auto sp = l.find(' ');
+      if (sp != std::string::npos) m[l.substr(0, sp)] = l.substr(sp + 1);
+    }
+    return m;
+  }
+
+  static std::string* dir_;
+  static HostCapabilities* caps_;
+  static ProcessLauncher* direct_;
+  static int counter_;
+};
+
+std::string* Zygotes::dir_ = nullptr;
+HostCapabilities* Zygotes::caps_ = nullptr;
+ProcessLauncher* Zygotes::direct_ = nullptr;
+int Zygotes::counter_ = 0;
+
+TEST_F(Zygotes, ForkedInstanceIsWalledInLikeADirectOne) {
+  ZygoteLauncher zygotes(*direct_, {});
+  const LaunchSpec spec = python("first");
+  Finished f = run(zygotes, spec);
+  ASSERT_TRUE(f.forked) << f.err;
+  EXPECT_EQ(f.status, kExitCode << 8) << f.err;  // its own exit status, through the zygote
+  auto m = fields(f.out);
+  EXPECT_EQ(m["uid"], std::to_string(kUid)) << f.out << f.err;
+  EXPECT_EQ(m["gid"], std::to_string(kUid));
+  EXPECT_EQ(m["seccomp"], "2");
+  EXPECT_EQ(m["nnp"], "1");
+  EXPECT_EQ(m["capeff"], "0000000000000000");
+  EXPECT_EQ(m["pid"], "1");   // init of its own pid namespace
+  EXPECT_EQ(m["pids"], "1");  // and sees nothing else, not even the zygote
+  EXPECT_NE(m["tmp"].find("size=8192k"), std::string::npos) << m["tmp"];
+  EXPECT_EQ(m["env"], "first");
+  EXPECT_EQ(m["nofile"], "1");
+  if (caps_->cgroup != CgroupVersion::kNone && !caps_->cgroup_pids.empty()) {
+    EXPECT_EQ(m["cgroup"], spec.isolation.name);  // its own, not the zygote's
+  }
+  EXPECT_EQ(zygotes.counters().forked, 1);
+  EXPECT_EQ(zygotes.counters().zygotes, 1);
+}
+
+TEST_F(Zygotes, LaterInstancesComeFromTheSameZygoteWithTheirOwnEnvironment) {
+  ZygoteLauncher zygotes(*direct_, {});
+  Finished a = run(zygotes, python("a"));
+  const pid_t zygote = zygotes.zygote_pid(python("x"));
+  Finished b = run(zygotes, python("b"));
+  EXPECT_TRUE(a.forked && b.forked);
+  EXPECT_GT(zygote, 0);
+  EXPECT_EQ(zygotes.zygote_pid(python("x")), zygote);
+  EXPECT_EQ(fields(a.out)["env"], "a");
+  EXPECT_EQ(fields(b.out)["env"], "b");
+  EXPECT_EQ(zygotes.counters().forked, 2);
+}
+
+TEST_F(Zygotes, ADeadZygoteMeansADirectStart) {
+  ZygoteLauncher zygotes(*direct_, {});
+  ASSERT_TRUE(run(zygotes, python("before")).forked);
+  const pid_t zygote = zygotes.zygote_pid(python("x"));
+  ASSERT_GT(zygote, 0);
+  ASSERT_EQ(kill(zygote, SIGKILL), 0);
+  // The next start does not hang or fail: it is direct, with the same walls.
+  Finished f = run(zygotes, python("after"));
+  EXPECT_FALSE(f.forked);
+  EXPECT_EQ(f.status, kExitCode << 8) << f.err;
+  auto m = fields(f.out);
+  EXPECT_EQ(m["env"], "after");
+  EXPECT_EQ(m["seccomp"], "2");
+  EXPECT_EQ(zygotes.zygote_pid(python("x")), -1);
+}
+
+TEST_F(Zygotes, AnInstanceWhoseZygoteDiesIsReportedKilled) {
+  ZygoteLauncher zygotes(*direct_, {});
+  LaunchSpec spec = python("long");
+  // A module that waits: the zygote dies under it.
+  std::ofstream(*dir_ + "/code/wait.py") << "import time\ntime.sleep(30)\n";
+  for (auto& e : spec.env) {
+    if (e.rfind("_HANDLER=", 0) == 0) e = "_HANDLER=wait.handler";
+  }
+  auto p = zygotes.launch(spec);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  ASSERT_NE(p->exit_source, nullptr);
+  ASSERT_EQ(kill(zygotes.zygote_pid(spec), SIGKILL), 0);
+  pollfd pfd{p->pidfd, POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 10'000), 1);  // it went with its zygote's pid namespace
+  auto status = reap(*p);
+  ASSERT_TRUE(status.ok()) << status.status().to_string();
+  EXPECT_EQ(*status, SIGKILL);
+  close_fds(*p);
+  release(*p);
+}
+
+TEST_F(Zygotes, SpecsWithoutAZygoteStartDirectly) {
+  ZygoteLauncher zygotes(*direct_, {});
+  LaunchSpec spec = python("plain");
+  spec.zygote_argv.clear();
+  Finished f = run(zygotes, spec);
+  EXPECT_FALSE(f.forked);
+  EXPECT_EQ(fields(f.out)["env"], "plain") << f.err;
+  EXPECT_EQ(zygotes.counters().zygotes, 0);
+}
+
+TEST(SandboxSettings, UnknownPythonZygoteValueIsRefused) {
+  auto s = Sandbox::open("off", fs::temp_directory_path() / "tamaya-zyg-setting", "maybe");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("python_zygote"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tamaya::sandbox
