@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "common/time_format.h"
@@ -167,6 +168,18 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
                      {"total", total}}));
   }
 
+  static std::string sse_events(const std::vector<meter::LogEvent>& events) {
+    std::string text;
+    for (const auto& e : events) {
+      text += "data: ";
+      text +=
+          json{{"time_ms", e.time_ms}, {"request_id", e.request_id}, {"message", e.message}}.dump(
+              -1, ' ', false, json::error_handler_t::replace);
+      text += "\n\n";
+    }
+    return text;
+  }
+
   // One follower: the stream, its registration in the log store and its
   // heartbeat timer. Lives while the stream is open.
   struct Follow {
@@ -175,9 +188,29 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
     std::unique_ptr<asio::steady_timer> heartbeat;
   };
 
-  void stream_logs(net::Request, net::Params p, net::Responder respond) {
+  void stream_logs(net::Request req, net::Params p, net::Responder respond) {
     const std::string name = p["name"];
     if (auto f = s_.registry.get(name); !f.ok()) return respond(net::Response::error(f.status()));
+    // ?since_id=N: the stream starts with the stored lines after N, so a
+    // client that read the history up to N misses nothing and sees nothing
+    // twice (the lines still in the writer's queue are flushed first, and
+    // appends happen on this thread, so none slips in between).
+    std::optional<int64_t> since_id;
+    if (auto v = req.query_param("since_id")) {
+      try {
+        since_id = std::stoll(*v);
+      } catch (const std::exception&) {
+        return respond(net::Response::error(
+            Status::Invalid("since_id must be an integer (next_since_id of GET /logs)")));
+      }
+    }
+    std::vector<meter::LogEvent> backlog;
+    if (since_id) {
+      s_.logs.flush();
+      auto events = s_.logs.query(name, *since_id, meter::kMaxLogQueryLimit, "");
+      if (!events.ok()) return respond(net::Response::error(events.status()));
+      backlog = std::move(*events);
+    }
     if (open_streams_ >= s_.settings.logs_follow_max_streams) {
       return respond(net::Response::error(Status::Exhausted(fmt::format(
           "{} log streams are open, the most allowed (setting logs_follow_max_streams); close "
@@ -193,17 +226,11 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
         respond.stream(std::move(head), size_t(s_.settings.logs_follow_max_buffer_bytes));
     if (follow->stream->closed()) return;
     open_streams_++;
+    if (!backlog.empty()) follow->stream->write(sse_events(backlog));
     std::weak_ptr<Follow> weak = follow;
     asio::io_context& io = s_.io;
     follow->id = s_.logs.follow(name, [weak, &io](const std::vector<meter::LogEvent>& events) {
-      std::string text;
-      for (const auto& e : events) {
-        text += "data: ";
-        text +=
-            json{{"time_ms", e.time_ms}, {"request_id", e.request_id}, {"message", e.message}}.dump(
-                -1, ' ', false, json::error_handler_t::replace);
-        text += "\n\n";
-      }
+      std::string text = sse_events(events);
       // Usually already on the io_context (the dispatcher's observer).
       asio::dispatch(io, [weak, text = std::move(text)]() mutable {
         if (auto f = weak.lock()) f->stream->write(std::move(text));

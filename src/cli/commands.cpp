@@ -304,10 +304,10 @@ namespace {
 
 // Prints the events of a server-sent event stream of log lines until the
 // server ends it; the stream's comment lines (": keep-alive") are skipped.
-int follow_logs(const Context& ctx, const LogsOptions& options) {
+int follow_logs(const Context& ctx, const LogsOptions& options, int64_t since_id) {
   std::string pending;
   Status s = ctx.api.stream(
-      function_path(options.name) + "/logs/stream",
+      function_path(options.name) + "/logs/stream?since_id=" + std::to_string(since_id),
       [&](std::string_view chunk) {
         pending.append(chunk);
         size_t end;
@@ -368,8 +368,14 @@ int logs(const Context& ctx, const LogsOptions& options) {
   }
   ctx.out << std::flush;
   if (!options.follow) return kExitOk;
-  // Then new lines as they come (server-sent events), until interrupted.
-  return follow_logs(ctx, options);
+  // Then new lines as they come (server-sent events), until interrupted;
+  // the stream starts right after the last line printed.
+  int64_t next = 0;
+  if (answer->is_object() && answer->contains("next_since_id") &&
+      (*answer)["next_since_id"].is_number_integer()) {
+    next = (*answer)["next_since_id"].get<int64_t>();
+  }
+  return follow_logs(ctx, options, next);
 }
 
 }  // namespace tamaya::cli
