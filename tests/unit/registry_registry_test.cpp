@@ -1,7 +1,5 @@
 #include "registry/registry.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,34 +9,13 @@
 
 #include "registry/schema.h"
 #include "store/database.h"
+#include "zip_fixture.h"
 
 namespace tamaya::registry {
 namespace {
 
 namespace fs = std::filesystem;
-
-la_ssize_t append_cb(archive*, void* out, const void* buf, size_t n) {
-  static_cast<std::string*>(out)->append(static_cast<const char*>(buf), n);
-  return static_cast<la_ssize_t>(n);
-}
-
-std::string one_file_zip(const std::string& name, const std::string& content) {
-  std::string out;
-  archive* a = archive_write_new();
-  archive_write_set_format_zip(a);
-  archive_write_open(a, &out, nullptr, append_cb, nullptr);
-  archive_entry* e = archive_entry_new();
-  archive_entry_set_pathname(e, name.c_str());
-  archive_entry_set_filetype(e, AE_IFREG);
-  archive_entry_set_perm(e, 0644);
-  archive_entry_set_size(e, static_cast<la_int64_t>(content.size()));
-  archive_write_header(a, e);
-  archive_write_data(a, content.data(), content.size());
-  archive_entry_free(e);
-  archive_write_close(a);
-  archive_write_free(a);
-  return out;
-}
+using test_support::one_file_zip;
 
 class RegistryTest : public ::testing::Test {
  protected:

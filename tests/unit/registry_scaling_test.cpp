@@ -2,8 +2,6 @@
 // less concurrency_unreserved_min, provisioned concurrency per qualifier
 // (bounded by max_concurrency, the reservation or the unreserved pool), the
 // idle timeout, persistence across reopen, and the change listener.
-#include <archive.h>
-#include <archive_entry.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -13,34 +11,13 @@
 #include "registry/registry.h"
 #include "registry/schema.h"
 #include "store/database.h"
+#include "zip_fixture.h"
 
 namespace tamaya::registry {
 namespace {
 
 namespace fs = std::filesystem;
-
-la_ssize_t append_cb(archive*, void* out, const void* buf, size_t n) {
-  static_cast<std::string*>(out)->append(static_cast<const char*>(buf), n);
-  return static_cast<la_ssize_t>(n);
-}
-
-std::string one_file_zip(const std::string& content) {
-  std::string out;
-  archive* a = archive_write_new();
-  archive_write_set_format_zip(a);
-  archive_write_open(a, &out, nullptr, append_cb, nullptr);
-  archive_entry* e = archive_entry_new();
-  archive_entry_set_pathname(e, "app.py");
-  archive_entry_set_filetype(e, AE_IFREG);
-  archive_entry_set_perm(e, 0644);
-  archive_entry_set_size(e, static_cast<la_int64_t>(content.size()));
-  archive_write_header(a, e);
-  archive_write_data(a, content.data(), content.size());
-  archive_entry_free(e);
-  archive_write_close(a);
-  archive_write_free(a);
-  return out;
-}
+using test_support::one_file_zip;
 
 class ScalingTest : public ::testing::Test {
  protected:
@@ -69,7 +46,7 @@ class ScalingTest : public ::testing::Test {
   }
 
   Artifact put() {
-    auto a = artifacts_->put_zip(one_file_zip("def handler(e, c):\n  return 1\n"));
+    auto a = artifacts_->put_zip(one_file_zip("app.py", "def handler(e, c):\n  return 1\n"));
     EXPECT_TRUE(a.ok()) << a.status().to_string();
     return *a;
   }
