@@ -135,8 +135,9 @@ Status QueueStore::dead_letter(const DeadLetter& d) {
 Result<std::vector<Event>> QueueStore::load() {
   TAMAYA_ASSIGN_OR_RETURN(
       store::Statement st,
-      db_->prepare("SELECT id, function, qualifier, payload, trace_id, enqueued_ms, due_ms, "
-                   "invokes, throttles, leased_ms, trigger FROM event_queue ORDER BY enqueued_ms, rowid"));
+      db_->prepare(
+          "SELECT id, function, qualifier, payload, trace_id, enqueued_ms, due_ms, "
+          "invokes, throttles, leased_ms, trigger FROM event_queue ORDER BY enqueued_ms, rowid"));
   std::vector<Event> out;
   while (true) {
     TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());

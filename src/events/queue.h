@@ -30,11 +30,11 @@ struct Event {
   std::string payload;    // JSON bytes as accepted
   std::string trace_id;
   std::string trigger = "async";  // "schedule" for a schedule's fires
-  int64_t enqueued_ms = 0;  // the maximum event age counts from here
-  int64_t due_ms = 0;       // not delivered before this
-  int invokes = 0;          // times the function ran (approximateInvokeCount)
-  int throttles = 0;        // deliveries refused (429, system errors) in a row
-  int64_t leased_ms = 0;    // > 0: a delivery started and has not finished
+  int64_t enqueued_ms = 0;        // the maximum event age counts from here
+  int64_t due_ms = 0;             // not delivered before this
+  int invokes = 0;                // times the function ran (approximateInvokeCount)
+  int throttles = 0;              // deliveries refused (429, system errors) in a row
+  int64_t leased_ms = 0;          // > 0: a delivery started and has not finished
 };
 
 // An event that failed for good with no on-failure function to take it.
