@@ -89,24 +89,28 @@ DAEMON_PID=$!
 python3 "$ROOT/bench/invoke/admin.py" wait-http "$ADMIN/v1/health" "$START_TIMEOUT_S"
 
 cc -O2 -o "$TMP/bootstrap" "$ROOT/bench/invoke/echo_bootstrap.c"
+cc -O2 -o "$TMP/loadgen" "$HERE/loadgen.c"
 python3 "$HERE/load.py" setup "$ADMIN" "$TMP/bootstrap" "$A_MAX" "$A_DELAY_MS" "$B_MAX" "$B_MIN" \
   "$B_RESERVED"
 
 rss() { python3 "$HERE/load.py" rss "$DAEMON_PID"; }
 # Warm-up: B's path and A's instances, so no cold start is measured.
-python3 "$HERE/load.py" steady "$GATEWAY/b" 100 100 "$TMP/warm-b.json"
-python3 "$HERE/load.py" flood "$GATEWAY/a" "$A_MAX" 1 "$TMP/warm-a.json"
+# The clients are C (loadgen.c): a Python flood took a whole core from the
+# daemon on two cores.
+load() { "$TMP/loadgen" "$1" 127.0.0.1 "$GATEWAY_PORT" "${@:2}"; }
+load steady /b 100 100 "$TMP/warm-b.json"
+load flood /a "$A_MAX" 1 "$TMP/warm-a.json"
 
 RSS_BEFORE="$(rss)"
 echo "B alone: ${B_RATE}/s for ${SECONDS_PER_PHASE}s…" >&2
-python3 "$HERE/load.py" steady "$GATEWAY/b" "$B_RATE" "$B_COUNT" "$TMP/b-alone.json"
+load steady /b "$B_RATE" "$B_COUNT" "$TMP/b-alone.json"
 
 echo "B while A is flooded by $A_CONNECTIONS connections…" >&2
-timeout $((SECONDS_PER_PHASE + 60)) python3 "$HERE/load.py" flood "$GATEWAY/a" "$A_CONNECTIONS" \
-  $((SECONDS_PER_PHASE + 2)) "$TMP/a-flood.json" &
+timeout $((SECONDS_PER_PHASE + 60)) "$TMP/loadgen" flood 127.0.0.1 "$GATEWAY_PORT" /a \
+  "$A_CONNECTIONS" $((SECONDS_PER_PHASE + 2)) "$TMP/a-flood.json" &
 FLOOD_PID=$!
 sleep 1  # the flood is in full swing before B's measured phase starts
-python3 "$HERE/load.py" steady "$GATEWAY/b" "$B_RATE" "$B_COUNT" "$TMP/b-flood.json"
+load steady /b "$B_RATE" "$B_COUNT" "$TMP/b-flood.json"
 RSS_DURING="$(rss)"
 wait "$FLOOD_PID" || die "the flood client failed"
 FLOOD_PID=""

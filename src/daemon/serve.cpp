@@ -138,11 +138,8 @@ int serve(const cli::ServeOptions& options) {
   runtime::RuntimePaths paths{settings.python_path, settings.node_path, settings.runtimes_dir};
   dispatch::Dispatcher dispatcher(io, settings, paths, launcher, clock, &observer);
   // Scaling follows the registry: warm instances start now for every
-  // function, and again whenever a function changes. Deferred, so that a
-  // handler's own dispatcher.retire() of the old code comes first.
-  (**reg).set_listener([&](const std::string& name) {
-    boost::asio::post(io, [&, name] { dispatch::apply_scaling(dispatcher, **reg, artifacts, name); });
-  });
+  // function, and again whenever a function changes (the listener is set
+  // below, once the gateway and the event queue exist).
   for (const auto& f : (**reg).list()) dispatch::apply_scaling(dispatcher, **reg, artifacts, f.name);
 
   // Async invocations: the durable queue in a file of its own
@@ -238,6 +235,31 @@ int serve(const cli::ServeOptions& options) {
     spdlog::critical("cannot start the API gateway error={}", gw.status().message());
     return 1;
   }
+
+  // Every registry change re-applies the function's scaling. Deferred, so
+  // that a handler's own dispatcher.retire() of the old code comes first.
+  // A deleted function also loses what other modules keep under its name,
+  // as Lambda's DeleteFunction drops its URL configs and its
+  // EventInvokeConfig (schedules stay, as EventBridge's do, and their fires
+  // fail into the dead-letter table).
+  (**reg).set_listener([&](const std::string& name) {
+    boost::asio::post(io, [&, name] {
+      dispatch::apply_scaling(dispatcher, **reg, artifacts, name);
+      if ((**reg).get(name).status().code() != Code::kNotFound) return;
+      for (const auto& [qualifier, url] : (**gw).list_function_urls(name)) {
+        if (Status st = (**gw).delete_function_url(name, qualifier); !st.ok()) {
+          spdlog::error("function URL of deleted function not removed function={} error={}", name,
+                        st.message());
+        }
+      }
+      async_queue.delete_config(name, [name](Status st) {
+        if (!st.ok() && st.code() != Code::kNotFound) {
+          spdlog::error("event invoke config of deleted function not removed function={} error={}",
+                        name, st.message());
+        }
+      });
+    });
+  });
 
   net::Router router;
   api::Services api_services{**reg, artifacts, dispatcher, **logs, settings, clock};

@@ -187,3 +187,27 @@ def test_api_key_daily_quota_survives_a_restart(daemon_factory, tmp_path):
     # Until the next UTC midnight.
     now = time.time()
     assert abs(int(r.headers["Retry-After"]) - (86400 - now % 86400)) < 60
+
+
+def test_deleting_a_function_drops_its_url_and_event_invoke_config(fn):
+    """As Lambda's DeleteFunction: a new function of the same name starts without the old one's
+    function URL (its address answers 404) or EventInvokeConfig."""
+    r = fn.post_json("/2021-10-31/functions/urlfn/url", {"AuthType": "NONE"})
+    assert r.status_code == 201, r.text
+    path = url_path(fn, r.json()["FunctionUrl"])
+    r = fn.request("PUT", "/v1/functions/urlfn/event-invoke-config", json={"max_event_age_s": 120})
+    assert r.status_code == 200, r.text
+    assert curl(path)[0] == 200
+
+    r = fn.request("DELETE", "/v1/functions/urlfn")
+    assert r.status_code in (200, 204), r.text
+    fn.deploy("urlfn", "gw_echo", timeout_s=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the config's removal commits on the queue's writer
+        if fn.get("/2019-09-25/functions/urlfn/event-invoke-config").status_code == 404:
+            break
+        time.sleep(0.05)
+    assert fn.get("/2019-09-25/functions/urlfn/event-invoke-config").status_code == 404
+    assert fn.get("/2021-10-31/functions/urlfn/url").status_code == 404
+    status, _, body = curl(path)
+    assert status == 404, body
