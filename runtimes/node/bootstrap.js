@@ -9,7 +9,6 @@
 
 'use strict';
 
-const http = require('http');
 const path = require('path');
 const fs = require('fs');
 
@@ -143,6 +142,77 @@ function logError(label, err) {
 
 // --- Runtime API client -------------------------------------------------------------------
 
+// A head larger than this is not an answer from the Runtime API.
+const MAX_HEAD_BYTES = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+/** Status line and headers of an answer; header names lower-cased, as `http` gives them. */
+function parseHead(text) {
+  const lines = text.split('\r\n');
+  const status = lines[0].split(' ', 3);
+  const code = Number(status[1]);
+  if (status.length < 2 || !Number.isInteger(code)) {
+    throw new Error(`the Runtime API sent a malformed status line ${JSON.stringify(lines[0])}`);
+  }
+  const headers = {};
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+  }
+  const te = headers['transfer-encoding'];
+  const length = Number(headers['content-length'] || 0);
+  if (!Number.isSafeInteger(length) || length < 0) {
+    throw new Error(`the Runtime API sent a bad Content-Length ${headers['content-length']}`);
+  }
+  return {
+    status: code,
+    headers,
+    chunked: te !== undefined && te.toLowerCase().includes('chunked'),
+    length,
+    close:
+      (headers.connection || '').toLowerCase() === 'close' || status[0] === 'HTTP/1.0',
+  };
+}
+
+/**
+ * Decodes a complete chunked body at the start of `buf`: [body, bytes used], or null while
+ * more bytes are needed.
+ */
+function decodeChunked(buf) {
+  const parts = [];
+  let pos = 0;
+  for (;;) {
+    const eol = buf.indexOf('\r\n', pos);
+    if (eol < 0) return null;
+    const size = parseInt(buf.latin1Slice(pos, eol).split(';')[0].trim() || '0', 16);
+    if (!Number.isInteger(size) || size < 0) throw new Error('the Runtime API sent a bad chunk');
+    pos = eol + 2;
+    if (size === 0) {
+      // Trailers end with an empty line.
+      for (;;) {
+        const end = buf.indexOf('\r\n', pos);
+        if (end < 0) return null;
+        const empty = end === pos;
+        pos = end + 2;
+        if (empty) return [Buffer.concat(parts), pos];
+      }
+    }
+    if (buf.length < pos + size + 2) return null;
+    parts.push(buf.subarray(pos, pos + size));
+    pos += size + 2;
+  }
+}
+
+/**
+ * HTTP/1.1 on one kept-alive `net` socket. Requests may be pipelined (answers come in order),
+ * so an invocation's response and the next GET go out in one write. The socket is unref'd
+ * whenever no answer is awaited, so it never holds the event loop open: the 'beforeExit'
+ * that callbackWaitsForEmptyEventLoop depends on still fires.
+ */
 class RuntimeApiClient {
   constructor(address) {
     const colon = address.lastIndexOf(':');
@@ -155,45 +225,162 @@ class RuntimeApiClient {
     }
     this.hostname = address.slice(0, colon).replace(/^\[|\]$/g, '');
     this.port = port;
-    // One kept-alive socket; the agent unrefs it while idle so that it never holds the event
-    // loop open (callbackWaitsForEmptyEventLoop depends on the loop being able to drain).
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    this.hostHeader = address;
+    this.socket = null;
+    // Requests written and not answered yet, in order: { data, label, resolve, reject }.
+    this.pending = [];
+    this.input = EMPTY; // bytes of the answer being read
+    this.answer = null; // its parsed head, once complete
+    this.answered = 0; // answers read on this socket (a reused socket may be retried)
+    this.retried = false;
+    this.prefetched = null; // the answer to a GET /next sent behind the last POST
+    this.nextRequest = this.encode('GET', '/invocation/next');
   }
 
-  request(method, urlPath, body, headers, retried = false) {
-    return new Promise((resolve, reject) => {
-      const options = {
-        hostname: this.hostname,
-        port: this.port,
-        path: API_PREFIX + urlPath,
-        method,
-        agent: this.agent,
-        headers: Object.assign({ 'User-Agent': 'tamaya-node-runtime/1' }, headers),
-      };
-      if (body !== undefined) options.headers['Content-Length'] = Buffer.byteLength(body);
-      const req = http.request(options, (res) => {
-        const chunks = [];
-        res.on('data', (chunk) => chunks.push(chunk));
-        res.on('end', () =>
-          resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on('error', reject);
-      });
-      req.on('error', (e) => {
-        // A kept-alive socket the server closed while idle fails on reuse; one retry on a
-        // fresh connection is what HTTP clients do.
-        if (!retried && req.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
-          resolve(this.request(method, urlPath, body, headers, true));
+  encode(method, urlPath, body, headers) {
+    let head =
+      `${method} ${API_PREFIX}${urlPath} HTTP/1.1\r\nHost: ${this.hostHeader}\r\n` +
+      'User-Agent: tamaya-node-runtime/1\r\n';
+    if (headers) for (const name of Object.keys(headers)) head += `${name}: ${headers[name]}\r\n`;
+    if (body === undefined) return Buffer.from(head + '\r\n', 'latin1');
+    const bodyBytes = Buffer.byteLength(body);
+    head += `Content-Length: ${bodyBytes}\r\n\r\n`;
+    const data = Buffer.allocUnsafe(head.length + bodyBytes);
+    data.latin1Write(head, 0);
+    data.utf8Write(body, head.length);
+    return data;
+  }
+
+  connect() {
+    const socket = require('net').connect({ host: this.hostname, port: this.port });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk) => this.onData(socket, chunk));
+    socket.on('error', (e) => {
+      socket.lastError = e;
+    });
+    socket.on('close', () => this.onClose(socket));
+    this.socket = socket;
+    this.input = EMPTY;
+    this.answer = null;
+    this.answered = 0;
+    return socket;
+  }
+
+  /** Writes the requests at once; one promise per request for its answer. */
+  send(requests) {
+    const socket = this.socket || this.connect();
+    const promises = requests.map(
+      ([data, label]) =>
+        new Promise((resolve, reject) => this.pending.push({ data, label, resolve, reject })),
+    );
+    socket.ref();
+    socket.write(requests.length === 1 ? requests[0][0] : Buffer.concat(requests.map((r) => r[0])));
+    return promises;
+  }
+
+  onData(socket, chunk) {
+    if (socket !== this.socket) return;
+    let input = chunk;
+    const partial = this.answer;
+    if (partial !== null && partial.body !== undefined) {
+      // The rest of a large body: copied into its buffer, not joined chunk by chunk.
+      const n = Math.min(chunk.length, partial.length - partial.filled);
+      chunk.copy(partial.body, partial.filled, 0, n);
+      partial.filled += n;
+      if (partial.filled < partial.length) return;
+      input = chunk.subarray(n);
+    } else if (this.input.length) {
+      input = Buffer.concat([this.input, chunk]);
+    }
+    try {
+      for (;;) {
+        if (this.answer === null) {
+          const end = input.indexOf('\r\n\r\n');
+          if (end < 0) {
+            if (input.length > MAX_HEAD_BYTES) throw new Error('the Runtime API sent a huge head');
+            break;
+          }
+          this.answer = parseHead(input.latin1Slice(0, end));
+          input = input.subarray(end + 4);
+        }
+        const answer = this.answer;
+        let body;
+        if (answer.chunked) {
+          const decoded = decodeChunked(input);
+          if (decoded === null) break;
+          [body] = decoded;
+          input = input.subarray(decoded[1]);
+        } else if (answer.body !== undefined) {
+          body = answer.body; // filled above
+        } else if (input.length < answer.length) {
+          answer.body = Buffer.allocUnsafe(answer.length);
+          answer.filled = input.copy(answer.body);
+          input = EMPTY;
+          break;
+        } else {
+          body = input.subarray(0, answer.length);
+          input = input.subarray(answer.length);
+        }
+        this.answer = null;
+        this.answered++;
+        this.retried = false;
+        const request = this.pending.shift();
+        if (request) request.resolve({ status: answer.status, headers: answer.headers, body });
+        if (answer.close) {
+          // Whatever was pipelined behind this answer goes out again on a new connection.
+          this.socket = null;
+          this.input = EMPTY;
+          socket.destroy();
+          if (this.pending.length > 0) this.resend();
           return;
         }
-        reject(new Error(`${method} ${urlPath} to the Runtime API failed: ${e.message}`));
-      });
-      req.end(body);
-    });
+        if (input.length === 0) break;
+      }
+    } catch (e) {
+      socket.lastError = e;
+      this.input = EMPTY;
+      socket.destroy();
+      return;
+    }
+    this.input = input.length ? input : EMPTY;
+    if (this.pending.length === 0) socket.unref();
+  }
+
+  onClose(socket) {
+    if (socket !== this.socket) return;
+    this.socket = null;
+    const started = this.answer !== null || this.input.length > 0;
+    this.input = EMPTY;
+    this.answer = null;
+    if (this.pending.length === 0) return;
+    // A kept-alive connection that the server closed while idle fails before any byte of the
+    // answer arrives; one retry on a fresh connection is what HTTP clients do.
+    if (!started && this.answered > 0 && !this.retried) {
+      this.retried = true;
+      this.resend();
+      return;
+    }
+    const requests = this.pending;
+    this.pending = [];
+    const e = socket.lastError;
+    const why = e ? e.message : 'the connection closed before the answer';
+    for (const r of requests) {
+      r.reject(new Error(`${r.label} to the Runtime API failed: ${why}`));
+    }
+  }
+
+  /** Sends every unanswered request again, on a new connection. */
+  resend() {
+    const socket = this.connect();
+    socket.ref();
+    socket.write(Buffer.concat(this.pending.map((r) => r.data)));
   }
 
   async nextInvocation() {
-    const res = await this.request('GET', '/invocation/next');
+    let answer = this.prefetched;
+    this.prefetched = null;
+    if (answer === null) [answer] = this.send([[this.nextRequest, 'GET /invocation/next']]);
+    const res = await answer;
     if (res.status !== 200) {
       throw new Error(
         `GET /invocation/next answered ${res.status}: ${res.body.toString('utf8', 0, 200)}`,
@@ -202,8 +389,20 @@ class RuntimeApiClient {
     return res;
   }
 
-  async post(urlPath, body, headers) {
-    const res = await this.request('POST', urlPath, body, headers);
+  /** POSTs; with `thenNext`, GET /next is pipelined behind it for nextInvocation() to take. */
+  async post(urlPath, body, headers, thenNext = false) {
+    const request = [this.encode('POST', urlPath, body, headers), `POST ${urlPath}`];
+    let answer;
+    if (thenNext) {
+      let next;
+      [answer, next] = this.send([request, [this.nextRequest, 'GET /invocation/next']]);
+      // Awaited by the next handleOnce(); until then a failure must not count as unhandled.
+      next.catch(noop);
+      this.prefetched = next;
+    } else {
+      [answer] = this.send([request]);
+    }
+    const res = await answer;
     if (res.status >= 300) {
       // The daemon has already decided the outcome; say so where the function's logs go.
       process.stderr.write(
@@ -214,12 +413,15 @@ class RuntimeApiClient {
   }
 
   postResponse(id, bodyString) {
-    return this.post(`/invocation/${encodeURIComponent(id)}/response`, bodyString, {
-      'Content-Type': 'application/json',
-    });
+    return this.post(
+      `/invocation/${encodeURIComponent(id)}/response`,
+      bodyString,
+      { 'Content-Type': 'application/json' },
+      true,
+    );
   }
 
-  postError(urlPath, error) {
+  postError(urlPath, error, thenNext = false) {
     const body = toErrorBody(error);
     let bodyString;
     try {
@@ -227,14 +429,20 @@ class RuntimeApiClient {
     } catch (_) {
       bodyString = JSON.stringify({ errorType: String(body.errorType), errorMessage: '' });
     }
-    return this.post(urlPath, bodyString, {
-      'Content-Type': 'application/json',
-      [ERROR_TYPE_HEADER]: String(body.errorType).replace(/[^\x20-\x7e]/g, '?'),
-    });
+    return this.post(
+      urlPath,
+      bodyString,
+      {
+        'Content-Type': 'application/json',
+        [ERROR_TYPE_HEADER]: String(body.errorType).replace(/[^\x20-\x7e]/g, '?'),
+      },
+      thenNext,
+    );
   }
 
-  postInvocationError(id, error) {
-    return this.postError(`/invocation/${encodeURIComponent(id)}/error`, error);
+  /** `thenNext` only when the runtime goes on serving: a crashing one must not take an event. */
+  postInvocationError(id, error, thenNext = false) {
+    return this.postError(`/invocation/${encodeURIComponent(id)}/error`, error, thenNext);
   }
 
   postInitError(error) {
@@ -410,7 +618,7 @@ class Runtime {
             'it resolved or rejected. Make sure every promise the handler awaits settles.',
         );
         logError('Invoke Error', err);
-        this.client.postInvocationError(id, err).then(() => this.scheduleNext(), fatal);
+        this.client.postInvocationError(id, err, true).then(() => this.scheduleNext(), fatal);
       } else {
         // A sync or callback handler that never called back succeeds with null, as in Lambda.
         this.client.postResponse(id, 'null').then(() => this.scheduleNext(), fatal);
@@ -449,7 +657,7 @@ class Runtime {
 
     const postError = (err) => {
       logError('Invoke Error', err);
-      this.client.postInvocationError(id, err).then(next, fatal);
+      this.client.postInvocationError(id, err, true).then(next, fatal);
     };
     const complete = (result) => {
       if (completed) {

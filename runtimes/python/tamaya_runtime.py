@@ -15,8 +15,11 @@ import time
 
 API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
-# One recv() size; bodies larger than this are read in several calls.
-RECV_CHUNK_BYTES = 256 * 1024
+# One recv() size: an ordinary event and its headers arrive in one call. Larger bodies are read
+# straight into a buffer of their own size. Not larger: CPython allocates the full size for
+# each recv() and, above glibc's mmap threshold (128 KiB), that is an mmap, mremap and munmap
+# per call, which cost more than the rest of a warm invocation.
+RECV_CHUNK_BYTES = 16 * 1024
 # awslambdaric writes multi-line error records with these so a record stays one line.
 ERROR_LOG_LINE_TERMINATE = "\r"
 ERROR_LOG_IDENT = "\u00a0"
@@ -127,7 +130,8 @@ class RuntimeApiClient:
     """HTTP/1.1 over one kept-alive TCP connection, on the raw _socket module.
 
     http.client costs ~60 ms of imports (email, re, ...); the Runtime API needs only
-    GET/POST with Content-Length bodies, so a small client is enough.
+    GET/POST with Content-Length bodies, so a small client is enough. Each invocation costs
+    one write and usually one read: the response (or error) and the next GET are pipelined.
     """
 
     def __init__(self, address):
@@ -142,6 +146,20 @@ class RuntimeApiClient:
         self.host_header = address
         self.sock = None
         self.buf = b""
+        # SO_RCVLOWAT of the socket, and what it is set to while waiting for a pipelined pair
+        # (see post_and_next); 0 means the kernel refused it: always 1.
+        self.lowat = 1
+        self.pair_lowat = 1
+        self.answer_bytes = 0  # size of the last answer read, head and body
+        self.next_request = self._encode("GET", API_PREFIX + "/invocation/next", None, None)
+        # The fixed parts of POST /invocation/{id}/response, built once.
+        self.response_head = (
+            f"POST {API_PREFIX}/invocation/".encode("latin-1"),
+            (
+                f"/response HTTP/1.1\r\nHost: {self.host_header}\r\n"
+                "User-Agent: tamaya-python-runtime/1\r\nContent-Type: "
+            ).encode("latin-1", "replace"),
+        )
 
     def _connect(self):
         host = self.host
@@ -162,6 +180,7 @@ class RuntimeApiClient:
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             self.sock = sock
             self.buf = b""
+            self.lowat = 1
             return
         raise ApiError(f"cannot connect to the Runtime API at {self.host_header}: {last_error}")
 
@@ -171,8 +190,7 @@ class RuntimeApiClient:
             self.sock = None
         self.buf = b""
 
-    def request(self, method, path, body=None, headers=None):
-        """Returns (status, lowercase headers dict, body bytes)."""
+    def _encode(self, method, path, body, headers):
         head = [f"{method} {path} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
         head.append("User-Agent: tamaya-python-runtime/1\r\n")
         if body is not None:
@@ -182,8 +200,10 @@ class RuntimeApiClient:
                 head.append(f"{name}: {value}\r\n")
         head.append("\r\n")
         data = "".join(head).encode("latin-1", "replace")
-        if body:
-            data += body
+        return data + body if body else data
+
+    def _exchange(self, data, what):
+        """Sends `data` (one or more requests) and reads the first answer."""
         for attempt in (1, 2):
             reused = self.sock is not None
             try:
@@ -197,15 +217,29 @@ class RuntimeApiClient:
                 # byte of the answer arrives; one retry on a fresh connection is the usual cure.
                 if reused and attempt == 1:
                     continue
-                raise ApiError(f"{method} {path} to the Runtime API failed: {e}") from None
+                raise ApiError(f"{what} to the Runtime API failed: {e}") from None
             except OSError as e:
                 self._close()
-                raise ApiError(f"{method} {path} to the Runtime API failed: {e}") from None
+                raise ApiError(f"{what} to the Runtime API failed: {e}") from None
             except ApiError:
                 self._close()
                 raise
 
+    def request(self, method, path, body=None, headers=None):
+        """Returns (status, lowercase headers dict, body bytes)."""
+        return self._exchange(self._encode(method, path, body, headers), f"{method} {path}")
+
+    def _set_lowat(self, n):
+        if self.lowat != n and self.pair_lowat:
+            try:
+                self.sock.setsockopt(_socket.SOL_SOCKET, _SO_RCVLOWAT, n)
+                self.lowat = n
+            except OSError:
+                self.pair_lowat = 0
+
     def _recv(self):
+        if self.lowat != 1:
+            self._set_lowat(1)
         chunk = self.sock.recv(RECV_CHUNK_BYTES)
         if not chunk:
             raise ApiError("the Runtime API closed the connection in the middle of an answer")
@@ -234,18 +268,30 @@ class RuntimeApiClient:
             headers[name.strip().lower()] = value.strip()
         if "chunked" in headers.get("transfer-encoding", "").lower():
             body, buf = self._read_chunked(buf)
+            self.answer_bytes = 0
         else:
             length = int(headers.get("content-length", "0") or "0")
             if len(buf) < length:
-                # Collect and join once: appending to bytes would copy a 6 MB event ~100 times.
-                parts = [buf]
+                # Read the rest straight into one buffer of the body's size: no list of
+                # chunks to join, no recv buffer larger than the message.
+                body = bytearray(length)
                 have = len(buf)
+                body[:have] = buf
+                view = memoryview(body)
+                if self.lowat != 1:
+                    self._set_lowat(1)
                 while have < length:
-                    chunk = self._recv()
-                    parts.append(chunk)
-                    have += len(chunk)
-                buf = b"".join(parts)
-            body, buf = buf[:length], buf[length:]
+                    n = self.sock.recv_into(view[have:])
+                    if not n:
+                        raise ApiError(
+                            "the Runtime API closed the connection in the middle of an answer"
+                        )
+                    have += n
+                view.release()
+                body, buf = bytes(body), b""
+            else:
+                body, buf = buf[:length], buf[length:]
+            self.answer_bytes = end + 4 + length
         self.buf = buf
         if headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
             self._close()
@@ -271,16 +317,17 @@ class RuntimeApiClient:
             body.append(buf[:size])
             buf = buf[size + 2 :]
 
-    def next_invocation(self):
-        status, headers, body = self.request("GET", API_PREFIX + "/invocation/next")
+    def _check_next(self, status, headers, body):
         if status != 200:
             raise ApiError(
                 f"GET /invocation/next answered {status}: {body[:200].decode('utf-8', 'replace')}"
             )
         return headers, body
 
-    def post(self, path, body, headers=None):
-        status, _, answer = self.request("POST", API_PREFIX + path, body, headers)
+    def next_invocation(self):
+        return self._check_next(*self._exchange(self.next_request, "GET /invocation/next"))
+
+    def _report(self, path, status, answer):
         if status >= 300:
             # The daemon has already decided the outcome (e.g. too large, unknown id); all the
             # runtime can do is say so where the function's logs go and fetch the next event.
@@ -288,7 +335,56 @@ class RuntimeApiClient:
                 f"tamaya runtime: POST {path} answered {status}: "
                 f"{answer[:500].decode('utf-8', 'replace')}\n"
             )
+
+    def post(self, path, body, headers=None):
+        status, _, answer = self.request("POST", API_PREFIX + path, body, headers)
+        self._report(path, status, answer)
         return status
+
+    def post_and_next(self, request_id, body, content_type, error_type=None):
+        """Reports an invocation's outcome and asks for the next one in a single write.
+
+        The GET is pipelined behind the POST (HTTP/1.1, answered in order), so an invocation
+        costs the function one write and the daemon one read. While the pair is out, the
+        socket's SO_RCVLOWAT is one byte more than the POST's answer (learnt from the first
+        one), so the kernel wakes the process once, when the next event starts to arrive,
+        instead of once for the 202 and again for the event: the daemon answers a POST at once
+        and the event may come much later. It cannot hang: the answer to the GET (status line
+        and Lambda headers) is longer than the margin, and a closed connection wakes the read
+        anyway. Every other read runs with SO_RCVLOWAT 1. Returns the next invocation's
+        (headers, body) as next_invocation() does.
+        """
+        if error_type is None:
+            prefix, middle = self.response_head
+            rid = request_id.encode("latin-1", "replace")
+            data = b"%s%s%s%s\r\nContent-Length: %d\r\n\r\n%s%s" % (
+                prefix, rid, middle, content_type.encode("latin-1"), len(body), body,
+                self.next_request,
+            )
+            path = f"/invocation/{request_id}/response"
+        else:
+            path = f"/invocation/{request_id}/error"
+            headers = {"Content-Type": content_type, ERROR_TYPE_HEADER: error_type}
+            data = self._encode("POST", API_PREFIX + path, body, headers) + self.next_request
+        if self.sock is not None and not self.buf and self.pair_lowat > 1:
+            self._set_lowat(self.pair_lowat)
+        status, _, answer = self._exchange(data, f"POST {path}")
+        if self.pair_lowat and status == 202:
+            # Next time, sleep until the 202 *and* the start of the next event are there.
+            self.pair_lowat = self.answer_bytes + 1
+        self._report(path, status, answer)
+        if self.sock is None:
+            # The server closed the connection after answering the POST (Connection: close):
+            # the pipelined GET went unanswered, so ask again on a new connection.
+            return self.next_invocation()
+        if not self.buf and self.lowat != 1:
+            # Woken by the POST's answer alone: the rest is one ordinary answer.
+            self._set_lowat(1)
+        try:
+            return self._check_next(*self._read_response())
+        except (_EmptyReply, OSError):
+            self._close()
+            return self.next_invocation()
 
     def post_init_error(self, error):
         body = json_dumps(error).encode("utf-8")
@@ -297,6 +393,10 @@ class RuntimeApiClient:
             body,
             {"Content-Type": "application/json", ERROR_TYPE_HEADER: error["errorType"]},
         )
+
+
+# Linux's value where _socket lacks the name.
+_SO_RCVLOWAT = getattr(_socket, "SO_RCVLOWAT", 18)
 
 
 class _EmptyReply(ConnectionError):
@@ -568,33 +668,35 @@ def _flush_output():
         pass
 
 
-def handle_invocation(client, handler, headers, body):
+def handle_invocation(handler, headers, body):
+    """Runs one invocation; returns (request id, body, content type, error type or None)."""
     global _current_request_id
-    request_id = headers.get("lambda-runtime-aws-request-id", "")
+    get = headers.get
+    request_id = get("lambda-runtime-aws-request-id", "")
     _current_request_id = request_id
-    trace_id = headers.get("lambda-runtime-trace-id")
+    trace_id = get("lambda-runtime-trace-id")
     if trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
-    else:
-        os.environ.pop("_X_AMZN_TRACE_ID", None)
+    elif "_X_AMZN_TRACE_ID" in os.environ:
+        del os.environ["_X_AMZN_TRACE_ID"]
 
-    error = None
     try:
         try:
-            deadline_ms = int(headers.get("lambda-runtime-deadline-ms") or 0)
+            deadline_ms = int(get("lambda-runtime-deadline-ms") or 0)
         except ValueError:
             deadline_ms = 0
         context = LambdaContext(
             request_id,
-            _parse_json_header(headers.get("lambda-runtime-client-context"), "Client Context"),
-            _parse_json_header(
-                headers.get("lambda-runtime-cognito-identity"), "Cognito Identity"
-            ),
+            _parse_json_header(get("lambda-runtime-client-context"), "Client Context"),
+            _parse_json_header(get("lambda-runtime-cognito-identity"), "Cognito Identity"),
             deadline_ms,
-            headers.get("lambda-runtime-invoked-function-arn"),
+            get("lambda-runtime-invoked-function-arn"),
         )
-        content_type = headers.get("content-type", "application/json")
-        if content_type.split(";")[0].strip() in ("application/json", ""):
+        content_type = get("content-type", "application/json")
+        if content_type == "application/json" or content_type.split(";")[0].strip() in (
+            "application/json",
+            "",
+        ):
             try:
                 event = json_loads(body.decode("utf-8"))
             except Exception as e:
@@ -605,25 +707,20 @@ def handle_invocation(client, handler, headers, body):
             event = body
         result = handler(event, context)
         if isinstance(result, bytes):
-            payload, result_type = result, "application/unknown"
-        else:
-            try:
-                payload = json_dumps(result).encode("utf-8")
-            except Exception as e:
-                raise FaultError(
-                    "Runtime.MarshalError", f"Unable to marshal response: {e}"
-                ) from None
-            result_type = "application/json"
+            _flush_output()
+            return request_id, result, "application/unknown", None
+        try:
+            payload = json_dumps(result).encode("utf-8")
+        except Exception as e:
+            raise FaultError("Runtime.MarshalError", f"Unable to marshal response: {e}") from None
+        _flush_output()
+        return request_id, payload, "application/json", None
     except FaultError as e:
         error = make_error(e.message, e.error_type, e.trace, request_id)
     except Exception as e:
         error = error_from_exception(e, request_id)
 
     _flush_output()
-    path = f"/invocation/{request_id}"
-    if error is None:
-        client.post(path + "/response", payload, {"Content-Type": result_type})
-        return
     log_error(error)
     try:
         error_body = json_dumps(error).encode("utf-8")
@@ -633,11 +730,7 @@ def handle_invocation(client, handler, headers, body):
         error_body = json_dumps(
             make_error(repr(error["errorMessage"]), error["errorType"], [], request_id)
         ).encode("utf-8", "replace")
-    client.post(
-        path + "/error",
-        error_body,
-        {"Content-Type": "application/json", ERROR_TYPE_HEADER: error["errorType"]},
-    )
+    return request_id, error_body, "application/json", error["errorType"]
 
 
 def main():
@@ -674,9 +767,9 @@ def main():
         client.post_init_error(error)
         return 1
 
+    headers, body = client.next_invocation()
     while True:
-        headers, body = client.next_invocation()
-        handle_invocation(client, handler, headers, body)
+        headers, body = client.post_and_next(*handle_invocation(handler, headers, body))
 
 
 def run():

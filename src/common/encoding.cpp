@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 
 namespace tamaya {
@@ -91,8 +92,20 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::string new_request_id() {
+  // RAND_bytes costs a getpid() syscall (OpenSSL's fork check) and a DRBG
+  // round per call, once per invocation: draw 4 KiB at a time instead. Per
+  // thread, so no lock; the daemon's children exec before making ids.
+  thread_local std::array<unsigned char, 4096> pool{};
+  thread_local size_t used = pool.size();
+  if (used + 16 > pool.size()) {
+    if (RAND_bytes(pool.data(), int(pool.size())) != 1) {
+      throw std::runtime_error("RAND_bytes failed");
+    }
+    used = 0;
+  }
   std::array<unsigned char, 16> b{};
-  if (RAND_bytes(b.data(), int(b.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+  std::memcpy(b.data(), pool.data() + used, b.size());
+  used += b.size();
   b[6] = (b[6] & 0x0F) | 0x40;
   b[8] = (b[8] & 0x3F) | 0x80;
   static constexpr char kHex[] = "0123456789abcdef";

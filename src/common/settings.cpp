@@ -134,6 +134,8 @@ const std::map<std::string, Field>& fields() {
       {"python_path", str_field(&Settings::python_path)},
       {"python_zygote", str_field(&Settings::python_zygote)},
       {"python_zygote_start_timeout_ms", int_field(&Settings::python_zygote_start_timeout_ms)},
+      {"node_pool_size", int_field(&Settings::node_pool_size)},
+      {"node_pool_start_timeout_ms", int_field(&Settings::node_pool_start_timeout_ms)},
       {"node_path", str_field(&Settings::node_path)},
       {"runtimes_dir", str_field(&Settings::runtimes_dir)},
       {"sandbox_isolation", str_field(&Settings::sandbox_isolation)},

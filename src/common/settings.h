@@ -29,8 +29,8 @@ struct Settings {
   int http_idle_timeout_ms = 60'000;    // keep-alive connections idle longer are closed
 
   // Invocation limits (Lambda's).
-  int64_t invoke_max_payload_bytes = 6 << 20;               // request payload
-  int64_t runtime_max_response_bytes = (6 << 20) + 100;      // function response
+  int64_t invoke_max_payload_bytes = 6 << 20;            // request payload
+  int64_t runtime_max_response_bytes = (6 << 20) + 100;  // function response
 
   // Code artifacts.
   int64_t artifact_max_zip_bytes = 50ll << 20;
@@ -62,10 +62,11 @@ struct Settings {
   // Loopback by default so a test or a laptop never exposes functions by
   // accident; set gateway_host=0.0.0.0 to serve other machines.
   std::string gateway_host = "127.0.0.1";
-  int gateway_port = 8080;                       // 0 picks a free port
-  int gateway_integration_timeout_ms = 30'000;   // a route's default: then 504
-  int64_t gateway_max_body_bytes = 6 << 20;      // request body (Lambda's sync payload)
-  int64_t gateway_async_max_body_bytes = 256 << 10;  // body of an async route (Lambda's event invoke)
+  int gateway_port = 8080;                      // 0 picks a free port
+  int gateway_integration_timeout_ms = 30'000;  // a route's default: then 504
+  int64_t gateway_max_body_bytes = 6 << 20;     // request body (Lambda's sync payload)
+  int64_t gateway_async_max_body_bytes = 256
+                                         << 10;  // body of an async route (Lambda's event invoke)
   int64_t gateway_max_header_bytes = 16 << 10;   // request line + headers, else 431
   int gateway_max_header_count = 100;            // header fields, else 431
   int gateway_max_request_line_bytes = 8 << 10;  // method + target + version, else 414
@@ -73,10 +74,12 @@ struct Settings {
   int gateway_header_timeout_ms = 10'000;        // whole request head, else 408
   int gateway_body_timeout_ms = 30'000;          // whole body once the head is in, else 408
   int gateway_idle_timeout_ms = 60'000;          // keep-alive connection idle, then closed
-  std::string gateway_access_log;                // "" = the daemon's log; else a file (relative: in data_dir)
-  int gateway_access_log_flush_ms = 200;         // buffered access-log lines are written at least this often
+  std::string gateway_access_log;  // "" = the daemon's log; else a file (relative: in data_dir)
+  int gateway_access_log_flush_ms =
+      200;  // buffered access-log lines are written at least this often
   int64_t gateway_access_log_buffer_bytes = 64 << 10;  // ... or as soon as this many bytes wait
-  int gateway_quota_flush_ms = 1'000;            // API-key daily usage saved at most this often (one transaction)
+  int gateway_quota_flush_ms =
+      1'000;  // API-key daily usage saved at most this often (one transaction)
 
   // AWS Lambda API on the admin port (src/api/lambda_api.h). Signatures
   // (SigV4) are accepted unchecked unless verification is on; then every
@@ -85,18 +88,19 @@ struct Settings {
   std::string lambda_api_keys;
 
   // Async invocations (src/events): the durable queue in <data_dir>/events.db.
-  int events_delivery_concurrency = 32;      // deliveries in flight at once; 0 pauses delivery
-  int events_retry_base_ms = 60'000;         // first retry after a function error; the 2nd waits 2x
-  int events_throttle_base_ms = 1'000;       // first retry after a throttle/system error, doubling
-  int events_throttle_max_ms = 300'000;      // cap of that doubling
-  int events_min_event_age_s = 60;           // smallest MaximumEventAgeInSeconds accepted (Lambda's)
-  int events_max_queue_depth = 100'000;      // accepted, undelivered events; beyond: 429
-  int64_t events_max_queued_bytes = 512ll << 20;  // their payload bytes (held in memory); beyond: 429
+  int events_delivery_concurrency = 32;  // deliveries in flight at once; 0 pauses delivery
+  int events_retry_base_ms = 60'000;     // first retry after a function error; the 2nd waits 2x
+  int events_throttle_base_ms = 1'000;   // first retry after a throttle/system error, doubling
+  int events_throttle_max_ms = 300'000;  // cap of that doubling
+  int events_min_event_age_s = 60;       // smallest MaximumEventAgeInSeconds accepted (Lambda's)
+  int events_max_queue_depth = 100'000;  // accepted, undelivered events; beyond: 429
+  int64_t events_max_queued_bytes = 512ll
+                                    << 20;  // their payload bytes (held in memory); beyond: 429
 
   // Schedules (src/events/scheduler.h): rate(…)/cron(…) invocations, UTC.
-  int schedules_max = 1'000;               // schedules at most
+  int schedules_max = 1'000;                 // schedules at most
   int64_t schedule_input_max_bytes = 8'192;  // a schedule's custom input (EventBridge's limit)
-  int schedule_history_max = 100;          // fires kept per schedule (GET /v1/schedules/{name})
+  int schedule_history_max = 100;            // fires kept per schedule (GET /v1/schedules/{name})
   // TEST ONLY. 0 (default): schedules follow the system clock. > 0: they
   // follow a manual clock that starts at this epoch-ms and moves only through
   // POST /v1/test/clock, which exists only then.
@@ -105,7 +109,7 @@ struct Settings {
   // Logs captured from instances.
   int64_t log_max_bytes_per_invocation = 256 << 10;
   int64_t log_max_events_per_function = 10'000;  // older lines are deleted
-  int logs_follow_max_streams = 64;  // concurrent `tamaya logs -f` streams, beyond: 429
+  int logs_follow_max_streams = 64;              // concurrent `tamaya logs -f` streams, beyond: 429
   int64_t logs_follow_max_buffer_bytes = 1 << 20;  // unsent per stream, beyond: stream closed
 
   // Invocation records (src/meter) and the usage report's prices.
@@ -126,6 +130,11 @@ struct Settings {
   // (src/sandbox/zygote.h); "off": every instance starts its interpreter.
   std::string python_zygote = "on";
   int python_zygote_start_timeout_ms = 2'000;  // a new zygote must be ready within this
+  // Generic Node.js instances kept started ahead of need, specialised for a
+  // function on its cold start (src/sandbox/node_pool.h); 0: none. Two
+  // cover a burst of two cold starts while the pool refills.
+  int node_pool_size = 2;
+  int node_pool_start_timeout_ms = 10'000;  // a new pool member must be ready within this
 
   // Isolation of instances (src/sandbox). "auto": every layer the host
   // supports (namespaces, pivot_root, cgroups, uids, seccomp); "off": a plain

@@ -1,5 +1,6 @@
 #include "daemon/serve.h"
 
+#include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <boost/asio/io_context.hpp>
@@ -7,16 +8,15 @@
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <filesystem>
-#include <fmt/format.h>
 #include <iostream>
 #include <random>
 
 #include "api/admin_api.h"
 #include "api/events_api.h"
-#include "api/meter_api.h"
 #include "api/lambda_api.h"
 #include "api/lambda_sigv4.h"
 #include "api/lambda_urls.h"
+#include "api/meter_api.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/settings.h"
@@ -48,7 +48,10 @@ Result<Settings> resolve_settings(const cli::ServeOptions& o) {
   bool required = !path.empty();
   if (path.empty()) {
     // The settings file defaults to tamaya.json inside the data dir.
-    std::string dir = o.data_dir.empty() ? (std::getenv("TAMAYA_DATA_DIR") ? std::getenv("TAMAYA_DATA_DIR") : ".tamaya") : o.data_dir;
+    std::string dir =
+        o.data_dir.empty()
+            ? (std::getenv("TAMAYA_DATA_DIR") ? std::getenv("TAMAYA_DATA_DIR") : ".tamaya")
+            : o.data_dir;
     path = dir + "/tamaya.json";
   }
   TAMAYA_ASSIGN_OR_RETURN(Settings s, load_settings(path, required));
@@ -100,8 +103,8 @@ int serve(const cli::ServeOptions& options) {
   }
   registry::ArtifactStore artifacts(
       settings.data_dir + "/artifacts",
-      registry::ArtifactLimits{settings.artifact_max_zip_bytes, settings.artifact_max_unpacked_bytes,
-                               settings.artifact_max_files});
+      registry::ArtifactLimits{settings.artifact_max_zip_bytes,
+                               settings.artifact_max_unpacked_bytes, settings.artifact_max_files});
   auto reg = registry::Registry::open(**db, artifacts, settings);
   if (!reg.ok()) {
     spdlog::critical("cannot load functions error={}", reg.status().message());
@@ -122,8 +125,11 @@ int serve(const cli::ServeOptions& options) {
   sandbox::ZygoteOptions zygote_options;
   zygote_options.start_timeout_ms = settings.python_zygote_start_timeout_ms;
   zygote_options.idle_ms = settings.instance_idle_timeout_ms;
+  sandbox::NodePoolOptions node_pool;
+  node_pool.size = settings.node_pool_size;
+  node_pool.start_timeout_ms = settings.node_pool_start_timeout_ms;
   auto sandbox = sandbox::Sandbox::open(settings.sandbox_isolation, settings.data_dir,
-                                        settings.python_zygote, zygote_options);
+                                        settings.python_zygote, zygote_options, node_pool);
   if (!sandbox.ok()) {
     spdlog::critical("{}", sandbox.status().message());
     return 1;
@@ -131,6 +137,12 @@ int serve(const cli::ServeOptions& options) {
   spdlog::info("{}", (**sandbox).startup_line());
   if (std::string missing = (**sandbox).missing(); !missing.empty()) {
     spdlog::warn("sandbox layers off: {} (tamaya doctor shows the host's capabilities)", missing);
+  }
+  // Instances hold the daemon's fds (about 6 each), the gateway and admin
+  // connections more: a default soft limit of 1,024 would stop starts early.
+  if (auto fds = sandbox::raise_open_files_limit(int64_t{settings.concurrency_limit} * 8 + 1024);
+      !fds.ok()) {
+    spdlog::warn("{}", fds.status().message());
   }
   sandbox::Launcher& launcher = (**sandbox).launcher();
   meter::MetricsRegistry metrics;
@@ -140,7 +152,8 @@ int serve(const cli::ServeOptions& options) {
   // Scaling follows the registry: warm instances start now for every
   // function, and again whenever a function changes (the listener is set
   // below, once the gateway and the event queue exist).
-  for (const auto& f : (**reg).list()) dispatch::apply_scaling(dispatcher, **reg, artifacts, f.name);
+  for (const auto& f : (**reg).list())
+    dispatch::apply_scaling(dispatcher, **reg, artifacts, f.name);
 
   // Async invocations: the durable queue in a file of its own
   // (src/events/README.md says why). Each delivery resolves the qualifier
@@ -153,15 +166,17 @@ int serve(const cli::ServeOptions& options) {
                             (**reg).resolve(name, qualifier, uniform(event_rng)));
     events::Resolved r;
     r.concurrency = f.config.max_concurrency;
-    if (auto reserved = (**reg).reserved_concurrency(name); reserved.ok() && reserved->has_value()) {
+    if (auto reserved = (**reg).reserved_concurrency(name);
+        reserved.ok() && reserved->has_value()) {
       r.concurrency = std::min(r.concurrency, **reserved);
     }
     r.target.code_dir = artifacts.code_dir(f.code_sha256);
     r.target.function = std::move(f);
     return r;
   };
-  auto async_events = events::Events::open(
-      events::Services{io, dispatcher, resolve_event, settings, clock}, settings.data_dir + "/events.db");
+  auto async_events =
+      events::Events::open(events::Services{io, dispatcher, resolve_event, settings, clock},
+                           settings.data_dir + "/events.db");
   if (!async_events.ok()) {
     spdlog::critical("cannot open the event queue error={}", async_events.status().message());
     return 1;
@@ -172,10 +187,12 @@ int serve(const cli::ServeOptions& options) {
   // unless the test-only setting swaps in a manual one.
   std::unique_ptr<events::ManualWallClock> schedule_test_clock;
   if (settings.schedule_test_clock_ms > 0) {
-    schedule_test_clock = std::make_unique<events::ManualWallClock>(settings.schedule_test_clock_ms);
-    spdlog::warn("schedules follow a TEST clock starting at {} (schedule_test_clock_ms); "
-                 "POST /v1/test/clock moves it",
-                 settings.schedule_test_clock_ms);
+    schedule_test_clock =
+        std::make_unique<events::ManualWallClock>(settings.schedule_test_clock_ms);
+    spdlog::warn(
+        "schedules follow a TEST clock starting at {} (schedule_test_clock_ms); "
+        "POST /v1/test/clock moves it",
+        settings.schedule_test_clock_ms);
   }
   events::SchedulerOptions schedule_options;
   schedule_options.region = settings.region;
@@ -191,8 +208,7 @@ int serve(const cli::ServeOptions& options) {
         std::string name = f.schedule, id = f.event_id;
         async_queue.enqueue(
             events::EnqueueRequest{std::move(f.function), std::move(f.qualifier),
-                                   std::move(f.payload), std::move(f.event_id), "",
-                                   "schedule"},
+                                   std::move(f.payload), std::move(f.event_id), "", "schedule"},
             [name, id](Result<std::string> r) {
               if (!r.ok()) {
                 spdlog::error("schedule fire not queued name={} event_id={} error={}", name, id,
@@ -214,7 +230,9 @@ int serve(const cli::ServeOptions& options) {
     async_queue.enqueue(
         events::EnqueueRequest{std::move(e.function), std::move(e.qualifier), std::move(e.payload),
                                std::move(e.request_id), std::move(e.trace_id)},
-        [done = std::move(done)](Result<std::string> id) { done(id.ok() ? Status::Ok() : id.status()); });
+        [done = std::move(done)](Result<std::string> id) {
+          done(id.ok() ? Status::Ok() : id.status());
+        });
   };
   // AWS_IAM function URLs: SigV4 checked against the Lambda API's keys.
   gateway_services.verify_iam = [keys = api::parse_keys(settings.lambda_api_keys)](
@@ -287,6 +305,22 @@ int serve(const cli::ServeOptions& options) {
   api::add_meter_routes(router, api::MeterServices{io, **reg, **logs, metrics, settings, clock});
   add_dispatcher_collector(metrics, dispatcher, **reg);
   add_store_collector(metrics, **logs);
+  if (const sandbox::NodePoolLauncher* pool = (**sandbox).node_pool()) {
+    metrics.add_collector([pool](meter::Collection& c) {
+      const auto n = pool->counters();
+      c.gauge("tamaya_node_pool_ready", "Generic Node.js instances started and waiting", {},
+              n.ready);
+      c.counter("tamaya_node_pool_specialised_total",
+                "Node.js instances that came from the pool of generic instances", {},
+                double(n.specialised));
+      c.counter("tamaya_node_pool_empty_total",
+                "Node.js cold starts that found the pool empty and started directly", {},
+                double(n.empty));
+      c.counter("tamaya_node_pool_failures_total",
+                "Generic Node.js instances that failed to start or to take their function", {},
+                double(n.failures));
+    });
+  }
   add_async_queue_collector(metrics, [&async_queue] {
     events::Stats e = async_queue.stats();
     return AsyncQueueFigures{e.queue_depth, double(e.oldest_age_ms) / 1000.0, e.dead_letters};
@@ -309,7 +343,8 @@ int serve(const cli::ServeOptions& options) {
                                  [&g = **gw](net::Request r, net::Responder respond) {
                                    g.handle(std::move(r), std::move(respond));
                                  });
-  if (Status s = public_gateway.listen(settings.gateway_host, uint16_t(settings.gateway_port)); !s.ok()) {
+  if (Status s = public_gateway.listen(settings.gateway_host, uint16_t(settings.gateway_port));
+      !s.ok()) {
     spdlog::critical("API gateway: {}; set gateway_port (0 picks a free port)", s.message());
     return 1;
   }
@@ -347,7 +382,8 @@ int serve(const cli::ServeOptions& options) {
                public_gateway.port(), (**gw).routes().size());
   std::cout << "tamaya is serving\n"
             << "  admin API:  " << endpoint << "/v1/functions\n"
-            << "  gateway:    http://" << settings.gateway_host << ":" << public_gateway.port() << "\n"
+            << "  gateway:    http://" << settings.gateway_host << ":" << public_gateway.port()
+            << "\n"
             << "  data dir:   " << settings.data_dir << "\n"
             << std::flush;
   (**scheduler).start();

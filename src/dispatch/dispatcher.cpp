@@ -1,5 +1,6 @@
 #include "dispatch/dispatcher.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <csignal>
 #include <deque>
@@ -20,6 +22,7 @@
 #include "common/time_format.h"
 #include "dispatch/concurrency.h"
 #include "runtime/endpoint.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/exit_status.h"
 #include "sandbox/netns.h"
 #include "sandbox/uids.h"
@@ -47,6 +50,60 @@ double ms_between(SteadyTime a, SteadyTime b) {
 std::string error_document(const std::string& type, const std::string& message) {
   return nlohmann::json{{"errorMessage", message}, {"errorType", type}}.dump();
 }
+
+// An instance's peak memory (as sandbox::peak_memory_bytes: its cgroup's
+// peak, else VmHWM) through a file kept open: one pread per REPORT instead of
+// an open, read and close of a kernfs or /proc file on the invoke path.
+class PeakMemoryReader {
+ public:
+  explicit PeakMemoryReader(const sandbox::Process& p) : pid_(p.pid) {
+    if (!p.cgroups.memory_dir.empty()) {
+      std::string path = p.cgroups.memory_dir + (p.cgroups.version == sandbox::CgroupVersion::kV2
+                                                     ? "/memory.peak"
+                                                     : "/memory.max_usage_in_bytes");
+      fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      cgroup_ = fd_ >= 0;
+    }
+    if (fd_ < 0 && pid_ > 0) {
+      fd_ = ::open(("/proc/" + std::to_string(pid_) + "/status").c_str(), O_RDONLY | O_CLOEXEC);
+    }
+  }
+  PeakMemoryReader(const PeakMemoryReader&) = delete;
+  PeakMemoryReader& operator=(const PeakMemoryReader&) = delete;
+  ~PeakMemoryReader() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  // Bytes, 0 when unknown. Both files are generated afresh on each read
+  // from offset 0 (seq_file), so pread sees the current figure.
+  int64_t read() const {
+    if (fd_ < 0) return 0;
+    char buf[4096];
+    ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    if (n <= 0) return cgroup_ ? sandbox::peak_rss_bytes(pid_) : 0;
+    std::string_view text(buf, size_t(n));
+    const char* last = text.data() + text.size();
+    if (cgroup_) {
+      int64_t value = 0;
+      auto [end, ec] = std::from_chars(text.data(), last, value);
+      if (ec == std::errc() && end != text.data() && value > 0) return value;
+      return sandbox::peak_rss_bytes(pid_);
+    }
+    constexpr std::string_view kKey = "\nVmHWM:";
+    size_t at = text.find(kKey);
+    if (at == std::string_view::npos) return 0;
+    const char* p = text.data() + at + kKey.size();
+    while (p < last && (*p == ' ' || *p == '\t')) ++p;
+    int64_t kib = 0;
+    auto [end, ec] = std::from_chars(p, last, kib);
+    return ec == std::errc() && end != p ? kib * 1024 : 0;
+  }
+
+ private:
+  int fd_ = -1;
+  bool cgroup_ = false;  // else /proc/<pid>/status
+  pid_t pid_ = -1;
+};
 
 struct Waiter {
   InvokeRequest request;
@@ -88,8 +145,10 @@ struct Instance {
   asio::steady_timer timer;  // start, invocation or idle timeout
   std::string init_error_type;
   std::string init_error_body;
-  int netns_fd = -1;  // network "none": the instance's own namespace
+  int netns_fd = -1;         // network "none": the instance's own namespace
   bool provisioned = false;  // kept warm: no idle timeout, replaced when it dies
+  // Opened at the first REPORT, while the instance (and its cgroup) lives.
+  std::unique_ptr<PeakMemoryReader> peak;
 };
 
 struct Pool {
@@ -340,9 +399,10 @@ struct Dispatcher::Impl {
     p.provision_failures++;
     int delay = int(std::min<int64_t>(settings.provision_retry_max_ms,
                                       int64_t(100) << std::min(p.provision_failures - 1, 20)));
-    spdlog::warn("provisioned instance failed to start function={} qualifier={} retry_ms={} "
-                 "error={}",
-                 p.function, p.qualifier, delay, p.provision_error);
+    spdlog::warn(
+        "provisioned instance failed to start function={} qualifier={} retry_ms={} "
+        "error={}",
+        p.function, p.qualifier, delay, p.provision_error);
     if (!p.provision_timer) p.provision_timer = std::make_unique<asio::steady_timer>(io);
     p.provision_waiting = true;
     p.provision_timer->expires_after(milliseconds(delay));
@@ -387,10 +447,10 @@ struct Dispatcher::Impl {
     }
     if (int(pool.queue.size()) >= settings.queue_max_per_function) {
       return reject(req, done,
-                    Status::Exhausted(fmt::format(
-                        "{} and {} requests are already waiting; retry later or raise "
-                        "max_concurrency",
-                        throttle_message(pool), pool.queue.size())));
+                    Status::Exhausted(
+                        fmt::format("{} and {} requests are already waiting; retry later or raise "
+                                    "max_concurrency",
+                                    throttle_message(pool), pool.queue.size())));
     }
     enqueue(pool, std::move(req), std::move(done));
   }
@@ -811,8 +871,7 @@ struct Dispatcher::Impl {
   void finish(Instance& inst, bool is_error, std::string type, std::string payload, bool reuse,
               const std::string& log_message = "") {
     inst.timer.cancel();
-    drain_pipe(inst, 0);
-    drain_pipe(inst, 1);
+    drain_pipes(inst);
     Active a = std::move(*inst.active);
     inst.active.reset();
     SteadyTime now = clock.now();
@@ -830,7 +889,8 @@ struct Dispatcher::Impl {
     r.cold = a.cold;
     r.init_ms = a.cold ? inst.init_ms : 0;
     r.memory_mb = fn.config.memory_mb;
-    r.max_memory_used_mb = (sandbox::peak_memory_bytes(inst.process) + (1 << 20) - 1) >> 20;
+    if (!inst.peak) inst.peak = std::make_unique<PeakMemoryReader>(inst.process);
+    r.max_memory_used_mb = (inst.peak->read() + (1 << 20) - 1) >> 20;
 
     if (!log_message.empty()) {
       append_log(a, fmt::format("{} {}", format_iso8601(clock.wall_ms()), log_message));
@@ -939,6 +999,25 @@ struct Dispatcher::Impl {
                      if (!i) return;
                      if (drain_pipe(*i, which)) watch_pipe(*i, which);
                    });
+  }
+
+  // Output the runtime wrote before it answered belongs to this invocation,
+  // though the event loop may not have seen it yet. One poll for both pipes:
+  // the common case (nothing written) costs a single syscall.
+  void drain_pipes(Instance& inst) {
+    pollfd fds[2];
+    int n = 0;
+    int which_of[2];
+    for (int which : {0, 1}) {
+      auto& sd = which == 0 ? inst.out : inst.err;
+      if (!sd || !sd->is_open()) continue;
+      fds[n] = pollfd{sd->native_handle(), POLLIN, 0};
+      which_of[n++] = which;
+    }
+    if (n == 0 || ::poll(fds, nfds_t(n), 0) <= 0) return;
+    for (int i = 0; i < n; ++i) {
+      if (fds[i].revents != 0) drain_pipe(inst, which_of[i]);
+    }
   }
 
   // Reads everything available now; false at end of file.

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <list>
+#include <optional>
 #include <unordered_map>
 
 #include "common/encoding.h"
@@ -103,8 +105,13 @@ net::ServerLimits server_limits(const Settings& s) {
 }
 
 // One request on its way through the gateway.
-struct Exchange {
+struct Exchange : std::enable_shared_from_this<Exchange> {
   explicit Exchange(net::Responder r) : respond(std::move(r)) {}
+  ~Exchange() { unlink_timeout(); }
+  void unlink_timeout() {
+    if (timeout_list) timeout_list->erase(timeout_it);
+    timeout_list = nullptr;
+  }
   net::Responder respond;
   std::string request_id;
   SteadyTime start;
@@ -122,8 +129,25 @@ struct Exchange {
   // none (a function URL without Cors: its own headers pass unchanged).
   const CorsConfig* cors = nullptr;
   std::shared_ptr<const FunctionUrl> url;  // keeps a function URL's CORS alive
-  std::shared_ptr<boost::asio::steady_timer> timer;
+  // In Gateway::Impl::in_flight while a sync invoke may still time out.
+  std::chrono::steady_clock::time_point deadline{};
+  std::list<Exchange*>* timeout_list = nullptr;
+  std::list<Exchange*>::iterator timeout_it;
 };
+
+// Appends a JSON string: as is when plain printable ASCII (the usual case),
+// else through nlohmann (escapes, invalid UTF-8 replaced).
+static void append_json_string(std::string& out, std::string_view v) {
+  bool plain = std::all_of(v.begin(), v.end(),
+                           [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+  if (plain) {
+    out += '"';
+    out += v;
+    out += '"';
+    return;
+  }
+  out += json(std::string(v)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 struct KeyState {
   ApiKey key;
@@ -133,7 +157,7 @@ struct KeyState {
 };
 
 struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
-  explicit Impl(Services s) : s(s), store(s.db), flush_timer(s.io) {}
+  explicit Impl(Services s) : s(s), store(s.db), flush_timer(s.io), timeout_timer(s.io) {}
   ~Impl() {
     flush();
     if (access_file) std::fclose(access_file);
@@ -157,6 +181,56 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   int public_port = 0;
   boost::asio::steady_timer flush_timer;
   bool flush_armed = false;
+  // Integration timeouts (504): sync requests in flight, one FIFO per
+  // timeout value (so each list is in deadline order), and one timer for
+  // all of them set to the earliest deadline. A request costs a list node,
+  // not a timer of its own.
+  std::map<int64_t, std::list<Exchange*>> in_flight;
+  boost::asio::steady_timer timeout_timer;
+  bool timeout_armed = false;
+  std::chrono::steady_clock::time_point timeout_at{};
+
+  void watch_timeout(const std::shared_ptr<Exchange>& ex, int64_t timeout_ms) {
+    ex->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    auto& list = in_flight[timeout_ms];
+    ex->timeout_it = list.insert(list.end(), ex.get());
+    ex->timeout_list = &list;
+    if (!timeout_armed || ex->deadline < timeout_at) arm_timeout(ex->deadline);
+  }
+
+  void arm_timeout(std::chrono::steady_clock::time_point at) {
+    timeout_armed = true;
+    timeout_at = at;
+    timeout_timer.expires_at(at);  // cancels an earlier wait
+    timeout_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      self->timeout_armed = false;
+      self->expire_timeouts();
+    });
+  }
+
+  void expire_timeouts() {
+    auto now = std::chrono::steady_clock::now();
+    std::optional<std::chrono::steady_clock::time_point> next;
+    for (auto it = in_flight.begin(); it != in_flight.end();) {
+      auto& list = it->second;
+      while (!list.empty() && list.front()->deadline <= now) {
+        auto ex = list.front()->shared_from_this();
+        ex->unlink_timeout();
+        spdlog::warn("gateway integration timeout request_id={} route={}", ex->request_id,
+                     ex->route_key);
+        finish(ex, gateway_error(504));
+      }
+      if (list.empty()) {
+        it = in_flight.erase(it);
+        continue;
+      }
+      if (!next || list.front()->deadline < *next) next = list.front()->deadline;
+      ++it;
+    }
+    if (next) arm_timeout(*next);
+  }
   bool usage_dirty = false;
   SteadyTime last_usage_flush{};
 
@@ -289,19 +363,37 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
 
   void access_log(const Exchange& ex, int status, size_t bytes) {
     double latency_ms = std::chrono::duration<double, std::milli>(s.clock.now() - ex.start).count();
-    json line = {{"time", format_iso8601(ex.wall_ms)},
-                 {"requestId", ex.request_id},
-                 {"ip", ex.source_ip},
-                 {"method", ex.method},
-                 {"path", ex.path},
-                 {"routeKey", ex.route_key},
-                 {"status", status},
-                 {"latency_ms", std::round(latency_ms * 1000) / 1000},
-                 {"target", ex.target},
-                 {"cold_start", ex.cold},
-                 {"request_bytes", ex.request_bytes},
-                 {"bytes", bytes}};
-    std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace);
+    // Written by hand, keys in the order nlohmann would sort them: one line
+    // per request should not cost a JSON document's worth of allocations.
+    std::string text;
+    text.reserve(256 + ex.path.size());
+    text += "{\"bytes\":";
+    text += std::to_string(bytes);
+    text += ",\"cold_start\":";
+    text += ex.cold ? "true" : "false";
+    text += ",\"ip\":";
+    append_json_string(text, ex.source_ip);
+    text += ",\"latency_ms\":";
+    std::string latency = fmt::format("{}", std::round(latency_ms * 1000) / 1000);
+    if (latency.find_first_of(".en") == std::string::npos) latency += ".0";
+    text += latency;
+    text += ",\"method\":";
+    append_json_string(text, ex.method);
+    text += ",\"path\":";
+    append_json_string(text, ex.path);
+    text += ",\"requestId\":";
+    append_json_string(text, ex.request_id);
+    text += ",\"request_bytes\":";
+    text += std::to_string(ex.request_bytes);
+    text += ",\"routeKey\":";
+    append_json_string(text, ex.route_key);
+    text += ",\"status\":";
+    text += std::to_string(status);
+    text += ",\"target\":";
+    append_json_string(text, ex.target);
+    text += ",\"time\":";
+    append_json_string(text, format_iso8601(ex.wall_ms));
+    text += '}';
     if (access_file) {
       access_buffer += text;
       access_buffer += '\n';
@@ -319,7 +411,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
   void finish(const std::shared_ptr<Exchange>& ex, net::Response r, bool preflight = false) {
     if (ex->done) return;
     ex->done = true;
-    if (ex->timer) ex->timer->cancel();
+    ex->unlink_timeout();
     r.set_header("x-request-id", ex->request_id);
     if (ex->cors && !ex->cors->allow_origins.empty() && !preflight) {
       // As API Gateway: with CORS configured, the function's own CORS headers are ignored.
@@ -543,14 +635,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
       return;
     }
 
-    ex->timer =
-        std::make_shared<boost::asio::steady_timer>(s.io, std::chrono::milliseconds(timeout_ms));
-    ex->timer->async_wait([self = shared_from_this(), ex](boost::system::error_code ec) {
-      if (ec || ex->done) return;
-      spdlog::warn("gateway integration timeout request_id={} route={}", ex->request_id,
-                   ex->route_key);
-      self->finish(ex, gateway_error(504));
-    });
+    watch_timeout(ex, timeout_ms);
     s.dispatcher.invoke(
         std::move(ir), [self = shared_from_this(), ex, v1](dispatch::InvokeResult r) {
           ex->cold = r.cold;

@@ -109,6 +109,10 @@ struct LogStore::Impl {
   Status write(const std::vector<LogEvent>& batch, const std::vector<InvocationRecord>& records);
   void trim(const std::set<std::string>& functions);
   void publish(const std::vector<LogEvent>& events);
+  size_t pending() const;
+  int64_t enqueue(std::vector<LogEvent>& events);
+  bool should_wake(size_t before) const;
+  void note_rejected(int64_t rejected);
 
   std::unique_ptr<store::Database> writer_db;  // used by the writer thread only
   std::unique_ptr<store::Database> reader_db;  // guarded by reader_mu
@@ -332,17 +336,41 @@ void LogStore::append(std::vector<LogEvent> events) {
   }
   impl_->publish(events);
   int64_t rejected = 0;
+  bool wake = false;
   {
     std::lock_guard lk(impl_->mu);
-    const size_t room = kMaxQueuedLogEvents - std::min(impl_->queue.size(), kMaxQueuedLogEvents);
-    const size_t take = std::min(room, events.size());
-    std::move(events.begin(), events.begin() + static_cast<std::ptrdiff_t>(take),
-              std::back_inserter(impl_->queue));
-    rejected = static_cast<int64_t>(events.size() - take);
+    const size_t before = impl_->pending();
+    rejected = impl_->enqueue(events);
+    wake = impl_->should_wake(before);
   }
-  impl_->wake.notify_one();
+  if (wake) impl_->wake.notify_one();
+  impl_->note_rejected(rejected);
+}
+
+size_t LogStore::Impl::pending() const { return queue.size() + records.size(); }
+
+// Under mu. Returns how many did not fit.
+int64_t LogStore::Impl::enqueue(std::vector<LogEvent>& events) {
+  const size_t room = kMaxQueuedLogEvents - std::min(queue.size(), kMaxQueuedLogEvents);
+  const size_t take = std::min(room, events.size());
+  std::move(events.begin(), events.begin() + static_cast<std::ptrdiff_t>(take),
+            std::back_inserter(queue));
+  return static_cast<int64_t>(events.size() - take);
+}
+
+// Under mu, after adding to a queue that held `before` items. The writer
+// sleeps until something is queued, then gathers a batch until it is full
+// or its window ends; waking it for anything else costs a futex call and a
+// context switch per invocation at thousands of invocations a second.
+bool LogStore::Impl::should_wake(size_t before) const {
+  const size_t after = pending();
+  return before == 0 || flush_requests > flushes_done ||
+         (before < kLogBatchEvents && after >= kLogBatchEvents);
+}
+
+void LogStore::Impl::note_rejected(int64_t rejected) {
   if (rejected > 0) {
-    int64_t before = impl_->dropped.fetch_add(rejected);
+    int64_t before = dropped.fetch_add(rejected);
     // Once, then every 10k: enough to notice without flooding the log.
     if (before == 0 || before / 10'000 != (before + rejected) / 10'000) {
       spdlog::warn("log queue full, dropping events dropped_total={} queue_max={}",
@@ -430,20 +458,24 @@ int64_t LogStore::dropped() const { return impl_->dropped.load(); }
 int64_t LogStore::dropped_records() const { return impl_->dropped_records.load(); }
 
 void LogStore::record(InvocationRecord record, std::vector<LogEvent> events) {
+  if (!events.empty()) impl_->publish(events);
   bool kept = false;
+  bool wake = false;
+  int64_t rejected = 0;
   {
+    // One lock for the record and its lines.
     std::lock_guard lk(impl_->mu);
+    const size_t before = impl_->pending();
     if (impl_->records.size() < kMaxQueuedRecords) {
       impl_->records.push_back(std::move(record));
       kept = true;
     }
+    if (!events.empty()) rejected = impl_->enqueue(events);
+    wake = impl_->should_wake(before);
   }
   if (!kept) impl_->dropped_records.fetch_add(1);
-  if (events.empty()) {
-    impl_->wake.notify_one();
-  } else {
-    append(std::move(events));
-  }
+  if (wake) impl_->wake.notify_one();
+  impl_->note_rejected(rejected);
 }
 
 Result<std::vector<InvocationRecord>> LogStore::invocations(const RecordQuery& q) const {

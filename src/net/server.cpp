@@ -3,6 +3,7 @@
 // and writes the response when the handler's Responder is called, which may
 // be much later (Runtime API long polls). All of it runs on one io_context;
 // Responders must be called from that context.
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -141,11 +142,11 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<HttpServer::Impl> server)
-      : stream_(std::move(socket)),
-        server_(std::move(server)),
-        read_deadline_(stream_.get_executor()) {
+      : stream_(std::move(socket)), server_(std::move(server)), deadline_timer_(server_->io) {
     server_->sessions.insert(this);
     beast::error_code ec;
+    // For respond()'s direct write; asynchronous operations are unaffected.
+    stream_.socket().non_blocking(true, ec);
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string();
   }
@@ -159,26 +160,77 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.close();
   }
 
+  // The whole response goes out in one gathered write (head, body): no
+  // Beast serializer or per-field allocations on the hot path.
   void respond(Response response) {
     if (closed_) return;
-    auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
-    res->version(11);
-    res->result(static_cast<unsigned>(response.status));
-    res->set(bhttp::field::server, "tamaya");
-    for (auto& [k, v] : response.headers) res->insert(k, v);
-    res->body() = std::move(response.body);
     bool keep = keep_alive_ && server_->accepting;
-    res->keep_alive(keep);
-    res->prepare_payload();
-    stream_.expires_after(std::chrono::seconds(60));
-    bhttp::async_write(stream_, *res,
-                       [self = shared_from_this(), res, keep](beast::error_code ec, size_t) {
-                         if (ec || !keep) {
-                           self->close_after_write();
-                           return;
-                         }
-                         self->read_request(self->server_->limits.idle_timeout);
-                       });
+    const unsigned status = static_cast<unsigned>(response.status);
+    std::string& head = out_head_;
+    head.clear();
+    head.reserve(128 + response.headers.size() * 48);
+    head += http10_ ? "HTTP/1.0 " : "HTTP/1.1 ";
+    head += std::to_string(status);
+    head += ' ';
+    auto reason = bhttp::obsolete_reason(bhttp::int_to_status(status));
+    head.append(reason.data(), reason.size());
+    head += "\r\nServer: tamaya\r\n";
+    for (const auto& [k, v] : response.headers) {
+      // Framing is the server's: a handler's Content-Length, Transfer-Encoding
+      // or Connection would contradict it. A line break would forge headers.
+      if (k.empty() || iequals(k, "content-length") || iequals(k, "transfer-encoding") ||
+          iequals(k, "connection") || k.find_first_of("\r\n: ") != std::string::npos ||
+          v.find_first_of("\r\n") != std::string::npos) {
+        continue;
+      }
+      head += k;
+      head += ": ";
+      head += v;
+      head += "\r\n";
+    }
+    // 1xx, 204 and 304 have no body and no Content-Length (RFC 9110 8.6).
+    const bool bodiless = status < 200 || status == 204 || status == 304;
+    if (bodiless) {
+      response.body.clear();
+    } else {
+      head += "Content-Length: ";
+      head += std::to_string(response.body.size());
+      head += "\r\n";
+    }
+    if (!keep) {
+      head += "Connection: close\r\n";
+    } else if (http10_) {
+      head += "Connection: keep-alive\r\n";
+    }
+    head += "\r\n";
+    out_body_ = std::move(response.body);
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(out_head_), asio::buffer(out_body_)};
+    // Most responses fit in the socket's buffer: write now (the socket is
+    // non-blocking) instead of paying the event loop's round for an
+    // asynchronous write's completion; only what is left goes async.
+    beast::error_code wec;
+    size_t sent = stream_.socket().write_some(bufs, wec);
+    if (wec && wec != asio::error::would_block && wec != asio::error::try_again) {
+      return close_after_write();
+    }
+    if (!wec && sent == out_head_.size() + out_body_.size()) return after_write(keep);
+    if (wec) sent = 0;
+    set_deadline(kWriteTimeout, Deadline::kWrite);
+    auto rest = beast::buffers_suffix<std::array<asio::const_buffer, 2>>(bufs);
+    rest.consume(sent);
+    asio::async_write(stream_.socket(), rest,
+                      [self = shared_from_this(), keep](beast::error_code ec, size_t) {
+                        self->clear_deadline();
+                        if (ec) return self->close_after_write();
+                        self->after_write(keep);
+                      });
+  }
+
+  void after_write(bool keep) {
+    if (!keep) return close_after_write();
+    // Large bodies should not stay with an idle connection.
+    if (out_body_.capacity() > kKeepBodyCapacity) std::string().swap(out_body_);
+    read_request(server_->limits.idle_timeout);
   }
 
   bool closed() const { return closed_; }
@@ -187,8 +239,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void start_stream(Response head, const std::shared_ptr<ResponseStream::State>& st) {
     std::string text = "HTTP/1.1 " + std::to_string(head.status) + " " +
-                       std::string(bhttp::obsolete_reason(bhttp::int_to_status(
-                           static_cast<unsigned>(head.status)))) +
+                       std::string(bhttp::obsolete_reason(
+                           bhttp::int_to_status(static_cast<unsigned>(head.status)))) +
                        "\r\nServer: tamaya\r\n";
     for (const auto& [k, v] : head.headers) {
       // A header value with a line break would let a handler forge headers.
@@ -202,7 +254,7 @@ class Session : public std::enable_shared_from_this<Session> {
     text += head.body;
     st->buffered = text.size();
     st->pending.push_back(std::move(text));
-    stream_.expires_never();
+    clear_deadline();
     watch_stream_peer(st);
     flush_stream(st);
   }
@@ -224,12 +276,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // The client sends nothing more on a stream; a read ending (EOF, reset,
   // the server closing the socket) is how its departure is noticed.
   void watch_stream_peer(const std::shared_ptr<ResponseStream::State>& st) {
-    stream_.socket().async_read_some(
-        asio::buffer(discard_), [self = shared_from_this(), st](beast::error_code ec, size_t) {
-          if (st->closed) return;
-          if (ec) return self->end_stream(st);
-          self->watch_stream_peer(st);
-        });
+    stream_.socket().async_read_some(asio::buffer(discard_),
+                                     [self = shared_from_this(), st](beast::error_code ec, size_t) {
+                                       if (st->closed) return;
+                                       if (ec) return self->end_stream(st);
+                                       self->watch_stream_peer(st);
+                                     });
   }
 
   // By value: the callback may drop the last outside reference to st.
@@ -246,6 +298,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void close_after_write() {
     closed_ = true;
+    clear_deadline();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.close();
@@ -255,8 +308,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->limits.max_header_bytes));
     parser_->body_limit(static_cast<uint64_t>(server_->limits.max_body_bytes));
-    stream_.expires_never();  // the write's expiry must not cut this read
-    arm_read_deadline(header_wait);
+    set_deadline(header_wait, Deadline::kRead);
     bhttp::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
@@ -265,6 +317,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_header(beast::error_code ec) {
     if (ec || timed_out_) return fail_read(ec);
     const auto& h = parser_->get();
+    http10_ = h.version() == 10;
     // A request with both framings is a smuggling attempt; refuse and close.
     if (h.count(bhttp::field::content_length) && h.count(bhttp::field::transfer_encoding)) {
       keep_alive_ = false;
@@ -295,28 +348,71 @@ class Session : public std::enable_shared_from_this<Session> {
             std::to_string(server_->limits.max_body_bytes) + " bytes")));
       }
     }
-    arm_read_deadline(server_->limits.body_timeout);
+    // The body mostly arrives with the head: parse what is buffered now and
+    // skip a second asynchronous read (and its deadline) when it is complete.
+    if (!parser_->is_done() && buffer_.size() > 0) {
+      parser_->eager(true);
+      beast::error_code pec;
+      size_t used = parser_->put(buffer_.data(), pec);
+      buffer_.consume(used);
+      if (pec && pec != bhttp::error::need_more) return fail_read(pec);
+    }
+    if (parser_->is_done()) return on_body({});
+    set_deadline(server_->limits.body_timeout, Deadline::kRead);
     bhttp::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->on_body(ec); });
   }
 
-  // Reads use their own timer rather than the stream's expiry, which would
-  // close the socket before a 408 could be sent.
-  void arm_read_deadline(std::chrono::milliseconds d) {
+  // One timer per connection for every deadline (header, body, idle, write),
+  // moved lazily: a later deadline only updates deadline_, and the timer,
+  // when it fires early, waits again for the rest. A request therefore
+  // costs no timer operation of its own (no re-arm, no cancelled handler,
+  // no timerfd update). Reads use it rather than the stream's expiry, which
+  // would close the socket before a 408 could be sent.
+  enum class Deadline { kNone, kRead, kWrite };
+  static constexpr std::chrono::seconds kWriteTimeout{60};
+  static constexpr size_t kKeepBodyCapacity = 64 << 10;
+
+  void set_deadline(std::chrono::milliseconds d, Deadline kind) {
     timed_out_ = false;
-    read_deadline_.expires_after(d);
-    read_deadline_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+    deadline_kind_ = kind;
+    deadline_ = std::chrono::steady_clock::now() + d;
+    if (timer_waiting_ && timer_expiry_ <= deadline_) return;
+    arm_timer();
+  }
+
+  void clear_deadline() { deadline_kind_ = Deadline::kNone; }
+
+  void arm_timer() {
+    timer_waiting_ = true;
+    timer_expiry_ = deadline_;
+    const uint64_t gen = ++timer_gen_;
+    deadline_timer_.expires_at(deadline_);
+    deadline_timer_.async_wait([weak = weak_from_this(), gen](beast::error_code) {
       auto self = weak.lock();
-      if (ec || !self) return;
-      self->timed_out_ = true;
-      beast::error_code ignored;
-      self->stream_.socket().cancel(ignored);
+      if (!self || gen != self->timer_gen_) return;  // superseded by a re-arm
+      self->timer_waiting_ = false;
+      self->on_deadline();
     });
   }
 
+  void on_deadline() {
+    if (deadline_kind_ == Deadline::kNone || closed_) return;
+    if (std::chrono::steady_clock::now() < deadline_) return arm_timer();
+    beast::error_code ignored;
+    if (deadline_kind_ == Deadline::kRead) {
+      timed_out_ = true;
+      stream_.socket().cancel(ignored);
+    } else {
+      // A client that does not read its response: give up on it.
+      deadline_kind_ = Deadline::kNone;
+      stream_.socket().close(ignored);
+    }
+  }
+
   void fail_read(beast::error_code ec) {
-    read_deadline_.cancel();
+    clear_deadline();
     if (timed_out_) ec = beast::error::timeout;
     if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
         ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
@@ -355,9 +451,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_body(beast::error_code ec) {
     if (ec) return fail_read(ec);
-    read_deadline_.cancel();  // the handler may hold the request (long poll)
+    clear_deadline();  // the handler may hold the request (long poll)
     auto msg = parser_->release();
     keep_alive_ = msg.keep_alive();
+    http10_ = msg.version() == 10;
     Request req;
     req.method = std::string(msg.method_string());
     req.target = std::string(msg.target());
@@ -383,7 +480,15 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::string remote_;
-  asio::steady_timer read_deadline_;
+  asio::steady_timer deadline_timer_;
+  std::chrono::steady_clock::time_point deadline_{};
+  std::chrono::steady_clock::time_point timer_expiry_{};
+  Deadline deadline_kind_ = Deadline::kNone;
+  bool timer_waiting_ = false;
+  uint64_t timer_gen_ = 0;
+  std::string out_head_;
+  std::string out_body_;
+  bool http10_ = false;
   bool timed_out_ = false;
   bool keep_alive_ = true;
   bool closed_ = false;

@@ -33,6 +33,8 @@ Result<sandbox::LaunchSpec> make_launch_spec(const InstanceSpec& spec, const Run
     out.zygote_argv = {paths.python, "-I", runtimes + "/python/zygote.py"};
   } else if (spec.runtime == "nodejs") {
     out.argv = {paths.node, runtimes + "/node/bootstrap.js"};
+    // The same node, pre-started and specialised on demand (sandbox/node_pool.h).
+    out.generic_argv = {paths.node, runtimes + "/node/generic.js"};
   } else if (spec.runtime == "provided") {
     if (access((spec.code_dir + "/bootstrap").c_str(), X_OK) != 0) {
       return Status::Invalid(

@@ -125,6 +125,52 @@ Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::
   return out;
 }
 
+Status set_cgroup_limits(const HostCapabilities& caps, const InstanceCgroups& cgroups,
+                         const CgroupLimits& limits) {
+  if (cgroups.version == CgroupVersion::kV2) {
+    if (limits.memory_bytes > 0 && !cgroups.memory_dir.empty()) {
+      TAMAYA_RETURN_IF_ERROR(
+          write_file(cgroups.memory_dir + "/memory.max", std::to_string(limits.memory_bytes)));
+    }
+    if (limits.pids_max > 0 && !cgroups.pids_dir.empty()) {
+      TAMAYA_RETURN_IF_ERROR(
+          write_file(cgroups.pids_dir + "/pids.max", std::to_string(limits.pids_max)));
+    }
+    if (limits.cpu_shares > 0 && !cgroups.cpu_dir.empty()) {
+      TAMAYA_RETURN_IF_ERROR(write_file(cgroups.cpu_dir + "/cpu.weight",
+                                        std::to_string(cpu_weight_from_shares(limits.cpu_shares))));
+    }
+    return Status::Ok();
+  }
+  if (cgroups.version != CgroupVersion::kV1) return Status::Ok();
+  if (limits.memory_bytes > 0 && !cgroups.memory_dir.empty()) {
+    // memsw may never be below the memory limit: lowering writes the memory
+    // limit first, raising memsw first.
+    const std::string bytes = std::to_string(limits.memory_bytes);
+    const std::string mem = cgroups.memory_dir + "/memory.limit_in_bytes";
+    const std::string memsw = cgroups.memory_dir + "/memory.memsw.limit_in_bytes";
+    const int64_t current = read_cgroup_number(mem);
+    if (!caps.memory_swap_control) {
+      TAMAYA_RETURN_IF_ERROR(write_file(mem, bytes));
+    } else if (current >= 0 && limits.memory_bytes < current) {
+      TAMAYA_RETURN_IF_ERROR(write_file(mem, bytes));
+      TAMAYA_RETURN_IF_ERROR(write_file(memsw, bytes));
+    } else {
+      TAMAYA_RETURN_IF_ERROR(write_file(memsw, bytes));
+      TAMAYA_RETURN_IF_ERROR(write_file(mem, bytes));
+    }
+  }
+  if (limits.pids_max > 0 && !cgroups.pids_dir.empty()) {
+    TAMAYA_RETURN_IF_ERROR(
+        write_file(cgroups.pids_dir + "/pids.max", std::to_string(limits.pids_max)));
+  }
+  if (limits.cpu_shares > 0 && !cgroups.cpu_dir.empty()) {
+    TAMAYA_RETURN_IF_ERROR(
+        write_file(cgroups.cpu_dir + "/cpu.shares", std::to_string(limits.cpu_shares)));
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<int>> open_procs_files(const InstanceCgroups& cgroups) {
   std::vector<int> fds;
   for (const auto& dir : cgroups.dirs) {

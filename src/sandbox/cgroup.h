@@ -40,6 +40,12 @@ struct InstanceCgroups {
 Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::string& name,
                                        const CgroupLimits& limits);
 
+// Writes new limits into an instance's existing cgroups (a pre-started pool
+// member taking its function's limits, node_pool.h). Only the controllers the
+// instance has are written; a zero limit leaves that one as it is.
+Status set_cgroup_limits(const HostCapabilities& caps, const InstanceCgroups& cgroups,
+                         const CgroupLimits& limits);
+
 // Opens cgroup.procs of each directory for the child to join (O_CLOEXEC).
 Result<std::vector<int>> open_procs_files(const InstanceCgroups& cgroups);
 

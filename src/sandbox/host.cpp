@@ -7,11 +7,14 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -315,6 +318,36 @@ void remove_stale_cgroups(const HostCapabilities& caps) {
       rmdir(entry.path().c_str());
     }
   }
+}
+
+Result<int64_t> raise_open_files_limit(int64_t needed) {
+  rlimit now{};
+  if (getrlimit(RLIMIT_NOFILE, &now) < 0) {
+    return Status::Internal("reading the open files limit: " + std::string(std::strerror(errno)));
+  }
+  rlimit want = now;
+  want.rlim_cur = now.rlim_max;
+  if (want.rlim_max != RLIM_INFINITY && static_cast<int64_t>(want.rlim_max) < needed) {
+    // Root may raise the hard limit too, up to the kernel's fs.nr_open.
+    int64_t nr_open = 0;
+    std::ifstream("/proc/sys/fs/nr_open") >> nr_open;
+    if (nr_open > static_cast<int64_t>(want.rlim_max)) {
+      rlimit raised{static_cast<rlim_t>(std::min(needed, nr_open)),
+                    static_cast<rlim_t>(std::min(needed, nr_open))};
+      if (setrlimit(RLIMIT_NOFILE, &raised) == 0) want = raised;
+    }
+  }
+  if (want.rlim_cur != now.rlim_cur && setrlimit(RLIMIT_NOFILE, &want) < 0) want = now;
+  const int64_t soft = want.rlim_cur == RLIM_INFINITY ? INT64_MAX : int64_t(want.rlim_cur);
+  if (soft < needed) {
+    return Status::Exhausted(
+        "the daemon may open only " + std::to_string(soft) + " files, and concurrency_limit " +
+        "instances need about " + std::to_string(needed) +
+        " (each holds a pidfd, two pipes and its Runtime API sockets): raise the hard limit "
+        "(ulimit -Hn, systemd LimitNOFILE=) or lower concurrency_limit; starts beyond it fail "
+        "with 'too many open files'");
+  }
+  return soft;
 }
 
 }  // namespace tamaya::sandbox

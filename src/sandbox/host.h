@@ -4,8 +4,11 @@
 // whole report. A layer that is missing is off and said to be off.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "common/status.h"
 
 namespace tamaya::sandbox {
 
@@ -42,5 +45,12 @@ std::string doctor_report(const HostCapabilities& caps);
 // Removes instance cgroups left behind by daemons that are gone
 // (tamaya-<pid> directories whose pid no longer runs).
 void remove_stale_cgroups(const HostCapabilities& caps);
+
+// Each instance costs the daemon file descriptors (a pidfd, two pipes, its
+// Runtime API socket and connection): raises the soft RLIMIT_NOFILE to the
+// hard one (and, as root, the hard one up to `needed` within fs.nr_open).
+// The limit now in force, or an error saying what to do when it is below
+// `needed`.
+Result<int64_t> raise_open_files_limit(int64_t needed);
 
 }  // namespace tamaya::sandbox

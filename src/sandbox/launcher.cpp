@@ -33,10 +33,14 @@
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include "sandbox/cgroup.h"
@@ -76,7 +80,31 @@ enum class Step : int {
   kSeccomp,
 };
 
-// One step of building an instance's root, done by the child in order.
+// What the child mounts on its copy of the prepared root, in order; the
+// index of a failed one is left in ChildArgs::failed_limit.
+enum class RootStep : size_t { kEnter, kUnshare, kCode, kRuntimes, kTmp, kProc, kProcSys };
+
+const char* root_step_text(RootStep step) {
+  switch (step) {
+    case RootStep::kEnter:
+      return "entering its prepared root (setns)";
+    case RootStep::kUnshare:
+      return "a mount namespace of its own (unshare)";
+    case RootStep::kCode:
+      return "mounting its code at /var/task";
+    case RootStep::kRuntimes:
+      return "mounting the runtime clients at /opt/tamaya/runtimes";
+    case RootStep::kTmp:
+      return "mounting its private /tmp";
+    case RootStep::kProc:
+      return "mounting /proc";
+    case RootStep::kProcSys:
+      return "making /proc/sys read-only";
+  }
+  return "preparing its root";
+}
+
+// One step of building the prepared root (RootTemplates), in order.
 enum class MountKind : int { kMkdir, kTouch, kSymlink, kBind, kTmpfs, kProc };
 
 struct MountOp {
@@ -111,9 +139,10 @@ struct ChildArgs {
   const int* cgroup_fds;
   size_t cgroup_fd_count;
   int netns_fd;
-  const char* root_dir;  // non-null: build the root from mount_ops and pivot into it
-  const MountOp* mount_ops;
-  size_t mount_op_count;
+  int root_ns;              // >= 0: the prepared root's mount namespace, copied for the child
+  int code_tree;            // detached read-only mount of the code (open_tree), for kTaskRoot
+  int runtimes_tree;        // the same for kRuntimesRoot; -1: none
+  const char* tmp_options;  // tmpfs options of the private /tmp
   const char* hostname;
   uint32_t uid;  // 0: keep
   uint32_t gid;
@@ -166,54 +195,34 @@ int child_main(void* opaque) {
     child_fail(args, Step::kNetns);
   }
 
-  if (args->root_dir != nullptr) {
-    // Nothing we mount may leak back into the host's namespace.
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
-      args->failed_limit = ~size_t{0};
+  if (args->root_ns >= 0) {
+    // Into a copy of the prepared root (RootTemplates below): it already
+    // holds the read-only allowlist, /dev and the empty mount points, all
+    // private, so only what differs per instance is mounted here.
+    auto fail_at = [args](RootStep step) {
+      args->failed_limit = static_cast<size_t>(step);
       child_fail(args, Step::kMount);
+    };
+    if (setns(args->root_ns, CLONE_NEWNS) < 0) fail_at(RootStep::kEnter);
+    if (unshare(CLONE_NEWNS) < 0) fail_at(RootStep::kUnshare);
+    if (move_mount(args->code_tree, "", AT_FDCWD, kTaskRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      fail_at(RootStep::kCode);
     }
-    for (size_t i = 0; i < args->mount_op_count; ++i) {
-      const MountOp& op = args->mount_ops[i];
-      int rc = 0;
-      switch (op.kind) {
-        case MountKind::kMkdir:
-          rc = mkdir(op.target, 0755);
-          if (rc < 0 && errno == EEXIST) rc = 0;
-          break;
-        case MountKind::kTouch: {
-          int fd = open(op.target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-          rc = fd < 0 ? -1 : close(fd);
-          break;
-        }
-        case MountKind::kSymlink:
-          rc = symlink(op.source, op.target);
-          break;
-        case MountKind::kBind:
-          rc = mount(op.source, op.target, nullptr, MS_BIND | MS_REC, nullptr);
-          if (rc == 0 && op.flags != 0) {
-            rc = mount(nullptr, op.target, nullptr, MS_REMOUNT | MS_BIND | op.flags, nullptr);
-          }
-          break;
-        case MountKind::kTmpfs:
-          rc = mount(op.source, op.target, "tmpfs", op.flags, op.data);
-          break;
-        case MountKind::kProc:
-          rc = mount(op.source, op.target, "proc", op.flags, nullptr);
-          break;
-      }
-      if (rc < 0) {
-        args->failed_limit = i;
-        child_fail(args, Step::kMount);
-      }
+    if (args->runtimes_tree >= 0 &&
+        move_mount(args->runtimes_tree, "", AT_FDCWD, kRuntimesRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      fail_at(RootStep::kRuntimes);
     }
-    // pivot_root(".", ".") stacks the old root under the new one; detaching
-    // it leaves only what was mounted above.
-    if (chdir(args->root_dir) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
-        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
-      child_fail(args, Step::kPivotRoot);
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, args->tmp_options) < 0) {
+      fail_at(RootStep::kTmp);
     }
-    if (mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) < 0) {
-      child_fail(args, Step::kPivotRoot);
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) {
+      fail_at(RootStep::kProc);
+    }
+    // The kernel's tunables stay readable, never writable.
+    if (mount("/proc/sys", "/proc/sys", nullptr, MS_BIND | MS_REC, nullptr) < 0 ||
+        mount(nullptr, "/proc/sys", nullptr,
+              MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) < 0) {
+      fail_at(RootStep::kProcSys);
     }
     if (args->hostname != nullptr &&
         syscall(SYS_sethostname, args->hostname, strlen(args->hostname)) < 0) {
@@ -275,6 +284,37 @@ int child_main(void* opaque) {
 
   execve(args->path, args->argv, args->envp);
   child_fail(args, Step::kExec);
+}
+
+// The child's stack, one per launching thread and kept: the child runs on it
+// only while that thread waits in clone (CLONE_VFORK), so the next launch
+// from the thread can use it again, and each launch saves an mmap and a
+// munmap (a TLB shootdown across the daemon's threads). A guard page below
+// turns an overflow into a crash of the child instead of a write into the
+// daemon's memory. nullptr when it cannot be mapped.
+char* child_stack() {
+  struct Stack {
+    ~Stack() {
+      if (base != nullptr) munmap(base, mapped);
+    }
+    void* base = nullptr;
+    size_t mapped = 0;
+  };
+  thread_local Stack stack;
+  if (stack.base == nullptr) {
+    const size_t guard = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t mapped = kChildStackBytes + guard;
+    void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED) return nullptr;
+    if (mprotect(base, guard, PROT_NONE) < 0) {
+      munmap(base, mapped);
+      return nullptr;
+    }
+    stack.base = base;
+    stack.mapped = mapped;
+  }
+  return static_cast<char*>(stack.base) + stack.mapped;
 }
 
 // Owns one fd until released.
@@ -451,24 +491,18 @@ struct MountPlan {
   }
 };
 
-MountPlan mount_plan(const Isolation& iso, const std::string& root_dir) {
+// The prepared root: the allowlist read-only, /dev, and the empty mount
+// points each instance fills (code, runtimes, /tmp, /proc).
+MountPlan template_plan(const std::vector<std::string>& paths, const std::string& root_dir) {
   MountPlan plan;
   plan.root = root_dir;
   plan.ops.push_back({MountKind::kTmpfs, "tamaya", plan.keep(root_dir), MS_NOSUID | MS_NODEV,
                       "size=1m,mode=0755"});
-  const auto& paths = iso.readonly_paths.empty() ? default_readonly_paths() : iso.readonly_paths;
   for (const auto& path : paths) plan.host_path(path);
-  plan.bind(iso.code_dir, kTaskRoot, true, true);
-  if (!iso.runtimes_dir.empty()) plan.bind(iso.runtimes_dir, kRuntimesRoot, true, true);
+  plan.dir(kTaskRoot);
+  plan.dir(kRuntimesRoot);
   plan.dir("/tmp");
-  plan.add(MountKind::kTmpfs, "tmpfs", "/tmp", MS_NOSUID | MS_NODEV,
-           plan.keep("size=" + std::to_string(iso.tmp_bytes) + ",mode=1777"));
   plan.dir("/proc");
-  plan.add(MountKind::kProc, "proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
-  // The kernel's tunables stay readable, never writable.
-  plan.ops.push_back({MountKind::kBind, plan.keep(root_dir + "/proc/sys"),
-                      plan.keep(root_dir + "/proc/sys"), MS_RDONLY | MS_NOSUID | MS_NODEV,
-                      nullptr});
   plan.dir("/dev");
   plan.add(MountKind::kTmpfs, "tmpfs", "/dev", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755");
   for (const char* dev : {"null", "zero", "full", "random", "urandom", "tty"}) {
@@ -480,6 +514,200 @@ MountPlan mount_plan(const Isolation& iso, const std::string& root_dir) {
   plan.add(MountKind::kSymlink, "/proc/self/fd/1", "/dev/stdout");
   plan.add(MountKind::kSymlink, "/proc/self/fd/2", "/dev/stderr");
   return plan;
+}
+
+// Runs the plan in the calling thread's mount namespace.
+Status run_plan(const MountPlan& plan) {
+  for (const MountOp& op : plan.ops) {
+    int rc = 0;
+    switch (op.kind) {
+      case MountKind::kMkdir:
+        rc = mkdir(op.target, 0755);
+        if (rc < 0 && errno == EEXIST) rc = 0;
+        break;
+      case MountKind::kTouch: {
+        int fd = open(op.target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        rc = fd < 0 ? -1 : close(fd);
+        break;
+      }
+      case MountKind::kSymlink:
+        rc = symlink(op.source, op.target);
+        break;
+      case MountKind::kBind:
+        rc = mount(op.source, op.target, nullptr, MS_BIND | MS_REC, nullptr);
+        if (rc == 0 && op.flags != 0) {
+          rc = mount(nullptr, op.target, nullptr, MS_REMOUNT | MS_BIND | op.flags, nullptr);
+        }
+        break;
+      case MountKind::kTmpfs:
+        rc = mount(op.source, op.target, "tmpfs", op.flags, op.data);
+        break;
+      case MountKind::kProc:
+        rc = mount(op.source, op.target, "proc", op.flags, nullptr);
+        break;
+    }
+    if (rc < 0) {
+      std::string text = std::string("preparing ") + op.target + ": " + errno_text(errno);
+      if (op.kind == MountKind::kBind && errno == ENOENT) {
+        text += std::string(" (does ") + op.source + " exist?)";
+      }
+      return Status::Internal(text);
+    }
+  }
+  return Status::Ok();
+}
+
+// Builds the prepared root in a mount namespace of its own and returns that
+// namespace's fd. Runs on a short-lived thread: unshare(CLONE_NEWNS) gives
+// only that thread the new namespace (and its own root), so the daemon's
+// other threads never see it, and the fd keeps it alive after the thread.
+Result<int> build_root_namespace(const std::vector<std::string>& paths,
+                                 const std::string& root_dir) {
+  const MountPlan plan = template_plan(paths, root_dir);
+  Status status = Status::Ok();
+  int ns = -1;
+  std::thread builder([&] {
+    if (unshare(CLONE_NEWNS) < 0) {
+      status =
+          Status::Precondition("a mount namespace for the prepared root: " + errno_text(errno) +
+                               " (needs root; see tamaya doctor)");
+      return;
+    }
+    ns = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (ns < 0) {
+      status = Status::Internal("opening the prepared root's namespace: " + errno_text(errno));
+      return;
+    }
+    // Private all the way down: nothing mounted here or in the copies made
+    // from it propagates back to the host, and pivot_root needs it.
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
+      status = Status::Internal("making the prepared root's mounts private: " + errno_text(errno));
+      return;
+    }
+    status = run_plan(plan);
+    if (!status.ok()) return;
+    const std::string dev = root_dir + "/dev";
+    if (mount(nullptr, dev.c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
+              nullptr) < 0) {
+      status = Status::Internal("making " + dev + " read-only: " + errno_text(errno));
+      return;
+    }
+    // pivot_root(".", ".") stacks the old root under the new one; detaching
+    // it leaves only what was mounted above.
+    if (chdir(root_dir.c_str()) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0 ||
+        mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) < 0) {
+      status = Status::Internal("pivot_root to the prepared root at " + root_dir + ": " +
+                                errno_text(errno));
+    }
+  });
+  builder.join();
+  if (!status.ok()) {
+    if (ns >= 0) close(ns);
+    return status;
+  }
+  return ns;
+}
+
+// What identifies a host path bound into the prepared root: when one is
+// replaced (a new inode, e.g. resolv.conf rewritten by rename), the bind
+// still shows the old one, so the root is built again.
+struct PathStamp {
+  bool exists = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  mode_t type = 0;
+  bool operator==(const PathStamp&) const = default;
+};
+
+std::vector<PathStamp> stamps_of(const std::vector<std::string>& paths) {
+  std::vector<PathStamp> out;
+  out.reserve(paths.size());
+  for (const auto& path : paths) {
+    struct stat st {};
+    PathStamp stamp;
+    if (lstat(path.c_str(), &st) == 0) {
+      stamp = {true, st.st_dev, st.st_ino, static_cast<mode_t>(st.st_mode & S_IFMT)};
+    }
+    out.push_back(stamp);
+  }
+  return out;
+}
+
+struct RootTemplate {
+  RootTemplate() = default;
+  RootTemplate(const RootTemplate&) = delete;
+  RootTemplate& operator=(const RootTemplate&) = delete;
+  ~RootTemplate() {
+    if (ns >= 0) close(ns);
+  }
+  int ns = -1;
+  std::vector<PathStamp> stamps;
+  std::chrono::steady_clock::time_point checked;
+};
+
+// How often a launch looks whether a bound host path was replaced.
+constexpr auto kRootRecheck = std::chrono::seconds(1);
+
+}  // namespace
+
+// The prepared roots of a launcher, one per allowlist (in practice the
+// default one): a mount namespace built once whose root is the instance's
+// minimal tree. Each instance copies it (setns + unshare) and adds only its
+// code, /tmp and /proc: a handful of mounts instead of a bind and a
+// read-only remount per allowlisted path, and no copy and teardown of the
+// host's whole mount table.
+class RootTemplates {
+ public:
+  explicit RootTemplates(std::string root_dir) : root_dir_(std::move(root_dir)) {}
+
+  Result<std::shared_ptr<const RootTemplate>> get(const std::vector<std::string>& paths) {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    auto it = roots_.find(paths);
+    if (it != roots_.end()) {
+      RootTemplate& root = *it->second;
+      if (now - root.checked < kRootRecheck) return std::shared_ptr<const RootTemplate>(it->second);
+      root.checked = now;
+      if (stamps_of(paths) == root.stamps) return std::shared_ptr<const RootTemplate>(it->second);
+    }
+    // Instances being launched keep the old one alive (shared_ptr) until
+    // their clone is done; running ones hold their own copies.
+    auto fresh = std::make_shared<RootTemplate>();
+    fresh->stamps = stamps_of(paths);
+    fresh->checked = now;
+    TAMAYA_ASSIGN_OR_RETURN(fresh->ns, build_root_namespace(paths, root_dir_));
+    roots_[paths] = fresh;
+    return std::shared_ptr<const RootTemplate>(fresh);
+  }
+
+ private:
+  std::mutex mutex_;
+  const std::string root_dir_;
+  std::map<std::vector<std::string>, std::shared_ptr<RootTemplate>> roots_;
+};
+
+namespace {
+
+// A detached read-only copy of `dir` (open_tree), which the child attaches
+// inside its own root with move_mount: the host path is resolved here, in
+// the daemon's namespace, where it exists.
+Result<int> readonly_tree(const std::string& dir, const std::string& program) {
+  int fd = open_tree(AT_FDCWD, dir.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+  if (fd < 0) {
+    std::string text = "cannot start " + program + ": mounting " + dir + ": " + errno_text(errno);
+    if (errno == ENOENT) text += " (does " + dir + " exist?)";
+    return Status::Internal(text);
+  }
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
+    int err = errno;
+    close(fd);
+    return Status::Internal("cannot start " + program + ": making " + dir +
+                            " read-only: " + errno_text(err));
+  }
+  return fd;
 }
 
 Status child_failure(const LaunchSpec& spec, const ChildArgs& args,
@@ -540,17 +768,9 @@ Status child_failure(const LaunchSpec& spec, const ChildArgs& args,
       return Status::Internal(prefix + "joining its cgroup: " + what);
     case Step::kNetns:
       return Status::Internal(prefix + "joining its network namespace: " + what);
-    case Step::kMount: {
-      if (args.failed_limit >= args.mount_op_count) {
-        return Status::Internal(prefix + "making its mounts private: " + what);
-      }
-      const MountOp& op = args.mount_ops[args.failed_limit];
-      std::string text = prefix + "preparing " + op.target + " in its root: " + what;
-      if (op.kind == MountKind::kBind && err == ENOENT) {
-        text += std::string(" (does ") + op.source + " exist?)";
-      }
-      return Status::Internal(text);
-    }
+    case Step::kMount:
+      return Status::Internal(prefix + root_step_text(static_cast<RootStep>(args.failed_limit)) +
+                              ": " + what);
     case Step::kPivotRoot:
       return Status::Internal(prefix + "pivot_root to its minimal root: " + what);
     case Step::kHostname:
@@ -634,9 +854,27 @@ Result<std::unique_ptr<ProcessLauncher>> ProcessLauncher::create(SandboxOptions 
     if (host.seccomp) {
       TAMAYA_ASSIGN_OR_RETURN(launcher->seccomp_, build_seccomp_program());
     }
+    if (launcher->layers_.filesystem) {
+      launcher->roots_ = std::make_shared<RootTemplates>(options.root_dir);
+      // Built now, so the first instance does not pay for it and a host that
+      // refuses it is known at start.
+      auto root = launcher->roots_->get(default_readonly_paths());
+      if (!root.ok()) {
+        return Status(root.status().code(),
+                      "preparing the instances' minimal root: " + root.status().message());
+      }
+      Fd self(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
+      if (self.get() < 0) return Status::Internal("pidfd_open of the daemon: " + errno_text(errno));
+      TAMAYA_RETURN_IF_ERROR(move_above_stdio(self));
+      launcher->self_pidfd_ = self.release();
+    }
   }
   launcher->options_ = std::move(options);
   return launcher;
+}
+
+ProcessLauncher::~ProcessLauncher() {
+  if (self_pidfd_ >= 0) close(self_pidfd_);
 }
 
 Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
@@ -683,16 +921,8 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   TAMAYA_RETURN_IF_ERROR(make_pipe(out_read, out_write));
   TAMAYA_RETURN_IF_ERROR(make_pipe(err_read, err_write));
 
-  // A guard page below the stack turns an overflow into a crash of the
-  // child instead of a write into the daemon's memory.
-  const size_t guard = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t mapped = kChildStackBytes + guard;
-  void* stack =
-      mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED || mprotect(stack, guard, PROT_NONE) < 0) {
-    if (stack != MAP_FAILED) {
-      munmap(stack, mapped);
-    }
+  char* stack_top = child_stack();
+  if (stack_top == nullptr) {
     return Status::Exhausted("cannot start " + spec.argv[0] + ": no memory for the child's stack");
   }
 
@@ -708,18 +938,60 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   args.limit_count = limits.size();
   args.parent_pid = getpid();
   args.netns_fd = -1;
+  args.root_ns = -1;
+  args.code_tree = -1;
+  args.runtimes_tree = -1;
   args.parent_pidfd = -1;
   args.failed_step = Step::kNone;
 
-  // Isolation: cgroups made and opened, the root planned, all before clone.
+  // Isolation: the root's parts and the cgroups, all before clone.
   int clone_flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
   InstanceCgroups cgroups;
   std::vector<Fd> cgroup_fds;
   std::vector<int> raw_cgroup_fds;
-  MountPlan plan;
-  Fd parent_pidfd;
+  std::shared_ptr<const RootTemplate> root;
+  Fd code_tree, runtimes_tree;
+  std::string tmp_options;
   sock_fprog seccomp_program{};
   if (isolate) {
+    if (iso.network == Network::kNone) args.netns_fd = iso.netns_fd;
+    if (layers_.filesystem) {
+      const auto& paths =
+          iso.readonly_paths.empty() ? default_readonly_paths() : iso.readonly_paths;
+      auto got = roots_->get(paths);
+      if (!got.ok()) {
+        return Status(got.status().code(),
+                      "cannot start " + spec.argv[0] + ": " + got.status().message());
+      }
+      root = *std::move(got);
+      TAMAYA_ASSIGN_OR_RETURN(int code, readonly_tree(iso.code_dir, spec.argv[0]));
+      code_tree.reset(code);
+      if (!iso.runtimes_dir.empty()) {
+        TAMAYA_ASSIGN_OR_RETURN(int runtimes, readonly_tree(iso.runtimes_dir, spec.argv[0]));
+        runtimes_tree.reset(runtimes);
+      }
+      tmp_options = "size=" + std::to_string(iso.tmp_bytes) + ",mode=1777";
+      args.root_ns = root->ns;
+      args.code_tree = code_tree.get();
+      args.runtimes_tree = runtimes_tree.get();
+      args.tmp_options = tmp_options.c_str();
+      args.hostname = iso.hostname.c_str();
+      // No CLONE_NEWNS: the child enters the prepared root and copies that
+      // (a copy of the host's mount table would only be thrown away).
+      clone_flags |= CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+      args.parent_pidfd = self_pidfd_;
+    }
+    if (layers_.uids && iso.uid != 0) {
+      args.uid = iso.uid;
+      args.gid = iso.gid != 0 ? iso.gid : iso.uid;
+    }
+    args.no_new_privs = !iso.zygote;
+    if (iso.zygote) args.uid = args.gid = 0;
+    if (layers_.seccomp && !seccomp_.code.empty() && !iso.zygote) {
+      seccomp_program = seccomp_.program();
+      args.seccomp = &seccomp_program;
+    }
+    // Last, so that every earlier failure has no cgroup to remove.
     if (layers_.cgroups && (iso.memory_bytes > 0 || iso.pids_max > 0 || iso.cpu_shares > 0)) {
       const std::string name = iso.name.empty() ? "i" + std::to_string(getpid()) : iso.name;
       TAMAYA_ASSIGN_OR_RETURN(
@@ -733,37 +1005,15 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
       cgroup_fds.reserve(fds->size());
       for (int fd : *fds) cgroup_fds.emplace_back(fd);
       for (Fd& fd : cgroup_fds) {
-        TAMAYA_RETURN_IF_ERROR(move_above_stdio(fd));
+        if (Status moved = move_above_stdio(fd); !moved.ok()) {
+          cgroup_fds.clear();
+          remove_cgroups(cgroups);
+          return moved;
+        }
         raw_cgroup_fds.push_back(fd.get());
       }
       args.cgroup_fds = raw_cgroup_fds.data();
       args.cgroup_fd_count = raw_cgroup_fds.size();
-    }
-    if (iso.network == Network::kNone) args.netns_fd = iso.netns_fd;
-    if (layers_.filesystem) {
-      plan = mount_plan(iso, options_.root_dir);
-      args.root_dir = options_.root_dir.c_str();
-      args.mount_ops = plan.ops.data();
-      args.mount_op_count = plan.ops.size();
-      args.hostname = iso.hostname.c_str();
-      clone_flags |= CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-      parent_pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
-      if (parent_pidfd.get() < 0) {
-        remove_cgroups(cgroups);
-        return Status::Internal("pidfd_open of the daemon: " + errno_text(errno));
-      }
-      TAMAYA_RETURN_IF_ERROR(move_above_stdio(parent_pidfd));
-      args.parent_pidfd = parent_pidfd.get();
-    }
-    if (layers_.uids && iso.uid != 0) {
-      args.uid = iso.uid;
-      args.gid = iso.gid != 0 ? iso.gid : iso.uid;
-    }
-    args.no_new_privs = !iso.zygote;
-    if (iso.zygote) args.uid = args.gid = 0;
-    if (layers_.seccomp && !seccomp_.code.empty() && !iso.zygote) {
-      seccomp_program = seccomp_.program();
-      args.seccomp = &seccomp_program;
     }
   }
 
@@ -775,14 +1025,13 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &saved_mask, kKernelSigsetBytes);
 
   int pidfd = -1;
-  const pid_t pid =
-      clone(child_main, static_cast<char*>(stack) + mapped, clone_flags, &args, &pidfd);
+  const pid_t pid = clone(child_main, stack_top, clone_flags, &args, &pidfd);
   const int clone_errno = errno;
   cgroup_fds.clear();
-  parent_pidfd.reset();
+  code_tree.reset();
+  runtimes_tree.reset();
 
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
-  munmap(stack, mapped);
   dev_null.reset();
   out_write.reset();
   err_write.reset();

@@ -72,6 +72,10 @@ struct LaunchSpec {
   // this command line (a Python zygote, runtimes/python/zygote.py); a
   // launcher without zygotes ignores it.
   std::vector<std::string> zygote_argv;
+  // Non-empty: this instance may instead be a pre-started generic instance
+  // started with this command line and specialised for it (a Node.js pool
+  // member, runtimes/node/generic.js, node_pool.h); other launchers ignore it.
+  std::vector<std::string> generic_argv;
   // >= 0: the child's stdin instead of /dev/null (a zygote's control socket).
   int stdin_fd = -1;
 };
@@ -133,10 +137,16 @@ struct SandboxOptions {
 // A program that cannot be started (missing, not executable, bad cwd, limit
 // refused) is an error Status naming the path and the cause; by then the
 // failed child is already reaped and no fd is left open.
+class RootTemplates;
+
 class ProcessLauncher final : public Launcher {
  public:
   ProcessLauncher() = default;
-  // With isolation: builds the seccomp filter once; fails when it cannot.
+  ~ProcessLauncher() override;
+  ProcessLauncher(const ProcessLauncher&) = delete;
+  ProcessLauncher& operator=(const ProcessLauncher&) = delete;
+  // With isolation: builds the seccomp filter and the prepared root (see
+  // RootTemplates in launcher.cpp) once; fails when it cannot.
   static Result<std::unique_ptr<ProcessLauncher>> create(SandboxOptions options);
 
   Result<Process> launch(const LaunchSpec& spec) override;
@@ -148,6 +158,8 @@ class ProcessLauncher final : public Launcher {
   SandboxOptions options_;
   Layers layers_;
   SeccompProgram seccomp_;
+  std::shared_ptr<RootTemplates> roots_;  // with the filesystem layer
+  int self_pidfd_ = -1;                   // the daemon's own pidfd, for children's liveness check
 };
 
 // The rlimits an instance with these limits gets, as (RLIMIT_*, value) with

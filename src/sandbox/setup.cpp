@@ -25,7 +25,8 @@ std::string sandbox_dir(const std::string& data_dir) {
 
 Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const std::string& data_dir,
                                                const std::string& python_zygote,
-                                               ZygoteOptions zygote_options) {
+                                               ZygoteOptions zygote_options,
+                                               NodePoolOptions node_pool) {
   TAMAYA_RETURN_IF_ERROR(check_mode(mode));
   if (python_zygote != "on" && python_zygote != "off") {
     return Status::Invalid("python_zygote '" + python_zygote +
@@ -53,11 +54,25 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
     out->zygote_note_ = "python_zygote=on";
     out->zygotes_ = std::make_unique<ZygoteLauncher>(*out->launcher_, zygote_options);
   }
+  if (node_pool.size < 0) {
+    return Status::Invalid("node_pool_size must be 0 (off) or more, got " +
+                           std::to_string(node_pool.size));
+  }
+  if (node_pool.size > 0 && out->launcher_->layers().filesystem) {
+    // Members are walled in by the sandbox's namespaces: no pool without them.
+    Launcher& inner = out->zygotes_ ? static_cast<Launcher&>(*out->zygotes_) : *out->launcher_;
+    out->node_pool_ = std::make_unique<NodePoolLauncher>(inner, *out->launcher_, node_pool);
+    out->zygote_note_ += " node_pool_size=" + std::to_string(node_pool.size);
+  } else {
+    out->zygote_note_ +=
+        node_pool.size > 0 ? " node_pool=off (needs the sandbox's namespaces)" : " node_pool=off";
+  }
   return out;
 }
 
 Sandbox::~Sandbox() {
-  zygotes_.reset();  // zygotes and their cgroups go before the bases below
+  node_pool_.reset();  // pool members and their cgroups go before the bases below
+  zygotes_.reset();    // so do zygotes
   // Instances are gone by now (the dispatcher removed their cgroups): this
   // daemon's own tamaya-<pid> directories go too.
   for (const std::string& base : {host_.cgroup_memory, host_.cgroup_pids, host_.cgroup_cpu}) {

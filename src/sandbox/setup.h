@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "sandbox/host.h"
 #include "sandbox/launcher.h"
+#include "sandbox/node_pool.h"
 #include "sandbox/zygote.h"
 
 namespace tamaya::sandbox {
@@ -21,10 +22,17 @@ class Sandbox {
   // (zygote.h) where the sandbox is on; "off" starts every instance directly.
   static Result<std::unique_ptr<Sandbox>> open(const std::string& mode, const std::string& data_dir,
                                                const std::string& python_zygote = "off",
-                                               ZygoteOptions zygote_options = {});
+                                               ZygoteOptions zygote_options = {},
+                                               NodePoolOptions node_pool = {});
   ~Sandbox();
 
-  Launcher& launcher() { return zygotes_ ? static_cast<Launcher&>(*zygotes_) : *launcher_; }
+  Launcher& launcher() {
+    if (node_pool_) return *node_pool_;
+    return zygotes_ ? static_cast<Launcher&>(*zygotes_) : *launcher_;
+  }
+  // The Node.js pool (node_pool.h), null when node_pool_size is 0 or the
+  // sandbox's namespaces are off.
+  const NodePoolLauncher* node_pool() const { return node_pool_.get(); }
   const HostCapabilities& host() const { return host_; }
   // The one line the daemon logs at start: which layers are on.
   std::string startup_line() const;
@@ -35,7 +43,8 @@ class Sandbox {
   bool isolate_ = false;
   HostCapabilities host_;
   std::unique_ptr<ProcessLauncher> launcher_;
-  std::unique_ptr<ZygoteLauncher> zygotes_;  // null: python_zygote off or no sandbox
+  std::unique_ptr<ZygoteLauncher> zygotes_;      // null: python_zygote off or no sandbox
+  std::unique_ptr<NodePoolLauncher> node_pool_;  // wraps the launcher above; null: off
   std::string zygote_note_;
 };
 

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <string_view>
 #include <utility>
 
 #include "common/log.h"
@@ -122,12 +123,20 @@ Status send_with_fds(int sock, const std::string& body, const std::vector<int>& 
 
 // One running zygote. Also the ExitSource of the instances it forked: it is
 // their parent, so it alone learns how they ended.
+//
+// Offers: with `prefork`, the zygote keeps one child forked ahead of need
+// and hands us a socket to it ({"offer": pid} + SCM_RIGHTS), at its start and
+// after each {"prefork": true} we send once we took the last one. That child
+// has its pid/mount/ipc/uts namespaces, /proc and /tmp and says "hello" (the
+// socket has SO_PASSCRED, so we learn its pid) when it is ready. A cold start
+// that finds an offer talks to that child alone: cgroups, then the request
+// (its "go"), then "ok" — one round trip, without the zygote on the path.
 class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygote> {
  public:
   ~Zygote() override { stop(); }
 
   static Result<std::shared_ptr<Zygote>> start(ProcessLauncher& direct, const LaunchSpec& spec,
-                                               int timeout_ms) {
+                                               int timeout_ms, bool prefork) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
       return Status::Exhausted("zygote: socketpair: " + errno_text());
@@ -135,6 +144,9 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     Fd ours(pair[0]), theirs(pair[1]);
     LaunchSpec z = spec;
     z.argv = spec.zygote_argv;
+    // The size of the offered children's /tmp; a spawn asking for another size resizes it.
+    if (prefork)
+      z.argv.push_back("--prefork-tmp-bytes=" + std::to_string(spec.isolation.tmp_bytes));
     z.zygote_argv.clear();
     z.stdin_fd = theirs.get();
     z.isolation.zygote = true;
@@ -158,6 +170,9 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     zygote->proc_ = proc;
     zygote->ctl_ = ours.release();
     zygote->last_used_ms_ = now_ms();
+    zygote->prefork_ = prefork;
+    zygote->offer_asked_ = prefork;  // a zygote offers its first child unasked
+    if (direct.layers().seccomp) zygote->seccomp_hex_ = hex(direct.seccomp());
     std::lock_guard lock(zygote->mu_);
     auto ready = zygote->next_message(now_ms() + timeout_ms);
     if (!ready.ok() || !ready->value("ready", false)) {
@@ -168,145 +183,38 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     return zygote;
   }
 
-  // Forks one instance and waits until it is walled in.
-  Result<Process> spawn(const LaunchSpec& spec, const ProcessLauncher& direct, int timeout_ms) {
+  // Hands the instance to the offered child when there is one, else forks
+  // one on demand; either way returns once it is walled in.
+  // `*offered_child` says which.
+  Result<Process> spawn(const LaunchSpec& spec, const ProcessLauncher& direct, int timeout_ms,
+                        bool* offered_child) {
     std::lock_guard lock(mu_);
+    *offered_child = false;
     if (broken_) return Status::Unavailable("zygote is gone");
     last_used_ms_ = now_ms();
     const int64_t deadline = now_ms() + timeout_ms;
-    const Isolation& iso = spec.isolation;
-    const Layers layers = direct.layers();
-
-    InstanceCgroups cgroups;
-    std::vector<Fd> procs;
-    if (layers.cgroups && (iso.memory_bytes > 0 || iso.pids_max > 0 || iso.cpu_shares > 0)) {
-      TAMAYA_ASSIGN_OR_RETURN(cgroups,
-                              create_cgroups(direct.options().host, iso.name,
-                                             {iso.memory_bytes, iso.pids_max, iso.cpu_shares}));
-      auto fds = open_procs_files(cgroups);
-      if (!fds.ok()) {
-        remove_cgroups(cgroups);
-        return fds.status();
+    drain_pending();
+    if (broken_) return Status::Unavailable("zygote is gone" + output_note());
+    // Only a child that is ready (its hello is here): waiting for one still
+    // preparing would hold this start, and the event loop, longer than a
+    // fork on demand; that one stays offered for the next start.
+    if (offer_fd_ >= 0 && readable_now(offer_fd_)) {
+      Fd chan(std::exchange(offer_fd_, -1));
+      auto offered = spawn_offered(std::move(chan), offer_ns_pid_, spec, direct, deadline);
+      if (offered.ok()) {
+        *offered_child = true;
+        ask_prefork();
+        return offered;
       }
-      for (int fd : *fds) procs.emplace_back(fd);
+      if (broken_) return offered.status();
+      // A child that could not be walled in is an error like a forked one's;
+      // one that is gone (it never said hello) is replaced by a fork.
+      if (offered.status().code() != Code::kUnavailable) return offered.status();
+      spdlog::warn("offered zygote child unusable, forking one: {}", offered.status().message());
     }
-    // From here on every failure kills what was forked and frees the cgroups.
-    pid_t host_pid = -1;
-    Fd pidfd;
-    auto fail = [&](Status status, bool zygote_broken) -> Status {
-      if (pidfd.get() >= 0) syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
-      remove_cgroups(cgroups);
-      if (zygote_broken) stop_locked();
-      return status;
-    };
-
-    Fd out_r, out_w, err_r, err_w;
-    if (Status s = make_pipe(out_r, out_w); !s.ok()) return fail(s, false);
-    if (Status s = make_pipe(err_r, err_w); !s.ok()) return fail(s, false);
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
-      return fail(Status::Exhausted("zygote: socketpair: " + errno_text()), false);
-    }
-    Fd hs(pair[0]), hs_child(pair[1]);
-    const int one = 1;
-    setsockopt(hs.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
-
-    nlohmann::json env = nlohmann::json::object();
-    for (const auto& entry : spec.env) {
-      const size_t eq = entry.find('=');
-      env[entry.substr(0, eq)] = entry.substr(eq + 1);
-    }
-    nlohmann::json rlimits = nlohmann::json::array();
-    for (const auto& [resource, value] : rlimit_values(spec.limits)) {
-      // Python's resource module spells "unlimited" as -1.
-      rlimits.push_back({resource, value == RLIM_INFINITY ? int64_t(-1) : int64_t(value)});
-    }
-    const bool netns = iso.network == Network::kNone && iso.netns_fd >= 0;
-    nlohmann::json special = {
-        {"tmp_bytes", iso.tmp_bytes},
-        {"rlimits", rlimits},
-        {"uid", layers.uids ? iso.uid : 0},
-        {"gid", layers.uids ? (iso.gid != 0 ? iso.gid : iso.uid) : 0},
-        {"seccomp", layers.seccomp ? hex(direct.seccomp()) : ""},
-        {"netns", netns},
-    };
-    const std::string request = nlohmann::json{{"env", env}, {"specialise", special}}.dump();
-    std::vector<int> fds{out_w.get(), err_w.get(), hs_child.get()};
-    if (netns) fds.push_back(iso.netns_fd);
-    if (Status s = send_with_fds(ctl_, request, fds); !s.ok()) return fail(s, true);
-    out_w.reset();
-    err_w.reset();
-    hs_child.reset();
-
-    auto reply = next_message(deadline);
-    if (!reply.ok()) return fail(reply.status(), true);
-    if (!reply->contains("pid")) {
-      return fail(Status::Unavailable("zygote refused the spawn: " + reply->dump()), false);
-    }
-    const pid_t ns_pid = (*reply)["pid"].get<pid_t>();
-
-    // "hello", with the child's pid as we see it.
-    if (!wait_readable(hs.get(), deadline)) {
-      return fail(Status::Unavailable("zygote child did not say hello in time"), true);
-    }
-    char buf[4096];
-    iovec iov{buf, sizeof buf};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = recvmsg(hs.get(), &msg, 0);
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-        ucred cred{};
-        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-        host_pid = cred.pid;
-      }
-    }
-    if (n != 5 || std::memcmp(buf, "hello", 5) != 0 || host_pid <= 0) {
-      return fail(Status::Unavailable("zygote child's handshake was not understood"), true);
-    }
-    pidfd.reset(int(syscall(SYS_pidfd_open, host_pid, 0)));
-    if (pidfd.get() < 0) {
-      return fail(Status::Unavailable("pidfd_open of zygote child " + std::to_string(host_pid) +
-                                      ": " + errno_text()),
-                  false);
-    }
-    const std::string pid_text = std::to_string(host_pid);
-    for (const Fd& fd : procs) {
-      if (write(fd.get(), pid_text.data(), pid_text.size()) != ssize_t(pid_text.size())) {
-        return fail(Status::Internal("moving zygote child into its cgroup: " + errno_text()),
-                    false);
-      }
-    }
-    procs.clear();
-    host_of_ns_[ns_pid] = host_pid;
-    if (send(hs.get(), "go", 2, MSG_NOSIGNAL) != 2) {
-      host_of_ns_.erase(ns_pid);
-      return fail(Status::Unavailable("zygote child vanished before specialising"), false);
-    }
-    if (!wait_readable(hs.get(), deadline)) {
-      host_of_ns_.erase(ns_pid);
-      return fail(Status::Unavailable("zygote child did not specialise in time"), true);
-    }
-    n = recv(hs.get(), buf, sizeof buf, 0);
-    if (n != 2 || std::memcmp(buf, "ok", 2) != 0) {
-      host_of_ns_.erase(ns_pid);
-      std::string why = n > 0 ? std::string(buf, size_t(n)) : "it exited";
-      return fail(Status::Precondition("zygote child could not specialise: " + why), false);
-    }
-
-    ++live_;
-    Process out;
-    out.pid = host_pid;
-    out.pidfd = pidfd.release();
-    out.stdout_fd = out_r.release();
-    out.stderr_fd = err_r.release();
-    out.cgroups = std::move(cgroups);
-    out.exit_source = shared_from_this();
-    return out;
+    auto forked = spawn_forked(spec, direct, deadline);
+    if (forked.ok()) ask_prefork();
+    return forked;
   }
 
   Result<int> exit_status(pid_t pid) override {
@@ -326,7 +234,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
         --live_;
         return SIGKILL;
       }
-      auto msg = next_message(deadline, /*exits_too=*/true);
+      auto msg = next_message(deadline, /*notices_too=*/true);
       if (!msg.ok()) {
         if (now_ms() >= deadline && !broken_) {
           forget(pid);
@@ -336,6 +244,14 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
         continue;
       }
     }
+  }
+
+  // Whether a child forked ahead of need is ready to be handed an instance.
+  bool offer_ready() {
+    std::lock_guard lock(mu_);
+    if (broken_) return false;
+    drain_pending();
+    return offer_fd_ >= 0 && readable_now(offer_fd_);
   }
 
   bool usable() {
@@ -364,6 +280,239 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
  private:
   Zygote() = default;
 
+  // What a spawn needs before the child is told anything: the instance's
+  // cgroups (with their cgroup.procs open) and its output pipes.
+  struct Prepared {
+    InstanceCgroups cgroups;
+    std::vector<Fd> procs;
+    Fd out_r, out_w, err_r, err_w;
+  };
+
+  Result<Prepared> prepare(const LaunchSpec& spec, const ProcessLauncher& direct) {
+    const Isolation& iso = spec.isolation;
+    Prepared p;
+    if (direct.layers().cgroups &&
+        (iso.memory_bytes > 0 || iso.pids_max > 0 || iso.cpu_shares > 0)) {
+      TAMAYA_ASSIGN_OR_RETURN(p.cgroups,
+                              create_cgroups(direct.options().host, iso.name,
+                                             {iso.memory_bytes, iso.pids_max, iso.cpu_shares}));
+      auto fds = open_procs_files(p.cgroups);
+      if (!fds.ok()) {
+        remove_cgroups(p.cgroups);
+        return fds.status();
+      }
+      for (int fd : *fds) p.procs.emplace_back(fd);
+    }
+    Status s = make_pipe(p.out_r, p.out_w);
+    if (s.ok()) s = make_pipe(p.err_r, p.err_w);
+    if (!s.ok()) {
+      remove_cgroups(p.cgroups);
+      return s;
+    }
+    return p;
+  }
+
+  // The spawn request: the instance's environment and what walls it in.
+  std::string request_for(const LaunchSpec& spec, const ProcessLauncher& direct) const {
+    const Isolation& iso = spec.isolation;
+    const Layers layers = direct.layers();
+    nlohmann::json env = nlohmann::json::object();
+    for (const auto& entry : spec.env) {
+      const size_t eq = entry.find('=');
+      env[entry.substr(0, eq)] = entry.substr(eq + 1);
+    }
+    nlohmann::json rlimits = nlohmann::json::array();
+    for (const auto& [resource, value] : rlimit_values(spec.limits)) {
+      // Python's resource module spells "unlimited" as -1.
+      rlimits.push_back({resource, value == RLIM_INFINITY ? int64_t(-1) : int64_t(value)});
+    }
+    nlohmann::json special = {
+        {"tmp_bytes", iso.tmp_bytes},
+        {"rlimits", rlimits},
+        {"uid", layers.uids ? iso.uid : 0},
+        {"gid", layers.uids ? (iso.gid != 0 ? iso.gid : iso.uid) : 0},
+        {"seccomp", layers.seccomp ? seccomp_hex_ : ""},
+        {"netns", uses_netns(spec)},
+    };
+    return nlohmann::json{{"env", env}, {"specialise", special}}.dump();
+  }
+  static bool uses_netns(const LaunchSpec& spec) {
+    return spec.isolation.network == Network::kNone && spec.isolation.netns_fd >= 0;
+  }
+
+  static bool readable_now(int fd) {
+    pollfd pfd{fd, POLLIN, 0};
+    return poll(&pfd, 1, 0) == 1;
+  }
+
+  // Reads a child's "hello": its pid as we see it (the kernel's credentials).
+  static Result<pid_t> read_hello(int sock, int64_t deadline) {
+    if (!wait_readable(sock, deadline)) {
+      return Status::Unavailable("zygote child did not say hello in time");
+    }
+    char buf[4096];
+    iovec iov{buf, sizeof buf};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    pid_t host_pid = -1;
+    ssize_t n = recvmsg(sock, &msg, 0);
+    for (cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&msg) : nullptr; c != nullptr;
+         c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+        ucred cred{};
+        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+        host_pid = cred.pid;
+      }
+    }
+    if (n > 0 && std::string_view(buf, size_t(n)).substr(0, 6) == "error:") {
+      return Status::Unavailable("zygote child could not prepare: " + std::string(buf, size_t(n)));
+    }
+    if (n != 5 || std::memcmp(buf, "hello", 5) != 0 || host_pid <= 0) {
+      return Status::Unavailable("zygote child's handshake was not understood");
+    }
+    return host_pid;
+  }
+
+  // Waits for the child's "ok" (it is walled in) on `sock`.
+  static Status read_ok(int sock, int64_t deadline) {
+    if (!wait_readable(sock, deadline)) {
+      return Status::Unavailable("zygote child did not specialise in time");
+    }
+    char buf[4096];
+    ssize_t n = recv(sock, buf, sizeof buf, 0);
+    if (n != 2 || std::memcmp(buf, "ok", 2) != 0) {
+      std::string why = n > 0 ? std::string(buf, size_t(n)) : "it exited";
+      return Status::Precondition("zygote child could not specialise: " + why);
+    }
+    return Status::Ok();
+  }
+
+  Process handed_over(Prepared& p, pid_t host_pid, Fd& pidfd) {
+    ++live_;
+    Process out;
+    out.pid = host_pid;
+    out.pidfd = pidfd.release();
+    out.stdout_fd = p.out_r.release();
+    out.stderr_fd = p.err_r.release();
+    out.cgroups = std::move(p.cgroups);
+    out.exit_source = shared_from_this();
+    return out;
+  }
+
+  Result<Process> spawn_offered(Fd chan, pid_t ns_pid, const LaunchSpec& spec,
+                                const ProcessLauncher& direct, int64_t deadline) {
+    TAMAYA_ASSIGN_OR_RETURN(pid_t host_pid, read_hello(chan.get(), deadline));
+    Fd pidfd(int(syscall(SYS_pidfd_open, host_pid, 0)));
+    // The child keeps its end until it is an instance: no hang-up means the
+    // pidfd is of that child, not of a process that got its pid since.
+    pollfd hup{chan.get(), POLLIN, 0};
+    if (pidfd.get() < 0 || poll(&hup, 1, 0) != 0) {
+      return Status::Unavailable("offered zygote child is gone");
+    }
+    TAMAYA_ASSIGN_OR_RETURN(Prepared p, prepare(spec, direct));
+    auto fail = [&](Status status) -> Status {
+      syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      host_of_ns_.erase(ns_pid);
+      remove_cgroups(p.cgroups);
+      // Not kUnavailable: the caller must not fork another for this spec.
+      return status.code() == Code::kUnavailable ? Status::Internal(status.message()) : status;
+    };
+    const std::string pid_text = std::to_string(host_pid);
+    for (const Fd& fd : p.procs) {
+      if (write(fd.get(), pid_text.data(), pid_text.size()) != ssize_t(pid_text.size())) {
+        return fail(Status::Internal("moving zygote child into its cgroup: " + errno_text()));
+      }
+    }
+    p.procs.clear();
+    host_of_ns_[ns_pid] = host_pid;
+    std::vector<int> fds{p.out_w.get(), p.err_w.get()};
+    if (uses_netns(spec)) fds.push_back(spec.isolation.netns_fd);
+    if (Status s = send_with_fds(chan.get(), request_for(spec, direct), fds); !s.ok()) {
+      return fail(s);
+    }
+    p.out_w.reset();
+    p.err_w.reset();
+    if (Status s = read_ok(chan.get(), deadline); !s.ok()) return fail(s);
+    return handed_over(p, host_pid, pidfd);
+  }
+
+  Result<Process> spawn_forked(const LaunchSpec& spec, const ProcessLauncher& direct,
+                               int64_t deadline) {
+    TAMAYA_ASSIGN_OR_RETURN(Prepared p, prepare(spec, direct));
+    // From here on every failure kills what was forked and frees the cgroups.
+    Fd pidfd;
+    auto fail = [&](Status status, bool zygote_broken) -> Status {
+      if (pidfd.get() >= 0) syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      remove_cgroups(p.cgroups);
+      if (zygote_broken) stop_locked();
+      return status;
+    };
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+      return fail(Status::Exhausted("zygote: socketpair: " + errno_text()), false);
+    }
+    Fd hs(pair[0]), hs_child(pair[1]);
+    const int one = 1;
+    setsockopt(hs.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+
+    std::vector<int> fds{p.out_w.get(), p.err_w.get(), hs_child.get()};
+    if (uses_netns(spec)) fds.push_back(spec.isolation.netns_fd);
+    if (Status s = send_with_fds(ctl_, request_for(spec, direct), fds); !s.ok()) {
+      return fail(s, true);
+    }
+    p.out_w.reset();
+    p.err_w.reset();
+    hs_child.reset();
+
+    auto reply = next_message(deadline);
+    if (!reply.ok()) return fail(reply.status(), true);
+    if (!reply->contains("pid")) {
+      return fail(Status::Unavailable("zygote refused the spawn: " + reply->dump()), false);
+    }
+    const pid_t ns_pid = (*reply)["pid"].get<pid_t>();
+
+    auto hello = read_hello(hs.get(), deadline);
+    if (!hello.ok()) return fail(hello.status(), true);
+    const pid_t host_pid = *hello;
+    pidfd.reset(int(syscall(SYS_pidfd_open, host_pid, 0)));
+    if (pidfd.get() < 0) {
+      return fail(Status::Unavailable("pidfd_open of zygote child " + std::to_string(host_pid) +
+                                      ": " + errno_text()),
+                  false);
+    }
+    const std::string pid_text = std::to_string(host_pid);
+    for (const Fd& fd : p.procs) {
+      if (write(fd.get(), pid_text.data(), pid_text.size()) != ssize_t(pid_text.size())) {
+        return fail(Status::Internal("moving zygote child into its cgroup: " + errno_text()),
+                    false);
+      }
+    }
+    p.procs.clear();
+    host_of_ns_[ns_pid] = host_pid;
+    if (send(hs.get(), "go", 2, MSG_NOSIGNAL) != 2) {
+      host_of_ns_.erase(ns_pid);
+      return fail(Status::Unavailable("zygote child vanished before specialising"), false);
+    }
+    if (Status s = read_ok(hs.get(), deadline); !s.ok()) {
+      host_of_ns_.erase(ns_pid);
+      return fail(s, s.code() == Code::kUnavailable);
+    }
+    return handed_over(p, host_pid, pidfd);
+  }
+
+  // Asks the zygote for the next offered child, unless one is here or coming.
+  void ask_prefork() {
+    if (!prefork_ || broken_ || offer_fd_ >= 0 || offer_asked_) return;
+    static const std::string kPrefork = R"({"prefork":true})";
+    if (send(ctl_, kPrefork.data(), kPrefork.size(), MSG_NOSIGNAL) == ssize_t(kPrefork.size())) {
+      offer_asked_ = true;
+    }
+  }
+
   void forget(pid_t host_pid) {
     for (auto it = host_of_ns_.begin(); it != host_of_ns_.end(); ++it) {
       if (it->second == host_pid) {
@@ -373,9 +522,18 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     }
   }
 
-  // The next message that is not an exit report (those are filed, and end
-  // the wait when `exits_too`).
-  Result<nlohmann::json> next_message(int64_t deadline, bool exits_too = false) {
+  // Files the messages that arrived unasked (exits, offers) without waiting.
+  void drain_pending() {
+    while (!broken_) {
+      pollfd pfd{ctl_, POLLIN, 0};
+      if (poll(&pfd, 1, 0) != 1) return;
+      if (!next_message(now_ms() + 1'000, /*notices_too=*/true).ok()) return;
+    }
+  }
+
+  // The next message that is not a notice (exit reports and offers are
+  // filed, and end the wait when `notices_too`).
+  Result<nlohmann::json> next_message(int64_t deadline, bool notices_too = false) {
     while (true) {
       drain_output();
       if (broken_) return Status::Unavailable("zygote is gone" + output_note());
@@ -383,12 +541,30 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
         return Status::Unavailable("zygote did not answer in time" + output_note());
       }
       std::string buf(kMaxMessageBytes, '\0');
-      ssize_t n = recv(ctl_, buf.data(), buf.size(), 0);
+      iovec iov{buf.data(), buf.size()};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      ssize_t n = recvmsg(ctl_, &msg, MSG_CMSG_CLOEXEC);
       if (n <= 0) {
         if (n < 0 && errno == EINTR) continue;
         drain_output();
         broken_ = true;
         return Status::Unavailable("zygote is gone" + output_note());
+      }
+      std::vector<Fd> fds;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+          const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+          for (size_t i = 0; i < count; ++i) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            fds.emplace_back(fd);
+          }
+        }
       }
       buf.resize(size_t(n));
       auto doc = nlohmann::json::parse(buf, nullptr, false);
@@ -399,7 +575,19 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
           exits_[it->second] = doc.value("status", 0);
           host_of_ns_.erase(it);
         }
-        if (exits_too) return doc;
+        if (notices_too) return doc;
+        continue;
+      }
+      if (doc.contains("offer") || doc.contains("offer_error")) {
+        offer_asked_ = false;
+        if (doc.contains("offer") && doc["offer"].is_number_integer() && fds.size() == 1) {
+          if (offer_fd_ >= 0) ::close(offer_fd_);
+          offer_fd_ = fds[0].release();
+          offer_ns_pid_ = doc["offer"].get<pid_t>();
+        } else {
+          spdlog::debug("python zygote pid={} offered no child: {}", proc_.pid, doc.dump());
+        }
+        if (notices_too) return doc;
         continue;
       }
       return doc;
@@ -423,6 +611,8 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     broken_ = true;
     if (ctl_ >= 0) ::close(ctl_);
     ctl_ = -1;
+    if (offer_fd_ >= 0) ::close(offer_fd_);  // the offered child exits (and dies with the zygote)
+    offer_fd_ = -1;
     if (proc_.pid > 0) {
       // Its children go with it: they live in its pid namespace.
       kill_group(proc_.pid, SIGKILL).ok();
@@ -439,6 +629,11 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
   Process proc_;
   int ctl_ = -1;
   bool broken_ = false;
+  bool prefork_ = false;
+  bool offer_asked_ = false;           // a {"prefork"} is out (or the first offer is due)
+  int offer_fd_ = -1;                  // our socket to the offered child, -1: none here
+  pid_t offer_ns_pid_ = -1;            // its pid in the zygote's namespace
+  std::string seccomp_hex_;            // the filter the children load, as the request carries it
   std::map<pid_t, pid_t> host_of_ns_;  // live children: the zygote's pid -> ours
   std::map<pid_t, int> exits_;         // ended children (our pid) -> wait status
   int live_ = 0;
@@ -486,7 +681,7 @@ Result<std::shared_ptr<Zygote>> ZygoteLauncher::zygote_for(const std::string& ke
     return Status::Unavailable("zygote failed recently");
   }
   if (entry.zygote) return entry.zygote;
-  auto started = Zygote::start(direct_, spec, options_.start_timeout_ms);
+  auto started = Zygote::start(direct_, spec, options_.start_timeout_ms, options_.prefork);
   if (!started.ok()) {
     entry.failed_at_ms = now_ms();
     spdlog::warn("python zygote did not start, instances start directly: {}",
@@ -521,9 +716,11 @@ Result<Process> ZygoteLauncher::launch(const LaunchSpec& spec) {
   const std::string key = key_of(spec);
   auto zygote = zygote_for(key, spec);
   if (zygote.ok()) {
-    auto process = (*zygote)->spawn(spec, direct_, options_.spawn_timeout_ms);
+    bool offered = false;
+    auto process = (*zygote)->spawn(spec, direct_, options_.spawn_timeout_ms, &offered);
     if (process.ok()) {
       ++counters_.forked;
+      if (offered) ++counters_.offered;
       return process;
     }
     spdlog::warn("python zygote spawn failed, starting the instance directly: {}",
@@ -543,6 +740,12 @@ ZygoteLauncher::Counters ZygoteLauncher::counters() const {
   Counters out = counters_;
   for (const auto& [key, entry] : zygotes_) out.zygotes += entry.zygote ? 1 : 0;
   return out;
+}
+
+bool ZygoteLauncher::offer_ready(const LaunchSpec& spec) {
+  std::lock_guard lock(mu_);
+  auto it = zygotes_.find(key_of(spec));
+  return it != zygotes_.end() && it->second.zygote && it->second.zygote->offer_ready();
 }
 
 pid_t ZygoteLauncher::zygote_pid(const LaunchSpec& spec) const {

@@ -32,6 +32,10 @@ struct ZygoteOptions {
   // After a zygote failed, its function starts directly for this long
   // before a new zygote is tried, so a broken zygote cannot slow every start.
   int64_t retry_after_failure_ms = 10'000;
+  // Each zygote keeps one child forked ahead of need, already in its own
+  // pid/mount/ipc/uts namespaces with /proc and /tmp mounted, so a spawn
+  // only hands it over (runtimes/python/zygote.py).
+  bool prefork = true;
 };
 
 class Zygote;
@@ -51,9 +55,13 @@ class ZygoteLauncher final : public Launcher {
   struct Counters {
     int zygotes = 0;        // running now
     int64_t forked = 0;     // instances forked from a zygote
+    int64_t offered = 0;    // of those, handed to a child forked ahead of need
     int64_t fallbacks = 0;  // instances started directly because a zygote failed
   };
   Counters counters() const;
+  // Whether the zygote of instances like `spec` has a child forked ahead of
+  // need ready for the next one.
+  bool offer_ready(const LaunchSpec& spec);
   // The host pid of the zygote that serves instances like `spec`, -1 when none.
   pid_t zygote_pid(const LaunchSpec& spec) const;
 

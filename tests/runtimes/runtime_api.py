@@ -8,6 +8,7 @@ recorded so tests can check bodies, headers and timing.
 import json
 import os
 import queue
+import select
 import socket
 import subprocess
 import threading
@@ -58,6 +59,12 @@ class RuntimeApiServer:
         self.first_next_event = threading.Event()
         self.next_count = 0
         self.connections = 0
+        # Answers to this many invocation POSTs carry `Connection: close` and end the connection.
+        self.close_after_posts = 0
+        # When set, each invocation POST records whether the client had already sent its next
+        # request (pipelined) by the time the POST was read.
+        self.observe_pipelining = False
+        self.pipelined = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         server = self
@@ -76,11 +83,14 @@ class RuntimeApiServer:
             def log_message(self, *args):
                 pass
 
-            def _reply(self, status, body=b""):
+            def _reply(self, status, body=b"", close=False):
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
+                    if close:
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
                     self.end_headers()
                     self.wfile.write(body)
                 except OSError:
@@ -134,10 +144,28 @@ class RuntimeApiServer:
                 inv = server.invocations.get(parts[2])
                 if inv is None or inv.done.is_set() or parts[3] not in ("response", "error"):
                     return self._reply(400, b'{"errorType":"InvalidRequestID"}')
+                if server.observe_pipelining:
+                    server.pipelined.append(self._next_request_waiting())
                 inv.kind, inv.body, inv.headers = parts[3], body, headers
                 inv.answered_at = time.monotonic()
                 inv.done.set()
-                return self._reply(202, b'{"status":"OK"}')
+                with server.lock:
+                    close = server.close_after_posts > 0
+                    server.close_after_posts -= int(close)
+                return self._reply(202, b'{"status":"OK"}', close)
+
+            def _next_request_waiting(self):
+                # Already read into rfile's buffer along with this request...
+                self.connection.setblocking(False)
+                try:
+                    if self.rfile.peek(1):
+                        return True
+                except OSError:
+                    pass
+                finally:
+                    self.connection.setblocking(True)
+                # ...or arriving without waiting for this request's answer.
+                return bool(select.select([self.connection], [], [], 1.0)[0])
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True

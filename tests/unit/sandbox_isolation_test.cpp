@@ -20,6 +20,7 @@
 #include "sandbox/host.h"
 #include "sandbox/launcher.h"
 #include "sandbox/netns.h"
+#include "sandbox_run.h"
 
 namespace tamaya::sandbox {
 namespace {
@@ -33,39 +34,18 @@ constexpr int64_t kPids = 37;
 constexpr int64_t kShares = 74;
 constexpr int64_t kTmpBytes = 16ll << 20;
 
-struct Finished {
-  std::string out;
-  std::string err;
-  int status = -1;
-};
+using testing::Finished;
 
 class Isolated : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(fs::temp_directory_path() / ("tamaya-iso-" + std::to_string(getpid())));
-    fs::create_directories(*dir_ + "/code");
-    std::ofstream(*dir_ + "/code/hello.txt") << "hello\n";
-    fs::permissions(*dir_, fs::perms(0755));
-    fs::permissions(*dir_ + "/code", fs::perms(0755));
-    caps_ = new HostCapabilities(probe_host(*dir_ + "/sandbox"));
-    SandboxOptions options;
-    options.isolate = true;
-    options.host = *caps_;
-    options.root_dir = *dir_ + "/sandbox/root";
-    auto made = ProcessLauncher::create(options);
-    ASSERT_TRUE(made.ok()) << made.status().to_string();
-    launcher_ = made->release();
+    host_ = testing::make_test_host("iso", "hello.txt", "hello\n");
+    dir_ = &host_->dir;
+    caps_ = &host_->caps;
+    launcher_ = host_->launcher;
+    ASSERT_NE(launcher_, nullptr);
   }
-  static void TearDownTestSuite() {
-    delete launcher_;
-    std::error_code ec;
-    fs::remove_all(*dir_, ec);
-    for (const std::string& base : {caps_->cgroup_memory, caps_->cgroup_pids, caps_->cgroup_cpu}) {
-      if (!base.empty()) rmdir(base.c_str());
-    }
-    delete caps_;
-    delete dir_;
-  }
+  static void TearDownTestSuite() { testing::drop_test_host(host_); }
   void SetUp() override {
     if (!caps_->namespaces) GTEST_SKIP() << "host lacks namespaces: " << summary(*caps_);
   }
@@ -98,37 +78,18 @@ class Isolated : public ::testing::Test {
     EXPECT_TRUE(p.ok()) << p.status().to_string();
     if (!p.ok()) return {};
     if (while_running) while_running(*p);
-    Finished f;
-    const auto deadline = steady_clock::now() + std::chrono::seconds(10);
-    bool exited = false, out_open = true, err_open = true;
-    while ((!exited || out_open || err_open) && steady_clock::now() < deadline) {
-      pollfd fds[3] = {{out_open ? p->stdout_fd : -1, POLLIN, 0},
-                       {err_open ? p->stderr_fd : -1, POLLIN, 0},
-                       {exited ? -1 : p->pidfd, POLLIN, 0}};
-      poll(fds, 3, 100);
-      char buf[4096];
-      for (int i = 0; i < 2; ++i) {
-        if (!fds[i].revents) continue;
-        ssize_t n = read(fds[i].fd, buf, sizeof buf);
-        if (n > 0) (i == 0 ? f.out : f.err).append(buf, size_t(n));
-        if (n == 0) (i == 0 ? out_open : err_open) = false;
-      }
-      if (fds[2].revents) exited = true;
-    }
-    auto status = reap(*p);
-    EXPECT_TRUE(status.ok()) << status.status().to_string();
-    if (status.ok()) f.status = *status;
-    close_fds(*p);
-    release(*p);
+    Finished f = testing::finish(*p, std::chrono::seconds(10));
     return f;
   }
 
+  static testing::TestHost* host_;
   static std::string* dir_;
   static HostCapabilities* caps_;
   static ProcessLauncher* launcher_;
   static int counter_;
 };
 
+testing::TestHost* Isolated::host_ = nullptr;
 std::string* Isolated::dir_ = nullptr;
 HostCapabilities* Isolated::caps_ = nullptr;
 ProcessLauncher* Isolated::launcher_ = nullptr;
@@ -267,9 +228,13 @@ TEST_F(Isolated, PidsLimitStopsAForkBomb) {
   if (caps_->cgroup_pids.empty()) GTEST_SKIP() << "no pids cgroup here";
   int64_t most = 0;
   Finished f = run(shell("for i in $(seq 60); do sleep 1 & done; echo spawned"), [&](Process& p) {
-    for (int i = 0; i < 10; ++i) {
+    // Until the cap is reached or the shell is gone (its pid namespace
+    // with it): a loaded machine may take seconds to fork them all.
+    for (int i = 0; i < 400 && most < kPids; ++i) {
       most = std::max(most, read_cgroup_number(p.cgroups.pids_dir + "/pids.current"));
-      usleep(50'000);
+      pollfd pfd{p.pidfd, POLLIN, 0};
+      if (poll(&pfd, 1, 0) == 1) break;
+      usleep(25'000);
     }
   });
   EXPECT_GT(most, kPids / 2);

@@ -13,12 +13,14 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "sandbox/host.h"
 #include "sandbox/launcher.h"
 #include "sandbox/setup.h"
 #include "sandbox/zygote.h"
+#include "sandbox_run.h"
 
 namespace tamaya::sandbox {
 namespace {
@@ -53,9 +55,9 @@ sys.stdout.flush()
 os._exit(3)
 )";
 
-struct Finished {
-  std::string out, err;
-  int status = -1;
+using testing::fields;
+
+struct Finished : testing::Finished {
   pid_t pid = -1;
   bool forked = false;  // came from a zygote (reaped through it)
 };
@@ -63,30 +65,13 @@ struct Finished {
 class Zygotes : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(fs::temp_directory_path() / ("tamaya-zyg-" + std::to_string(getpid())));
-    fs::create_directories(*dir_ + "/code");
-    std::ofstream(*dir_ + "/code/app.py") << kApp;
-    fs::permissions(*dir_, fs::perms(0755));
-    fs::permissions(*dir_ + "/code", fs::perms(0755));
-    caps_ = new HostCapabilities(probe_host(*dir_ + "/sandbox"));
-    SandboxOptions options;
-    options.isolate = true;
-    options.host = *caps_;
-    options.root_dir = *dir_ + "/sandbox/root";
-    auto made = ProcessLauncher::create(options);
-    ASSERT_TRUE(made.ok()) << made.status().to_string();
-    direct_ = made->release();
+    host_ = testing::make_test_host("zyg", "app.py", kApp);
+    dir_ = &host_->dir;
+    caps_ = &host_->caps;
+    direct_ = host_->launcher;
+    ASSERT_NE(direct_, nullptr);
   }
-  static void TearDownTestSuite() {
-    delete direct_;
-    std::error_code ec;
-    fs::remove_all(*dir_, ec);
-    for (const std::string& base : {caps_->cgroup_memory, caps_->cgroup_pids, caps_->cgroup_cpu}) {
-      if (!base.empty()) rmdir(base.c_str());
-    }
-    delete caps_;
-    delete dir_;
-  }
+  static void TearDownTestSuite() { testing::drop_test_host(host_); }
   void SetUp() override {
     if (!caps_->namespaces || !caps_->uid_switch || !caps_->seccomp) {
       GTEST_SKIP() << "host lacks the sandbox's layers: " << summary(*caps_);
@@ -122,46 +107,18 @@ class Zygotes : public ::testing::Test {
     Finished f;
     f.pid = p->pid;
     f.forked = p->exit_source != nullptr;
-    const auto deadline = steady_clock::now() + std::chrono::seconds(20);
-    bool exited = false, out_open = true, err_open = true;
-    while ((!exited || out_open || err_open) && steady_clock::now() < deadline) {
-      pollfd fds[3] = {{out_open ? p->stdout_fd : -1, POLLIN, 0},
-                       {err_open ? p->stderr_fd : -1, POLLIN, 0},
-                       {exited ? -1 : p->pidfd, POLLIN, 0}};
-      poll(fds, 3, 100);
-      char buf[4096];
-      for (int i = 0; i < 2; ++i) {
-        if (!fds[i].revents) continue;
-        ssize_t n = read(fds[i].fd, buf, sizeof buf);
-        if (n > 0) (i == 0 ? f.out : f.err).append(buf, size_t(n));
-        if (n == 0) (i == 0 ? out_open : err_open) = false;
-      }
-      if (fds[2].revents) exited = true;
-    }
-    auto status = reap(*p);
-    EXPECT_TRUE(status.ok()) << status.status().to_string();
-    if (status.ok()) f.status = *status;
-    close_fds(*p);
-    release(*p);
+    static_cast<testing::Finished&>(f) = testing::finish(*p, std::chrono::seconds(20));
     return f;
   }
 
-  static std::map<std::string, std::string> fields(const std::string& out) {
-    std::map<std::string, std::string> m;
-    std::istringstream in(out);
-    for (std::string l; std::getline(in, l);) {
-      auto sp = l.find(' ');
-      if (sp != std::string::npos) m[l.substr(0, sp)] = l.substr(sp + 1);
-    }
-    return m;
-  }
-
+  static testing::TestHost* host_;
   static std::string* dir_;
   static HostCapabilities* caps_;
   static ProcessLauncher* direct_;
   static int counter_;
 };
 
+testing::TestHost* Zygotes::host_ = nullptr;
 std::string* Zygotes::dir_ = nullptr;
 HostCapabilities* Zygotes::caps_ = nullptr;
 ProcessLauncher* Zygotes::direct_ = nullptr;
@@ -191,6 +148,79 @@ TEST_F(Zygotes, ForkedInstanceIsWalledInLikeADirectOne) {
   EXPECT_EQ(zygotes.counters().zygotes, 1);
 }
 
+// Waits (bounded) until the zygote of `spec` has a child ready ahead of need.
+static bool wait_for_offer(ZygoteLauncher& zygotes, const LaunchSpec& spec) {
+  const auto deadline = steady_clock::now() + std::chrono::seconds(20);
+  while (steady_clock::now() < deadline) {
+    if (zygotes.offer_ready(spec)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+TEST_F(Zygotes, AChildForkedAheadOfNeedIsWalledInLikeADirectOne) {
+  ZygoteLauncher zygotes(*direct_, {});
+  ASSERT_TRUE(run(zygotes, python("first")).forked);  // starts the zygote, which offers a child
+  const LaunchSpec spec = python("offered");
+  ASSERT_TRUE(wait_for_offer(zygotes, spec));
+  Finished f = run(zygotes, spec);
+  ASSERT_TRUE(f.forked) << f.err;
+  EXPECT_EQ(zygotes.counters().offered, 1);
+  EXPECT_EQ(f.status, kExitCode << 8) << f.err;
+  auto m = fields(f.out);
+  EXPECT_EQ(m["uid"], std::to_string(kUid)) << f.out << f.err;
+  EXPECT_EQ(m["gid"], std::to_string(kUid));
+  EXPECT_EQ(m["seccomp"], "2");
+  EXPECT_EQ(m["nnp"], "1");
+  EXPECT_EQ(m["capeff"], "0000000000000000");
+  EXPECT_EQ(m["pid"], "1");
+  EXPECT_EQ(m["pids"], "1");
+  EXPECT_NE(m["tmp"].find("size=8192k"), std::string::npos) << m["tmp"];
+  EXPECT_EQ(m["env"], "offered");
+  EXPECT_EQ(m["nofile"], "1");
+  if (caps_->cgroup != CgroupVersion::kNone && !caps_->cgroup_pids.empty()) {
+    EXPECT_EQ(m["cgroup"], spec.isolation.name);
+  }
+}
+
+TEST_F(Zygotes, WithoutPreforkAChildForkedOnDemandHasTheSameWalls) {
+  ZygoteOptions options;
+  options.prefork = false;
+  ZygoteLauncher zygotes(*direct_, options);
+  const LaunchSpec spec = python("on-demand");
+  Finished f = run(zygotes, spec);
+  ASSERT_TRUE(f.forked) << f.err;
+  EXPECT_EQ(f.status, kExitCode << 8) << f.err;
+  auto m = fields(f.out);
+  EXPECT_EQ(m["uid"], std::to_string(kUid)) << f.out << f.err;
+  EXPECT_EQ(m["seccomp"], "2");
+  EXPECT_EQ(m["nnp"], "1");
+  EXPECT_EQ(m["capeff"], "0000000000000000");
+  EXPECT_EQ(m["pid"], "1");
+  EXPECT_EQ(m["pids"], "1");
+  EXPECT_NE(m["tmp"].find("size=8192k"), std::string::npos) << m["tmp"];
+  EXPECT_EQ(m["env"], "on-demand");
+  if (caps_->cgroup != CgroupVersion::kNone && !caps_->cgroup_pids.empty()) {
+    EXPECT_EQ(m["cgroup"], spec.isolation.name);
+  }
+  EXPECT_EQ(zygotes.counters().forked, 1);
+  EXPECT_EQ(zygotes.counters().offered, 0);
+}
+
+TEST_F(Zygotes, AnOfferedChildTakesTheTmpSizeOfItsInstance) {
+  ZygoteLauncher zygotes(*direct_, {});
+  ASSERT_TRUE(run(zygotes, python("first")).forked);  // the zygote's children get 8 MiB
+  LaunchSpec spec = python("bigger");
+  spec.isolation.tmp_bytes = 16ll << 20;
+  ASSERT_TRUE(wait_for_offer(zygotes, spec));
+  Finished f = run(zygotes, spec);
+  ASSERT_TRUE(f.forked) << f.err;
+  auto m = fields(f.out);
+  EXPECT_NE(m["tmp"].find("size=16384k"), std::string::npos) << m["tmp"] << f.err;
+  EXPECT_EQ(m["env"], "bigger");
+  EXPECT_EQ(zygotes.counters().offered, 1);
+}
+
 TEST_F(Zygotes, LaterInstancesComeFromTheSameZygoteWithTheirOwnEnvironment) {
   ZygoteLauncher zygotes(*direct_, {});
   Finished a = run(zygotes, python("a"));
@@ -210,6 +240,20 @@ TEST_F(Zygotes, ADeadZygoteMeansADirectStart) {
   const pid_t zygote = zygotes.zygote_pid(python("x"));
   ASSERT_GT(zygote, 0);
   ASSERT_EQ(kill(zygote, SIGKILL), 0);
+  // Once it is dead (a zombie until the launcher reaps it) — a child it forked
+  // ahead of need and that answers before the kill lands would otherwise
+  // still be handed an instance, to die with its zygote like any other.
+  const auto deadline = steady_clock::now() + std::chrono::seconds(20);
+  auto state = [&] {
+    std::ifstream in("/proc/" + std::to_string(zygote) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    const size_t paren = line.rfind(')');
+    return paren == std::string::npos || paren + 2 >= line.size() ? 'X' : line[paren + 2];
+  };
+  while (state() != 'Z' && state() != 'X' && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   // The next start does not hang or fail: it is direct, with the same walls.
   Finished f = run(zygotes, python("after"));
   EXPECT_FALSE(f.forked);
