@@ -30,6 +30,10 @@ REQUEST_TIMEOUT_S = 30
 START_TIMEOUT_S = 20
 NODE_POOL_SIZE = 2  # generic Node.js instances the daemon keeps ready (node_pool_size)
 POOL_REFILL_TIMEOUT_S = 20
+# Pause before each Python sample, so that the zygote's child forked ahead of need (forked right
+# after the previous start) is ready, as it is when cold starts are not back to back. 0 measures
+# back-to-back cold starts. From the environment: BENCH_PY_GAP_MS.
+PY_GAP_S = int(os.environ.get("BENCH_PY_GAP_MS", "0")) / 1000
 
 PY_APP = b"def handler(event, context):\n    return {'ok': True}\n"
 PY_SLEEP = (b"import os, time\n"
@@ -281,7 +285,8 @@ def main():
                    {"python_zygote": zygote, "log_level": "warn", "node_pool_size": NODE_POOL_SIZE})
         try:
             d.deploy("py", "python3", "app.handler", [("app.py", PY_APP, 0o100644)])
-            results[f"python3 (zygote {zygote})"] = cold_samples(d, "py", a.samples)
+            results[f"python3 (zygote {zygote})"] = cold_samples(
+                d, "py", a.samples, before=(lambda _: time.sleep(PY_GAP_S)) if PY_GAP_S else None)
             if zygote == "on":
                 d.deploy("node", "nodejs", "index.handler", [("index.js", NODE_APP, 0o100644)])
                 results["nodejs"] = cold_samples(d, "node", a.samples, before=wait_node_pool)

@@ -14,6 +14,7 @@
 #   BENCH_SAMPLES    cold starts per row               (default 30)
 #   BENCH_IDLE       idle warm Python instances to hold (default 200; 0 skips; 1000 for issue 3's goal)
 #   BENCH_IDLE_TIMEOUT  seconds allowed for them all to be ready (default 900)
+#   BENCH_PY_GAP_MS  pause before each Python cold start (default 0: back to back)
 #   BENCH_SANDBOX    bench_sandbox binary, for the creation rate (skipped when absent)
 #   BENCH_TAMAYA_SET extra tamaya settings, "key=value key2=value2" (e.g. runtimes_dir=…)
 set -euo pipefail
