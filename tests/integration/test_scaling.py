@@ -45,9 +45,7 @@ def test_warm_reuse(daemon):
 @pytest.mark.settings(queue_timeout_ms=500)
 def test_scale_up_to_max_concurrency_then_429(daemon):
     daemon.deploy("sleepy", "py_sleep", max_concurrency=3, timeout_s=10)
-    started = time.monotonic()
     answers = parallel_invokes(daemon, "sleepy", [{"seconds": 2}] * 8)
-    elapsed = time.monotonic() - started
     ok = [r for r in answers if r.status_code == 200]
     throttled = [r for r in answers if r.status_code == 429]
     assert len(ok) == 3 and len(throttled) == 5, [(r.status_code, r.text[:200]) for r in answers]
@@ -55,14 +53,15 @@ def test_scale_up_to_max_concurrency_then_429(daemon):
         assert "X-Tamaya-Function-Error" not in r.headers, r.text
     # Three instances ran side by side.
     assert len({r.json()["instance"] for r in ok}) == 3
+    first_done = min(r.elapsed for r in ok)
     for r in throttled:
         assert r.headers.get("Retry-After", "").isdigit(), dict(r.headers)
         doc = r.json()
         assert doc["error"]["code"] == "TooManyRequests", doc
         assert "max_concurrency" in doc["error"]["message"] or "concurrency" in doc["error"]["message"]
-        # Throttled after the queue timeout, not after the sleepers finished.
-        assert r.elapsed.total_seconds() < 1.8, r.elapsed
-    assert elapsed < 6, elapsed
+        # Throttled after the queue timeout, not after a sleeper freed an instance: an order,
+        # not a time limit, so a loaded machine cannot make it fail.
+        assert r.elapsed < first_done, (r.elapsed, first_done)
     # Capacity is back: the next calls succeed on the warm instances.
     again = parallel_invokes(daemon, "sleepy", [{"seconds": 0.1}] * 3)
     assert [r.status_code for r in again] == [200, 200, 200], [r.text for r in again]
@@ -83,7 +82,6 @@ def test_queueing_runs_serially(daemon):
         assert after["start"] >= before["end"] - 0.005, bodies  # never overlapping
     assert sorted(b["count"] for b in bodies) == [2, 3, 4]
     assert elapsed >= 0.9, elapsed
-    assert elapsed < 4, elapsed
 
 
 @pytest.mark.settings(instance_idle_timeout_ms=300)
