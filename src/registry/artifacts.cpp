@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/encoding.h"
+#include "common/fd.h"
 
 namespace tamaya::registry {
 
@@ -28,31 +29,6 @@ constexpr mode_t kDefaultFileMode = 0644;  // for zips made without unix modes
 constexpr const char* kTmpPrefix = ".tmp-";
 
 std::string errno_text(int err) { return std::strerror(err); }
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      if (fd_ >= 0) {
-        ::close(fd_);
-      }
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 struct ArchiveDeleter {
   void operator()(archive* a) const { archive_read_free(a); }

@@ -43,6 +43,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/fd.h"
 #include "sandbox/cgroup.h"
 
 namespace tamaya::sandbox {
@@ -316,29 +317,6 @@ char* child_stack() {
   }
   return static_cast<char*>(stack.base) + stack.mapped;
 }
-
-// Owns one fd until released.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& other) noexcept : fd_(other.release()) {}
-  ~Fd() { reset(); }
-
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 std::string errno_text(int err) { return std::strerror(err); }
 

@@ -33,6 +33,7 @@
 #include <sstream>
 #include <utility>
 
+#include "common/fd.h"
 #include "common/log.h"
 #include "sandbox/cgroup.h"
 
@@ -51,24 +52,6 @@ int64_t now_ms() {
 }
 
 std::string errno_text(int err) { return std::strerror(err); }
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // One line (without its newline) from a member's control socket.
 Result<std::string> read_line(int fd, int64_t deadline_ms) {

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <utility>
 
+#include "common/fd.h"
 #include "common/log.h"
 #include "sandbox/cgroup.h"
 
@@ -42,25 +43,6 @@ int64_t now_ms() {
 }
 
 std::string errno_text() { return std::strerror(errno); }
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& other) noexcept : fd_(other.release()) {}
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Waits until fd is readable or the deadline passes.
 bool wait_readable(int fd, int64_t deadline_ms) {
