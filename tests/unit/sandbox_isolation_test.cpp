@@ -74,12 +74,7 @@ class Isolated : public ::testing::Test {
   // script must wait for stdin... it cannot: it sleeps instead).
   static Finished run(const LaunchSpec& spec,
                       const std::function<void(Process&)>& while_running = nullptr) {
-    auto p = launcher_->launch(spec);
-    EXPECT_TRUE(p.ok()) << p.status().to_string();
-    if (!p.ok()) return {};
-    if (while_running) while_running(*p);
-    Finished f = testing::finish(*p, std::chrono::seconds(10));
-    return f;
+    return testing::launch_and_finish(*launcher_, spec, std::chrono::seconds(10), while_running);
   }
 
   static testing::TestHost* host_;

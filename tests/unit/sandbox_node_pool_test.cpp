@@ -112,11 +112,7 @@ class NodePool : public ::testing::Test {
   // Launches, lets `check` look at the live Process, then collects its output and exit.
   static Finished run(Launcher& launcher, const LaunchSpec& spec,
                       const std::function<void(const Process&)>& check = {}) {
-    auto p = launcher.launch(spec);
-    EXPECT_TRUE(p.ok()) << p.status().to_string();
-    if (!p.ok()) return {};
-    if (check) check(*p);
-    return testing::finish(*p, std::chrono::seconds(30));
+    return testing::launch_and_finish(launcher, spec, std::chrono::seconds(30), check);
   }
 
   static bool wait_ready(const NodePoolLauncher& pool, int n) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -88,6 +89,18 @@ inline Finished finish(Process& p, std::chrono::seconds limit) {
   close_fds(p);
   release(p);
   return f;
+}
+
+// Launches `spec`, lets `check` look at the live Process, then runs it to
+// its end as finish() does.
+inline Finished launch_and_finish(Launcher& launcher, const LaunchSpec& spec,
+                                  std::chrono::seconds limit,
+                                  const std::function<void(Process&)>& check = nullptr) {
+  auto p = launcher.launch(spec);
+  EXPECT_TRUE(p.ok()) << p.status().to_string();
+  if (!p.ok()) return {};
+  if (check) check(*p);
+  return finish(*p, limit);
 }
 
 // "key value" lines, as the test instances print what they see.

@@ -101,13 +101,12 @@ class Zygotes : public ::testing::Test {
   }
 
   static Finished run(Launcher& launcher, const LaunchSpec& spec) {
-    auto p = launcher.launch(spec);
-    EXPECT_TRUE(p.ok()) << p.status().to_string();
-    if (!p.ok()) return {};
     Finished f;
-    f.pid = p->pid;
-    f.forked = p->exit_source != nullptr;
-    static_cast<testing::Finished&>(f) = testing::finish(*p, std::chrono::seconds(20));
+    static_cast<testing::Finished&>(f) =
+        testing::launch_and_finish(launcher, spec, std::chrono::seconds(20), [&](Process& p) {
+          f.pid = p.pid;
+          f.forked = p.exit_source != nullptr;
+        });
     return f;
   }
 
