@@ -358,33 +358,3 @@ def test_unhandled_rejection_during_init_is_init_error(api, start):
     headers, body = api.init_error
     assert headers["lambda-runtime-function-error-type"] == "Runtime.UnhandledPromiseRejection"
     assert json.loads(body)["errorMessage"] == "Error: init went wrong"
-
-
-FAIL_ON_DEMAND = """
-exports.handler = async (event) => {
-  if (event.fail) throw new Error('asked to fail');
-  return event;
-};
-"""
-
-
-def test_response_and_next_request_are_pipelined(api, start):
-    api.observe_pipelining = True
-    start("node", {"app.js": FAIL_ON_DEMAND})
-    assert api.invoke({"i": 1}).wait().json() == {"i": 1}
-    assert api.invoke({"fail": True}).wait().kind == "error"
-    assert api.invoke({"i": 3}).wait().json() == {"i": 3}
-    # Each outcome went out with the next GET behind it, response and error alike.
-    assert api.pipelined == [True, True, True]
-    assert api.connections == 1
-
-
-def test_connection_closed_after_a_response_is_reopened(api, start):
-    # The pipelined GET is lost with the connection; the client asks again on a new one.
-    api.close_after_posts = 2
-    proc = start("node", {"app.js": FAIL_ON_DEMAND})
-    for i in range(4):
-        assert api.invoke({"i": i}).wait().json() == {"i": i}
-    assert api.connections == 3
-    assert proc.proc.poll() is None
-    assert "failed" not in proc.stderr()
