@@ -780,4 +780,10 @@ async function main() {
   runtime.scheduleNext();
 }
 
-main();
+// Run as the program (`node bootstrap.js`), it starts at once; a pooled generic instance
+// (generic.js) loads it ahead of need and calls main() once it is the function's.
+if (require.main === module) {
+  main();
+} else {
+  module.exports = { main };
+}

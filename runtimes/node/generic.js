@@ -26,6 +26,8 @@ require('https');
 require('crypto');
 void http;
 void fs;
+// The runtime client itself, compiled here too; it reads nothing of the function's until main().
+const bootstrap = require('./bootstrap.js');
 
 const control = new net.Socket({ fd: 0, readable: true, writable: true });
 let buffered = '';
@@ -85,7 +87,7 @@ control.on('data', (chunk) => {
     return;
   }
   answer('ok');
-  require('./bootstrap.js');
+  bootstrap.main();
 });
 control.on('error', () => {});
 control.on('end', () => {

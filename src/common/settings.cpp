@@ -136,6 +136,7 @@ const std::map<std::string, Field>& fields() {
       {"python_zygote_start_timeout_ms", int_field(&Settings::python_zygote_start_timeout_ms)},
       {"node_pool_size", int_field(&Settings::node_pool_size)},
       {"node_pool_start_timeout_ms", int_field(&Settings::node_pool_start_timeout_ms)},
+      {"prepared_sandboxes", int_field(&Settings::prepared_sandboxes)},
       {"node_path", str_field(&Settings::node_path)},
       {"runtimes_dir", str_field(&Settings::runtimes_dir)},
       {"sandbox_isolation", str_field(&Settings::sandbox_isolation)},
