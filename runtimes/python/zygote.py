@@ -26,7 +26,8 @@ the handler is imported:
 
 Offers (started with `--prefork-tmp-bytes=N`, as the daemon does): the zygote forks a child
 ahead of need, at start and on each {"prefork": true}, and sends the daemon
-{"offer": pid} + SCM_RIGHTS [a SOCK_SEQPACKET socket to that child, with SO_PASSCRED]. The
+{"offer": pid} + SCM_RIGHTS [a SOCK_SEQPACKET socket to that child, with SO_PASSCRED] (the
+daemon keeps `python_zygote_prefork` of them, asking for one more each time it takes one). The
 child does everything that needs nothing of the instance (its own pid, mount, ipc and uts
 namespaces, /proc, a /tmp of N bytes, the zygote's plumbing closed, _rehearse), says "hello"
 on that socket and waits, as root and running no function code. A cold start then talks to it
@@ -37,7 +38,10 @@ directly, without the zygote:
                    seccomp; then "ok" or "error: ..." as above
 So the fork, its copy-on-write faults, the namespaces and mounts are off the request path, and
 every wall that depends on the instance comes after the request, as for a child forked on
-demand. An offered child that is closed unused exits.
+demand. An offered child that is closed unused exits. _rehearse runs, on made-up data, the code
+the child runs after "go" up to the first response (specialising, the environment, the client's
+first GET, the handler's call, the POST), so that almost none of its copy-on-write faults are
+left for the request.
 """
 
 import sys
@@ -56,6 +60,7 @@ import signal
 import socket
 
 MAX_MESSAGE_BYTES = 1 << 20
+REHEARSAL_ENV_VARS = 40  # the daemon sets ~20 (AWS_*, LAMBDA_*, _HANDLER, TZ, …) plus the function's
 PR_SET_PDEATHSIG = 1
 
 try:
@@ -164,18 +169,38 @@ def _rehearse(chan_fd):
     request, leaves the request path only the pages its own data needs. Nothing of the function
     runs: the module imported is this file's own, from this child's private /tmp, and it is
     gone again (file, sys.modules, path caches) before the child waits."""
+    try:
+        _rehearse_steps(chan_fd)
+    finally:
+        os.environ.clear()
+        gc.collect()
+
+
+def _rehearse_steps(chan_fd):
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with a, b:
+        socket.send_fds(a, [b"{}"], [a.fileno()])
+        _, fds, _, _ = socket.recv_fds(b, MAX_MESSAGE_BYTES, 3)
+        for fd in fds:
+            os.close(fd)
     json.loads(json.dumps({"env": {"K": "v"}, "specialise": {"tmp_bytes": 1, "rlimits": [[7, 1]], "uid": 1,
                                                             "gid": 1, "seccomp": "00", "netns": False}}))
     probe = socket.socket(fileno=os.dup(chan_fd))
     probe.close()
-    _mm_map({"K": "v"}, _mm_fields())
+    # The same calls as _specialise, each one changing nothing (still root, same limits).
+    _set_proc_environ({"K": "v"}, _mm_fields())
     prog_buf = ctypes.create_string_buffer(bytes.fromhex("00" * 8), 8)
     ctypes.byref(_SockFprog(1, ctypes.addressof(prog_buf)))
     for res in (resource.RLIMIT_NOFILE, resource.RLIMIT_FSIZE, resource.RLIMIT_CORE):
         resource.setrlimit(res, resource.getrlimit(res))
+    os.setgroups(os.getgroups())
+    os.setresgid(*os.getresgid())
+    os.setresuid(*os.getresuid())
+    _check(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
     # The instance replaces the environment: the zygote's own (PATH, LANG, TZ) goes now.
+    # As many variables as a Lambda environment has, so the real one fits in memory touched here.
     os.environ.clear()
-    os.environ.update({"TAMAYA_REHEARSAL": "1"})
+    os.environ.update({f"TAMAYA_REHEARSAL_{i}": "v" * 40 for i in range(REHEARSAL_ENV_VARS)})
     os.environ.clear()
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
@@ -189,7 +214,7 @@ def _rehearse(chan_fd):
         sys.path.insert(0, folder)
         write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
         try:
-            __import__(_REHEARSAL_MODULE).handler({}, None)
+            _rehearse_client(tamaya_runtime.load_handler(f"{_REHEARSAL_MODULE}.handler"))
         finally:
             sys.dont_write_bytecode = write_bytecode
             sys.path.remove(folder)
@@ -198,7 +223,36 @@ def _rehearse(chan_fd):
     finally:
         os.unlink(path)
         os.rmdir(folder)
-    gc.collect()
+
+
+_REHEARSAL_EVENT = (
+    b"HTTP/1.1 200 OK\r\nServer: tamaya\r\nContent-Type: application/json\r\n"
+    b"Lambda-Runtime-Aws-Request-Id: 00000000-0000-0000-0000-000000000000\r\n"
+    b"Lambda-Runtime-Deadline-Ms: 1\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:::function:f\r\n"
+    b"Lambda-Runtime-Trace-Id: Root=1-0-0\r\nContent-Length: 11\r\n\r\n{\"k\": [1.5]}"
+)
+_REHEARSAL_ACCEPTED = (
+    b"HTTP/1.1 202 Accepted\r\nServer: tamaya\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 15\r\n\r\n{\"status\":\"OK\"}"
+)
+
+
+def _rehearse_client(handler):
+    """The runtime client's first invocation (GET next, the handler's call, POST + next GET), on
+    a socket pair whose other end has the daemon's answers queued already: its code and the
+    objects it touches are this child's own before the real one runs them."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    client = tamaya_runtime.RuntimeApiClient("127.0.0.1:9")
+    try:
+        client.sock = theirs
+        ours.sendall(_REHEARSAL_EVENT)
+        headers, body = client.next_invocation()
+        ours.sendall(_REHEARSAL_ACCEPTED + _REHEARSAL_EVENT)
+        client.post_and_next(*tamaya_runtime.handle_invocation(handler, headers, body))
+    finally:
+        client._close()
+        ours.close()
+        tamaya_runtime._current_request_id = None
 
 
 def _specialise(spec, env, netns_fd, prepared):
@@ -281,6 +335,9 @@ def _become(spec, fds, prepared, hs=None):
         hs.send(b"ok")
         hs.close()
         spec["_environ_block"] = keep
+        # /var/task is mounted read-only: no import can cache its bytecode there, so do not try
+        # (a stat, a refused mkdir and an exception per module imported).
+        sys.dont_write_bytecode = True
     procs = spec.get("cgroup_procs")
     if procs:
         with open(procs, "w") as f:

@@ -134,6 +134,7 @@ const std::map<std::string, Field>& fields() {
       {"python_path", str_field(&Settings::python_path)},
       {"python_zygote", str_field(&Settings::python_zygote)},
       {"python_zygote_start_timeout_ms", int_field(&Settings::python_zygote_start_timeout_ms)},
+      {"python_zygote_prefork", int_field(&Settings::python_zygote_prefork)},
       {"node_pool_size", int_field(&Settings::node_pool_size)},
       {"node_pool_start_timeout_ms", int_field(&Settings::node_pool_start_timeout_ms)},
       {"prepared_sandboxes", int_field(&Settings::prepared_sandboxes)},

@@ -130,6 +130,10 @@ struct Settings {
   // (src/sandbox/zygote.h); "off": every instance starts its interpreter.
   std::string python_zygote = "on";
   int python_zygote_start_timeout_ms = 2'000;  // a new zygote must be ready within this
+  // Children each zygote keeps forked and prepared ahead of need; 0: none
+  // (every instance is forked on request). Two cover cold starts that follow
+  // each other closely while the one just taken is replaced.
+  int python_zygote_prefork = 2;
   // Generic Node.js instances kept started ahead of need, specialised for a
   // function on its cold start (src/sandbox/node_pool.h); 0: none. Two
   // cover a burst of two cold starts while the pool refills.

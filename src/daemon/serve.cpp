@@ -125,6 +125,7 @@ int serve(const cli::ServeOptions& options) {
   sandbox::ZygoteOptions zygote_options;
   zygote_options.start_timeout_ms = settings.python_zygote_start_timeout_ms;
   zygote_options.idle_ms = settings.instance_idle_timeout_ms;
+  zygote_options.prefork = settings.python_zygote_prefork;
   sandbox::NodePoolOptions node_pool;
   node_pool.size = settings.node_pool_size;
   node_pool.start_timeout_ms = settings.node_pool_start_timeout_ms;

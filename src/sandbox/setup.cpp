@@ -33,6 +33,11 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
     return Status::Invalid("python_zygote '" + python_zygote +
                            "' is not known; use on (fork Python instances from a zygote) or off");
   }
+  if (zygote_options.prefork < 0 || zygote_options.prefork > kMaxZygotePrefork) {
+    return Status::Invalid("python_zygote_prefork " + std::to_string(zygote_options.prefork) +
+                           " is out of range; use 0 to " + std::to_string(kMaxZygotePrefork) +
+                           " (children each zygote keeps forked ahead of need)");
+  }
   if (prepared_sandboxes < 0 || prepared_sandboxes > 64) {
     return Status::Invalid("prepared_sandboxes must be 0 (off) to 64, got " +
                            std::to_string(prepared_sandboxes));

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
@@ -106,19 +107,20 @@ Status send_with_fds(int sock, const std::string& body, const std::vector<int>& 
 // One running zygote. Also the ExitSource of the instances it forked: it is
 // their parent, so it alone learns how they ended.
 //
-// Offers: with `prefork`, the zygote keeps one child forked ahead of need
-// and hands us a socket to it ({"offer": pid} + SCM_RIGHTS), at its start and
-// after each {"prefork": true} we send once we took the last one. That child
-// has its pid/mount/ipc/uts namespaces, /proc and /tmp and says "hello" (the
-// socket has SO_PASSCRED, so we learn its pid) when it is ready. A cold start
-// that finds an offer talks to that child alone: cgroups, then the request
-// (its "go"), then "ok" — one round trip, without the zygote on the path.
+// Offers: with `prefork` = N, the zygote keeps N children forked ahead of
+// need and hands us a socket to each ({"offer": pid} + SCM_RIGHTS): the
+// first at its start, one more for each {"prefork": true} we send, as soon as
+// fewer than N are here or coming. Such a child has its pid/mount/ipc/uts
+// namespaces, /proc and /tmp and says "hello" (the socket has SO_PASSCRED, so
+// we learn its pid) when it is ready. A cold start that finds a ready one
+// talks to that child alone: cgroups, then the request (its "go"), then
+// "ok" — one round trip, without the zygote on the path.
 class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygote> {
  public:
   ~Zygote() override { stop(); }
 
   static Result<std::shared_ptr<Zygote>> start(ProcessLauncher& direct, const LaunchSpec& spec,
-                                               int timeout_ms, bool prefork) {
+                                               int timeout_ms, int prefork) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
       return Status::Exhausted("zygote: socketpair: " + errno_text());
@@ -127,7 +129,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     LaunchSpec z = spec;
     z.argv = spec.zygote_argv;
     // The size of the offered children's /tmp; a spawn asking for another size resizes it.
-    if (prefork)
+    if (prefork > 0)
       z.argv.push_back("--prefork-tmp-bytes=" + std::to_string(spec.isolation.tmp_bytes));
     z.zygote_argv.clear();
     z.stdin_fd = theirs.get();
@@ -153,7 +155,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     zygote->ctl_ = ours.release();
     zygote->last_used_ms_ = now_ms();
     zygote->prefork_ = prefork;
-    zygote->offer_asked_ = prefork;  // a zygote offers its first child unasked
+    zygote->offers_asked_ = prefork > 0 ? 1 : 0;  // a zygote offers its first child unasked
     if (direct.layers().seccomp) zygote->seccomp_hex_ = hex(direct.seccomp());
     std::lock_guard lock(zygote->mu_);
     auto ready = zygote->next_message(now_ms() + timeout_ms);
@@ -162,6 +164,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       zygote->stop_locked();
       return Status::Unavailable("zygote did not become ready: " + why + zygote->output_note());
     }
+    zygote->ask_prefork();
     return zygote;
   }
 
@@ -177,12 +180,19 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     const int64_t deadline = now_ms() + timeout_ms;
     drain_pending();
     if (broken_) return Status::Unavailable("zygote is gone" + output_note());
-    // Only a child that is ready (its hello is here): waiting for one still
-    // preparing would hold this start, and the event loop, longer than a
-    // fork on demand; that one stays offered for the next start.
-    if (offer_fd_ >= 0 && readable_now(offer_fd_)) {
-      Fd chan(std::exchange(offer_fd_, -1));
-      auto offered = spawn_offered(std::move(chan), offer_ns_pid_, spec, direct, deadline);
+    // Only a child that is ready (its hello is here). Waiting for one still
+    // preparing was measured slower than a fork on demand: back-to-back cold
+    // starts are CPU-bound, and a fork on demand (no rehearsal) costs less
+    // CPU, while the one preparing finishes for a later start.
+    for (auto it = offers_.begin(); it != offers_.end();) {
+      if (!readable_now(it->fd)) {
+        ++it;
+        continue;
+      }
+      Fd chan(it->fd);
+      const pid_t ns_pid = it->ns_pid;
+      offers_.erase(it);
+      auto offered = spawn_offered(std::move(chan), ns_pid, spec, direct, deadline);
       if (offered.ok()) {
         *offered_child = true;
         ask_prefork();
@@ -190,9 +200,11 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       }
       if (broken_) return offered.status();
       // A child that could not be walled in is an error like a forked one's;
-      // one that is gone (it never said hello) is replaced by a fork.
+      // one that is gone (it never said hello) is replaced by the next ready
+      // one or a fork.
       if (offered.status().code() != Code::kUnavailable) return offered.status();
-      spdlog::warn("offered zygote child unusable, forking one: {}", offered.status().message());
+      spdlog::warn("offered zygote child unusable: {}", offered.status().message());
+      it = offers_.begin();
     }
     auto forked = spawn_forked(spec, direct, deadline);
     if (forked.ok()) ask_prefork();
@@ -228,12 +240,14 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     }
   }
 
-  // Whether a child forked ahead of need is ready to be handed an instance.
-  bool offer_ready() {
+  // How many children forked ahead of need are ready to be handed an instance.
+  int offers_ready() {
     std::lock_guard lock(mu_);
-    if (broken_) return false;
+    if (broken_) return 0;
     drain_pending();
-    return offer_fd_ >= 0 && readable_now(offer_fd_);
+    int n = 0;
+    for (const Offer& offer : offers_) n += readable_now(offer.fd) ? 1 : 0;
+    return n;
   }
 
   bool usable() {
@@ -486,12 +500,14 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     return handed_over(p, host_pid, pidfd);
   }
 
-  // Asks the zygote for the next offered child, unless one is here or coming.
+  // Asks the zygote for offered children until `prefork_` are here or coming.
   void ask_prefork() {
-    if (!prefork_ || broken_ || offer_fd_ >= 0 || offer_asked_) return;
     static const std::string kPrefork = R"({"prefork":true})";
-    if (send(ctl_, kPrefork.data(), kPrefork.size(), MSG_NOSIGNAL) == ssize_t(kPrefork.size())) {
-      offer_asked_ = true;
+    while (!broken_ && int(offers_.size()) + offers_asked_ < prefork_) {
+      if (send(ctl_, kPrefork.data(), kPrefork.size(), MSG_NOSIGNAL) != ssize_t(kPrefork.size())) {
+        return;
+      }
+      ++offers_asked_;
     }
   }
 
@@ -561,11 +577,9 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
         continue;
       }
       if (doc.contains("offer") || doc.contains("offer_error")) {
-        offer_asked_ = false;
+        if (offers_asked_ > 0) --offers_asked_;
         if (doc.contains("offer") && doc["offer"].is_number_integer() && fds.size() == 1) {
-          if (offer_fd_ >= 0) ::close(offer_fd_);
-          offer_fd_ = fds[0].release();
-          offer_ns_pid_ = doc["offer"].get<pid_t>();
+          offers_.push_back({fds[0].release(), doc["offer"].get<pid_t>()});
         } else {
           spdlog::debug("python zygote pid={} offered no child: {}", proc_.pid, doc.dump());
         }
@@ -593,8 +607,9 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     broken_ = true;
     if (ctl_ >= 0) ::close(ctl_);
     ctl_ = -1;
-    if (offer_fd_ >= 0) ::close(offer_fd_);  // the offered child exits (and dies with the zygote)
-    offer_fd_ = -1;
+    // The offered children exit (and die with the zygote).
+    for (const Offer& offer : offers_) ::close(offer.fd);
+    offers_.clear();
     if (proc_.pid > 0) {
       // Its children go with it: they live in its pid namespace.
       kill_group(proc_.pid, SIGKILL).ok();
@@ -611,11 +626,16 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
   Process proc_;
   int ctl_ = -1;
   bool broken_ = false;
-  bool prefork_ = false;
-  bool offer_asked_ = false;           // a {"prefork"} is out (or the first offer is due)
-  int offer_fd_ = -1;                  // our socket to the offered child, -1: none here
-  pid_t offer_ns_pid_ = -1;            // its pid in the zygote's namespace
-  std::string seccomp_hex_;            // the filter the children load, as the request carries it
+  // A child forked ahead of need: our socket to it and its pid in the
+  // zygote's namespace.
+  struct Offer {
+    int fd;
+    pid_t ns_pid;
+  };
+  int prefork_ = 0;           // offered children to keep
+  int offers_asked_ = 0;      // {"prefork"}s out (and the first offer, which comes unasked)
+  std::deque<Offer> offers_;  // oldest first
+  std::string seccomp_hex_;   // the filter the children load, as the request carries it
   std::map<pid_t, pid_t> host_of_ns_;  // live children: the zygote's pid -> ours
   std::map<pid_t, int> exits_;         // ended children (our pid) -> wait status
   int live_ = 0;
@@ -724,10 +744,10 @@ ZygoteLauncher::Counters ZygoteLauncher::counters() const {
   return out;
 }
 
-bool ZygoteLauncher::offer_ready(const LaunchSpec& spec) {
+int ZygoteLauncher::offers_ready(const LaunchSpec& spec) {
   std::lock_guard lock(mu_);
   auto it = zygotes_.find(key_of(spec));
-  return it != zygotes_.end() && it->second.zygote && it->second.zygote->offer_ready();
+  return it != zygotes_.end() && it->second.zygote ? it->second.zygote->offers_ready() : 0;
 }
 
 pid_t ZygoteLauncher::zygote_pid(const LaunchSpec& spec) const {

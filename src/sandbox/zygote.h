@@ -32,11 +32,17 @@ struct ZygoteOptions {
   // After a zygote failed, its function starts directly for this long
   // before a new zygote is tried, so a broken zygote cannot slow every start.
   int64_t retry_after_failure_ms = 10'000;
-  // Each zygote keeps one child forked ahead of need, already in its own
-  // pid/mount/ipc/uts namespaces with /proc and /tmp mounted, so a spawn
-  // only hands it over (runtimes/python/zygote.py).
-  bool prefork = true;
+  // Each zygote keeps this many children forked ahead of need, already in
+  // their own pid/mount/ipc/uts namespaces with /proc and /tmp mounted, so a
+  // spawn only hands one over (runtimes/python/zygote.py). More than one
+  // lets cold starts that follow each other closely find one ready while
+  // the one just taken is replaced. 0: every instance is forked on demand.
+  int prefork = 2;
 };
+
+// Each offered child holds a few MiB while it waits; more than a handful per
+// function buys nothing a burst of cold starts could use before they refill.
+constexpr int kMaxZygotePrefork = 8;
 
 class Zygote;
 
@@ -59,9 +65,9 @@ class ZygoteLauncher final : public Launcher {
     int64_t fallbacks = 0;  // instances started directly because a zygote failed
   };
   Counters counters() const;
-  // Whether the zygote of instances like `spec` has a child forked ahead of
-  // need ready for the next one.
-  bool offer_ready(const LaunchSpec& spec);
+  // How many children forked ahead of need the zygote of instances like
+  // `spec` has ready (said hello) for the next ones.
+  int offers_ready(const LaunchSpec& spec);
   // The host pid of the zygote that serves instances like `spec`, -1 when none.
   pid_t zygote_pid(const LaunchSpec& spec) const;
 

@@ -148,10 +148,10 @@ TEST_F(Zygotes, ForkedInstanceIsWalledInLikeADirectOne) {
 }
 
 // Waits (bounded) until the zygote of `spec` has a child ready ahead of need.
-static bool wait_for_offer(ZygoteLauncher& zygotes, const LaunchSpec& spec) {
+static bool wait_for_offer(ZygoteLauncher& zygotes, const LaunchSpec& spec, int count = 1) {
   const auto deadline = steady_clock::now() + std::chrono::seconds(20);
   while (steady_clock::now() < deadline) {
-    if (zygotes.offer_ready(spec)) return true;
+    if (zygotes.offers_ready(spec) >= count) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
@@ -182,9 +182,35 @@ TEST_F(Zygotes, AChildForkedAheadOfNeedIsWalledInLikeADirectOne) {
   }
 }
 
+TEST_F(Zygotes, TwoChildrenAheadOfNeedServeTwoStartsInARowEachWalledIn) {
+  ZygoteOptions options;
+  options.prefork = 2;
+  ZygoteLauncher zygotes(*direct_, options);
+  ASSERT_TRUE(run(zygotes, python("first")).forked);
+  ASSERT_TRUE(wait_for_offer(zygotes, python("x"), 2));
+  // Back to back: the second start must not wait for the first one's replacement.
+  Finished a = run(zygotes, python("a"));
+  Finished b = run(zygotes, python("b"));
+  ASSERT_TRUE(a.forked && b.forked) << a.err << b.err;
+  EXPECT_EQ(zygotes.counters().offered, 2);
+  for (const Finished* f : {&a, &b}) {
+    auto m = fields(f->out);
+    EXPECT_EQ(f->status, kExitCode << 8) << f->err;
+    EXPECT_EQ(m["uid"], std::to_string(kUid)) << f->out << f->err;
+    EXPECT_EQ(m["seccomp"], "2");
+    EXPECT_EQ(m["nnp"], "1");
+    EXPECT_EQ(m["capeff"], "0000000000000000");
+    EXPECT_EQ(m["pid"], "1");
+  }
+  EXPECT_EQ(fields(a.out)["env"], "a");
+  EXPECT_EQ(fields(b.out)["env"], "b");
+  // Both are replaced: the zygote keeps two ready again.
+  EXPECT_TRUE(wait_for_offer(zygotes, python("x"), 2));
+}
+
 TEST_F(Zygotes, WithoutPreforkAChildForkedOnDemandHasTheSameWalls) {
   ZygoteOptions options;
-  options.prefork = false;
+  options.prefork = 0;
   ZygoteLauncher zygotes(*direct_, options);
   const LaunchSpec spec = python("on-demand");
   Finished f = run(zygotes, spec);
@@ -298,6 +324,17 @@ TEST(SandboxSettings, UnknownPythonZygoteValueIsRefused) {
   auto s = Sandbox::open("off", fs::temp_directory_path() / "tamaya-zyg-setting", "maybe");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("python_zygote"), std::string::npos);
+}
+
+TEST(SandboxSettings, PreforkOutOfRangeIsRefused) {
+  for (int prefork : {-1, kMaxZygotePrefork + 1}) {
+    ZygoteOptions options;
+    options.prefork = prefork;
+    auto s = Sandbox::open("off", fs::temp_directory_path() / "tamaya-zyg-setting", "on", options);
+    ASSERT_FALSE(s.ok()) << prefork;
+    EXPECT_EQ(s.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(s.status().message().find("python_zygote_prefork"), std::string::npos);
+  }
 }
 
 }  // namespace
