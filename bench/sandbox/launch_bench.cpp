@@ -49,7 +49,7 @@ double cpu_seconds() {
 }
 
 // n launches to exit; the durations in ms, failures counted in `failures`.
-std::vector<double> run(ProcessLauncher& launcher, int n, bool isolated, bool network_none,
+std::vector<double> run(Launcher& launcher, int n, bool isolated, bool network_none,
                         const std::string& code, const std::string& prefix, int& failures) {
   std::vector<double> ms;
   for (int i = 0; i < n; ++i) {
@@ -58,12 +58,6 @@ std::vector<double> run(ProcessLauncher& launcher, int n, bool isolated, bool ne
     spec.env = {"PATH=/usr/bin:/bin"};
     spec.cwd = isolated ? kTaskRoot : "/";
     int netns = -1;
-    // With prepared sandboxes: one ready before the clock starts (the
-    // steady state of cold starts that do not come back to back).
-    for (int w = 0; w < 400 && launcher.prepared_ready() == 0 && launcher.options().prepared > 0;
-         ++w) {
-      usleep(5'000);
-    }
     const auto start = std::chrono::steady_clock::now();
     if (isolated) {
       spec.isolation.enabled = true;
@@ -103,8 +97,7 @@ std::vector<double> run(ProcessLauncher& launcher, int n, bool isolated, bool ne
   return ms;
 }
 
-Row measure(ProcessLauncher& launcher, int n, bool isolated, bool network_none,
-            const std::string& code) {
+Row measure(Launcher& launcher, int n, bool isolated, bool network_none, const std::string& code) {
   Row row;
   const double cpu_before = cpu_seconds();
   std::vector<double> ms = run(launcher, n, isolated, network_none, code, "bench-", row.failures);
@@ -123,7 +116,7 @@ struct Rate {
 };
 
 // n sandboxed launches to exit over `threads` threads at once.
-Rate rate(ProcessLauncher& launcher, int n, int threads, const std::string& code) {
+Rate rate(Launcher& launcher, int n, int threads, const std::string& code) {
   std::vector<int> failures(threads, 0);
   std::vector<size_t> done(threads, 0);
   std::vector<std::thread> workers;
@@ -173,18 +166,6 @@ int main(int argc, char** argv) {
     r = measure(**sandboxed, n, true, false, dir + "/code");
     std::printf("| sandboxed, network host | %.3f | %.3f | %.3f | %d |\n", r.p50_ms, r.p90_ms,
                 r.cpu_ms, r.failures);
-    {
-      // The same from a prepared sandbox (SandboxOptions::prepared): what is
-      // left on the request path. CPU includes making the sandbox, off it.
-      std::filesystem::create_directories(dir + "/sandbox/root2");
-      SandboxOptions with_prepared{true, caps, dir + "/sandbox/root2", 1};
-      auto prepared = ProcessLauncher::create(with_prepared);
-      if (prepared.ok()) {
-        r = measure(**prepared, n, true, false, dir + "/code");
-        std::printf("| sandboxed, from a prepared sandbox | %.3f | %.3f | %.3f | %d |\n", r.p50_ms,
-                    r.p90_ms, r.cpu_ms, r.failures);
-      }
-    }
     if (caps.net_namespace) {
       r = measure(**sandboxed, n, true, true, dir + "/code");
       std::printf("| sandboxed, network none | %.3f | %.3f | %.3f | %d |\n", r.p50_ms, r.p90_ms,

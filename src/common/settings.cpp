@@ -137,7 +137,6 @@ const std::map<std::string, Field>& fields() {
       {"python_zygote_prefork", int_field(&Settings::python_zygote_prefork)},
       {"node_pool_size", int_field(&Settings::node_pool_size)},
       {"node_pool_start_timeout_ms", int_field(&Settings::node_pool_start_timeout_ms)},
-      {"prepared_sandboxes", int_field(&Settings::prepared_sandboxes)},
       {"node_path", str_field(&Settings::node_path)},
       {"runtimes_dir", str_field(&Settings::runtimes_dir)},
       {"sandbox_isolation", str_field(&Settings::sandbox_isolation)},

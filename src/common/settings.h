@@ -142,10 +142,6 @@ struct Settings {
 
   // Isolation of instances (src/sandbox). "auto": every layer the host
   // supports (namespaces, pivot_root, cgroups, uids, seccomp); "off": a plain
-  // Sandboxes kept made ahead of need (namespaces, root, /tmp, /proc,
-  // cgroups) for instances started directly (provided, and runtimes started
-  // without a zygote or pool), src/sandbox/launcher.cpp; 0: none.
-  int prepared_sandboxes = 2;
   // process with rlimits, for developers without root.
   std::string sandbox_isolation = "auto";
   int sandbox_uid_base = 200'000;  // first uid/gid handed to functions

@@ -130,8 +130,7 @@ int serve(const cli::ServeOptions& options) {
   node_pool.size = settings.node_pool_size;
   node_pool.start_timeout_ms = settings.node_pool_start_timeout_ms;
   auto sandbox = sandbox::Sandbox::open(settings.sandbox_isolation, settings.data_dir,
-                                        settings.python_zygote, zygote_options, node_pool,
-                                        settings.prepared_sandboxes);
+                                        settings.python_zygote, zygote_options, node_pool);
   if (!sandbox.ok()) {
     spdlog::critical("{}", sandbox.status().message());
     return 1;
@@ -308,10 +307,6 @@ int serve(const cli::ServeOptions& options) {
   add_dispatcher_collector(metrics, dispatcher, **reg);
   add_store_collector(metrics, **logs);
   if (const sandbox::NodePoolLauncher* pool = (**sandbox).node_pool()) {
-  metrics.add_collector([sb = sandbox->get()](meter::Collection& c) {
-    c.gauge("tamaya_prepared_sandboxes_ready",
-            "Sandboxes made ahead of need and waiting for an instance", {}, sb->prepared_ready());
-  });
     metrics.add_collector([pool](meter::Collection& c) {
       const auto n = pool->counters();
       c.gauge("tamaya_node_pool_ready", "Generic Node.js instances started and waiting", {},

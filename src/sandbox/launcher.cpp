@@ -26,25 +26,18 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <condition_variable>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <string_view>
 #include <thread>
@@ -86,7 +79,6 @@ enum class Step : int {
   kUid,
   kNoNewPrivs,
   kSeccomp,
-  kPrepared,  // a prepared sandbox was discarded (or its daemon end closed) unused
 };
 
 // What the child mounts on its copy of the prepared root, in order; the
@@ -159,15 +151,6 @@ struct ChildArgs {
   const sock_fprog* seccomp;  // null: none
   int parent_pidfd;           // >= 0 in a new pid namespace, where getppid() is 0
 
-  // >= 0: a prepared sandbox (PreparedSandboxes below). The child stops
-  // after its stdio and waits on this socket for its function: the code and
-  // runtimes trees arrive with the message (SCM_RIGHTS), everything else
-  // from here on (argv, envp, cwd, rlimits, uid, seccomp) the parent fills
-  // in before sending it.
-  int control;
-  const char* tmp_resize;  // set: remount /tmp with these options (another size)
-  bool received;           // written by the child once its function arrived
-
   Step failed_step;
   int failed_errno;
   size_t failed_limit;  // also the index of a failed mount op
@@ -177,78 +160,6 @@ struct ChildArgs {
   args->failed_errno = errno;
   args->failed_step = step;
   _exit(kChildFailedExit);
-}
-
-// Mounts the code (and runtime clients) tree at their places in the root.
-void mount_trees(ChildArgs* args) {
-  if (move_mount(args->code_tree, "", AT_FDCWD, kTaskRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-    args->failed_limit = static_cast<size_t>(RootStep::kCode);
-    child_fail(args, Step::kMount);
-  }
-  if (args->runtimes_tree >= 0 &&
-      move_mount(args->runtimes_tree, "", AT_FDCWD, kRuntimesRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-    args->failed_limit = static_cast<size_t>(RootStep::kRuntimes);
-    child_fail(args, Step::kMount);
-  }
-}
-
-// A prepared sandbox waits here for its function. Until then it holds no fd
-// of the daemon's but its control socket and the daemon's pidfd: a copy of
-// a client connection or of another instance's pipe would keep it open.
-void wait_for_function(ChildArgs* args) {
-  const int keep_low = args->control < args->parent_pidfd ? args->control : args->parent_pidfd;
-  const int keep_high = args->control < args->parent_pidfd ? args->parent_pidfd : args->control;
-  if ((keep_low > 3 && close_range(3, keep_low - 1, 0) < 0) ||
-      (keep_high > keep_low + 1 && close_range(keep_low + 1, keep_high - 1, 0) < 0) ||
-      close_range(keep_high + 1, ~0U, 0) < 0) {
-    child_fail(args, Step::kCloseFds);
-  }
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  // Until the function comes, or the daemon is gone (its pidfd turns
-  // readable; the death signal is only set after the uid change).
-  pollfd waits[2] = {{args->control, POLLIN, 0}, {args->parent_pidfd, POLLIN, 0}};
-  while (poll(waits, 2, -1) < 0 && errno == EINTR) {
-  }
-  ssize_t n = -1;
-  errno = 0;
-  if (waits[1].revents == 0) {
-    do {
-      n = recvmsg(args->control, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-  }
-  if (n != 1) {
-    // The daemon discarded this sandbox or is gone.
-    errno = n < 0 ? errno : 0;
-    child_fail(args, Step::kPrepared);
-  }
-  args->code_tree = args->runtimes_tree = -1;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (c != nullptr && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    int fds[2] = {-1, -1};
-    memcpy(fds, CMSG_DATA(c), (count < 2 ? count : 2) * sizeof(int));
-    args->code_tree = fds[0];
-    args->runtimes_tree = count > 1 ? fds[1] : -1;
-  }
-  args->received = true;
-  if (args->code_tree < 0) {
-    errno = EBADF;
-    args->failed_limit = static_cast<size_t>(RootStep::kCode);
-    child_fail(args, Step::kMount);
-  }
-  mount_trees(args);
-  if (args->tmp_resize != nullptr &&
-      mount("tmpfs", "/tmp", "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, args->tmp_resize) < 0) {
-    args->failed_limit = static_cast<size_t>(RootStep::kTmp);
-    child_fail(args, Step::kMount);
-  }
 }
 
 // Runs in the child, on its own stack, sharing the parent's memory:
@@ -295,7 +206,13 @@ int child_main(void* opaque) {
     };
     if (setns(args->root_ns, CLONE_NEWNS) < 0) fail_at(RootStep::kEnter);
     if (unshare(CLONE_NEWNS) < 0) fail_at(RootStep::kUnshare);
-    if (args->control < 0) mount_trees(args);
+    if (move_mount(args->code_tree, "", AT_FDCWD, kTaskRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      fail_at(RootStep::kCode);
+    }
+    if (args->runtimes_tree >= 0 &&
+        move_mount(args->runtimes_tree, "", AT_FDCWD, kRuntimesRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      fail_at(RootStep::kRuntimes);
+    }
     if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, args->tmp_options) < 0) {
       fail_at(RootStep::kTmp);
     }
@@ -319,8 +236,6 @@ int child_main(void* opaque) {
       dup2(args->stderr_fd, STDERR_FILENO) < 0) {
     child_fail(args, Step::kStdio);
   }
-
-  if (args->control >= 0) wait_for_function(args);
 
   for (size_t i = 0; i < args->limit_count; ++i) {
     if (setrlimit(args->limits[i].resource, &args->limits[i].value) < 0) {
@@ -352,11 +267,7 @@ int child_main(void* opaque) {
     _exit(kChildFailedExit);
   }
 
-  // A prepared sandbox's control socket stays until execve closes it (it is
-  // close-on-exec): its end tells the daemon that execve happened.
-  const int keep = args->control;
-  if ((keep < 0 && close_range(3, ~0U, 0) < 0) || (keep > 3 && close_range(3, keep - 1, 0) < 0) ||
-      (keep >= 3 && close_range(keep + 1, ~0U, 0) < 0)) {
+  if (close_range(3, ~0U, 0) < 0) {
     child_fail(args, Step::kCloseFds);
   }
 
@@ -849,8 +760,6 @@ Status child_failure(const LaunchSpec& spec, const ChildArgs& args,
       return Status::Internal(prefix + "prctl(PR_SET_NO_NEW_PRIVS): " + what);
     case Step::kSeccomp:
       return Status::Internal(prefix + "loading its seccomp filter: " + what);
-    case Step::kPrepared:
-      return Status::Internal(prefix + "its prepared sandbox was closed before it started");
     case Step::kNone:
       break;
   }
@@ -872,375 +781,6 @@ int wait_status_from(const siginfo_t& info) {
 }
 
 }  // namespace
-
-// Sandboxes made ahead of need (SandboxOptions::prepared): each of `count`
-// threads keeps one child cloned, exactly as launch() clones one, that has
-// done everything not particular to a function — its cgroups joined, its
-// pid/ipc/uts namespaces, a copy of the prepared root with /tmp and /proc,
-// its hostname and stdio — and waits on a socket (wait_for_function). A
-// launch that fits takes one: it writes the function's cgroup limits, fills
-// in the rest of the child's arguments (shared memory, as in launch()) and
-// sends the code and runtimes trees; the child mounts them and goes on as
-// any launch does (rlimits, uid, death signal, close fds, no_new_privs,
-// seccomp, execve). The launch learns that execve happened (or the child
-// died, leaving its failure report) when the child's end of the socket,
-// close-on-exec, closes: no thread wakes up on the request path. The
-// thread sleeps in clone (CLONE_VFORK) the whole time, so the child's stack
-// and the errno it shares stay untouched; it is the instance's parent
-// thread (PR_SET_PDEATHSIG), lives as long as the launcher and makes the
-// next sandbox at a low priority once clone returns.
-//
-// What a prepared sandbox fixes ahead of the function, and so what a launch
-// must match to take one (fits()): the filesystem layer, network "host", the
-// default read-only paths and hostname, stdin from /dev/null, not a zygote,
-// and all three cgroup limits set when the host has cgroups. /tmp is
-// remounted when the function wants another size. Anything else, and any
-// failure before the function arrived, starts the instance the usual way.
-class PreparedSandboxes {
- public:
-  PreparedSandboxes(ProcessLauncher& launcher, int count) : launcher_(launcher) {
-    for (int i = 0; i < count; ++i) threads_.emplace_back([this] { run(); });
-  }
-
-  ~PreparedSandboxes() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-      // Closing our end makes each waiting child exit; its thread cleans up.
-      for (auto& shell : ready_) shell->control.reset();
-      ready_.clear();
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-
-  int ready() const {
-    std::lock_guard lock(mu_);
-    return static_cast<int>(ready_.size());
-  }
-
-  bool fits(const LaunchSpec& spec) const {
-    const Isolation& iso = spec.isolation;
-    const bool cgroups = launcher_.layers_.cgroups;
-    return iso.enabled && launcher_.layers_.filesystem && !iso.zygote &&
-           iso.network == Network::kHost && spec.stdin_fd < 0 && iso.readonly_paths.empty() &&
-           iso.hostname == hostname_ && !iso.code_dir.empty() &&
-           (!cgroups || (iso.memory_bytes > 0 && iso.pids_max > 0 && iso.cpu_shares > 0));
-  }
-
-  // A prepared sandbox turned into the instance of `spec`; nullopt when none
-  // was ready or it could not be used (the caller then launches directly).
-  std::optional<Result<Process>> launch(const LaunchSpec& spec) {
-    std::shared_ptr<Shell> shell;
-    {
-      std::lock_guard lock(mu_);
-      // Only one whose clone has happened (the kernel has written its
-      // pidfd): from then on the child holds its own end of the socket.
-      auto it = std::find_if(ready_.begin(), ready_.end(), [](const auto& s) {
-        return __atomic_load_n(&s->pidfd, __ATOMIC_ACQUIRE) >= 0;
-      });
-      if (it == ready_.end()) return std::nullopt;
-      shell = std::move(*it);
-      ready_.erase(it);
-      shell->taken = true;
-    }
-    // Ours goes, so that the child's exec (close-on-exec) or death is the
-    // end of the socket for us: no wake-up of the thread on the way.
-    shell->child_control.reset();
-    auto result = specialise(*shell, spec);
-    if (result.has_value()) return result;
-    // Not used: the child goes (closing our end makes it exit), is reaped,
-    // and the caller starts the instance directly.
-    shell->control.reset();
-    discard(*shell);
-    return std::nullopt;
-  }
-
- private:
-  struct Shell {
-    ChildArgs args{};
-    int pidfd = -1;  // written by the kernel in clone (CLONE_PIDFD)
-    Fd control, child_control;
-    Fd dev_null, out_read, out_write, err_read, err_write;
-    std::vector<Fd> cgroup_fds;
-    std::vector<int> raw_cgroup_fds;
-    InstanceCgroups cgroups;
-    std::shared_ptr<const RootTemplate> root;
-    std::string tmp_options;
-    // What the launch fills in for the child.
-    std::vector<std::string> argv_s, env_s;
-    std::string cwd, tmp_resize;
-    std::vector<char*> argv, envp;
-    std::vector<LimitSetting> limits;
-    sock_fprog seccomp{};
-    bool taken = false;  // under mu_: from then on the launch owns it
-  };
-
-  // Making sandboxes yields the CPU to the instances just started and to
-  // the event loop; the daemon gives a taken child back the usual priority.
-  static constexpr int kMakeNice = 10;
-  static constexpr int64_t kShellMemory = 128ll << 20;
-  static constexpr int64_t kShellPids = 1024;
-  static constexpr int64_t kShellCpu = 74;
-  static constexpr int kExecTimeoutMs = 10'000;
-
-  Result<std::shared_ptr<Shell>> make(uint64_t seq) {
-    auto shell = std::make_shared<Shell>();
-    ChildArgs& a = shell->args;
-    shell->dev_null.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (shell->dev_null.get() < 0)
-      return Status::Internal("opening /dev/null: " + errno_text(errno));
-    TAMAYA_RETURN_IF_ERROR(move_above_stdio(shell->dev_null));
-    TAMAYA_RETURN_IF_ERROR(make_pipe(shell->out_read, shell->out_write));
-    TAMAYA_RETURN_IF_ERROR(make_pipe(shell->err_read, shell->err_write));
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
-      return Status::Exhausted("a socket pair for a prepared sandbox: " + errno_text(errno));
-    }
-    shell->control.reset(pair[0]);
-    shell->child_control.reset(pair[1]);
-    TAMAYA_RETURN_IF_ERROR(move_above_stdio(shell->child_control));
-    TAMAYA_ASSIGN_OR_RETURN(shell->root, launcher_.roots_->get(default_readonly_paths()));
-    shell->tmp_options = "size=" + std::to_string(Isolation{}.tmp_bytes) + ",mode=1777";
-    a.stdin_fd = shell->dev_null.get();
-    a.stdout_fd = shell->out_write.get();
-    a.stderr_fd = shell->err_write.get();
-    a.parent_pid = getpid();
-    a.netns_fd = -1;
-    a.root_ns = shell->root->ns;
-    a.code_tree = a.runtimes_tree = -1;
-    a.tmp_options = shell->tmp_options.c_str();
-    a.hostname = hostname_.c_str();
-    a.parent_pidfd = launcher_.self_pidfd_;
-    a.control = shell->child_control.get();
-    a.failed_step = Step::kNone;
-    if (launcher_.layers_.cgroups) {
-      TAMAYA_ASSIGN_OR_RETURN(
-          shell->cgroups, create_cgroups(launcher_.options_.host, "prepared-" + std::to_string(seq),
-                                         {kShellMemory, kShellPids, kShellCpu}));
-      auto fds = open_procs_files(shell->cgroups);
-      if (!fds.ok()) {
-        remove_cgroups(shell->cgroups);
-        return fds.status();
-      }
-      for (int fd : *fds) shell->cgroup_fds.emplace_back(fd);
-      for (Fd& fd : shell->cgroup_fds) {
-        if (Status moved = move_above_stdio(fd); !moved.ok()) {
-          shell->cgroup_fds.clear();
-          remove_cgroups(shell->cgroups);
-          return moved;
-        }
-        shell->raw_cgroup_fds.push_back(fd.get());
-      }
-      a.cgroup_fds = shell->raw_cgroup_fds.data();
-      a.cgroup_fd_count = shell->raw_cgroup_fds.size();
-    }
-    return shell;
-  }
-
-  void run() {
-    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kMakeNice);
-    int failures_in_row = 0;
-    char* stack_top = child_stack();
-    while (true) {
-      uint64_t seq;
-      {
-        std::unique_lock lock(mu_);
-        if (failures_in_row > 0) {
-          // Back off (up to ~13 s) while the host refuses, e.g. a full cgroup.
-          cv_.wait_for(lock, std::chrono::milliseconds(100 << std::min(failures_in_row, 7)),
-                       [this] { return stopping_; });
-        }
-        if (stopping_) return;
-        seq = next_seq_++;
-      }
-      auto made = stack_top == nullptr
-                      ? Result<std::shared_ptr<Shell>>(Status::Exhausted("no child stack"))
-                      : make(seq);
-      if (!made.ok()) {
-        ++failures_in_row;
-        continue;
-      }
-      std::shared_ptr<Shell> shell = *std::move(made);
-      {
-        std::lock_guard lock(mu_);
-        if (stopping_) {
-          remove_cgroups(shell->cgroups);
-          return;
-        }
-        ready_.push_back(shell);
-      }
-      const uint64_t all_signals = ~uint64_t{0};
-      uint64_t saved_mask = 0;
-      syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &saved_mask, kKernelSigsetBytes);
-      const int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | CLONE_NEWPID |
-                        CLONE_NEWIPC | CLONE_NEWUTS;
-      // Sleeps until the child has called execve or died.
-      const pid_t pid = clone(child_main, stack_top, flags, &shell->args, &shell->pidfd);
-      syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
-      // The child had its own copies: ours go, so that the instance's end of
-      // a pipe closes when it exits.
-      shell->cgroup_fds.clear();
-      shell->dev_null.reset();
-      shell->out_write.reset();
-      shell->err_write.reset();
-      bool taken;
-      {
-        std::lock_guard lock(mu_);
-        taken = shell->taken;
-        if (!taken) std::erase(ready_, shell);
-      }
-      if (taken) {
-        failures_in_row = 0;
-        continue;
-      }
-      // Died before its function came (or clone failed): not used.
-      shell->child_control.reset();
-      shell->control.reset();
-      if (pid < 0) shell->pidfd = -1;
-      discard(*shell);
-      failures_in_row = stopping() ? 0 : failures_in_row + 1;
-    }
-  }
-
-  bool stopping() const {
-    std::lock_guard lock(mu_);
-    return stopping_;
-  }
-
-  // Reaps a child that never became an instance and removes its cgroups.
-  static void discard(Shell& shell) {
-    if (shell.pidfd >= 0) {
-      siginfo_t info{};
-      while (waitid(P_PIDFD, static_cast<id_t>(shell.pidfd), &info, WEXITED) < 0 &&
-             errno == EINTR) {
-      }
-      close(shell.pidfd);
-      shell.pidfd = -1;
-    }
-    remove_cgroups(shell.cgroups);
-  }
-
-  // The child's pid as the daemon sees it, from its pidfd; -1 if unknown.
-  static pid_t pid_of(int pidfd) {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
-    Fd fd(open(path, O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) return -1;
-    char buf[512];
-    const ssize_t n = read(fd.get(), buf, sizeof buf - 1);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    const char* at = std::strstr(buf, "\nPid:");
-    return at == nullptr ? -1 : static_cast<pid_t>(std::atoi(at + 5));
-  }
-
-  // nullopt: not used (nothing of the function reached the child).
-  std::optional<Result<Process>> specialise(Shell& shell, const LaunchSpec& spec) {
-    const Isolation& iso = spec.isolation;
-    ChildArgs& a = shell.args;
-    // A host file bound into the root was replaced since it was prepared.
-    auto root = launcher_.roots_->get(default_readonly_paths());
-    if (!root.ok() || *root != shell.root) return std::nullopt;
-    const pid_t pid = pid_of(shell.pidfd);
-    if (pid <= 0 || setpriority(PRIO_PROCESS, static_cast<id_t>(pid), 0) < 0) return std::nullopt;
-    shell.argv_s = spec.argv;
-    shell.env_s = spec.env;
-    shell.cwd = spec.cwd;
-    for (auto& s : shell.argv_s) shell.argv.push_back(s.data());
-    shell.argv.push_back(nullptr);
-    for (auto& s : shell.env_s) shell.envp.push_back(s.data());
-    shell.envp.push_back(nullptr);
-    shell.limits = limit_settings(spec.limits);
-    a.path = shell.argv[0];
-    a.argv = shell.argv.data();
-    a.envp = shell.envp.data();
-    a.cwd = shell.cwd.c_str();
-    a.limits = shell.limits.data();
-    a.limit_count = shell.limits.size();
-    if (launcher_.layers_.uids && iso.uid != 0) {
-      a.uid = iso.uid;
-      a.gid = iso.gid != 0 ? iso.gid : iso.uid;
-    }
-    a.no_new_privs = true;
-    if (launcher_.layers_.seccomp && !launcher_.seccomp_.code.empty()) {
-      shell.seccomp = launcher_.seccomp_.program();
-      a.seccomp = &shell.seccomp;
-    }
-    if (iso.tmp_bytes != Isolation{}.tmp_bytes) {
-      shell.tmp_resize = "size=" + std::to_string(iso.tmp_bytes);
-      a.tmp_resize = shell.tmp_resize.c_str();
-    }
-    if (launcher_.layers_.cgroups &&
-        !set_cgroup_limits(launcher_.options_.host, shell.cgroups,
-                           {iso.memory_bytes, iso.pids_max, iso.cpu_shares})
-             .ok()) {
-      return std::nullopt;
-    }
-    auto code = readonly_tree(iso.code_dir, spec.argv[0]);
-    if (!code.ok()) return std::nullopt;
-    Fd code_tree(*code), runtimes_tree;
-    if (!iso.runtimes_dir.empty()) {
-      auto runtimes = readonly_tree(iso.runtimes_dir, spec.argv[0]);
-      if (!runtimes.ok()) return std::nullopt;
-      runtimes_tree.reset(*runtimes);
-    }
-    int fds[2] = {code_tree.get(), runtimes_tree.get()};
-    const size_t count = runtimes_tree.get() >= 0 ? 2 : 1;
-    char byte = 'g';
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(count * sizeof(int));
-    memcpy(CMSG_DATA(c), fds, count * sizeof(int));
-    if (sendmsg(shell.control.get(), &msg, MSG_NOSIGNAL) != 1) return std::nullopt;
-    code_tree.reset();
-    runtimes_tree.reset();
-    // The end of the socket: the child called execve (close-on-exec) or died.
-    pollfd pfd{shell.control.get(), POLLIN, 0};
-    int ready;
-    do {
-      ready = poll(&pfd, 1, kExecTimeoutMs);
-    } while (ready < 0 && errno == EINTR);
-    if (ready == 0) {
-      // Stuck before execve (never seen): it must not become an instance.
-      syscall(SYS_pidfd_send_signal, shell.pidfd, SIGKILL, nullptr, 0);
-      discard(shell);
-      return Result<Process>(Status::Internal("cannot start " + spec.argv[0] +
-                                              ": its prepared sandbox did not reach execve"));
-    }
-    shell.control.reset();
-    if (a.failed_step != Step::kNone) {
-      if (!a.received) return std::nullopt;
-      discard(shell);
-      return Result<Process>(child_failure(spec, a, shell.limits));
-    }
-    Process process;
-    process.pid = pid;
-    process.pidfd = shell.pidfd;
-    shell.pidfd = -1;
-    process.stdout_fd = shell.out_read.release();
-    process.stderr_fd = shell.err_read.release();
-    process.cgroups = std::move(shell.cgroups);
-    return Result<Process>(std::move(process));
-  }
-
-  const std::string hostname_ = Isolation{}.hostname;
-  ProcessLauncher& launcher_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  uint64_t next_seq_ = 0;
-  std::deque<std::shared_ptr<Shell>> ready_;
-  std::vector<std::thread> threads_;
-};
 
 std::vector<std::pair<int, uint64_t>> rlimit_values(const ResourceLimits& limits) {
   std::vector<std::pair<int, uint64_t>> out;
@@ -1308,17 +848,10 @@ Result<std::unique_ptr<ProcessLauncher>> ProcessLauncher::create(SandboxOptions 
     }
   }
   launcher->options_ = std::move(options);
-  if (launcher->layers_.filesystem && launcher->options_.prepared > 0) {
-    launcher->prepared_ =
-        std::make_unique<PreparedSandboxes>(*launcher, launcher->options_.prepared);
-  }
   return launcher;
 }
 
-ProcessLauncher::ProcessLauncher() = default;
-
 ProcessLauncher::~ProcessLauncher() {
-  prepared_.reset();  // its threads use what follows
   if (self_pidfd_ >= 0) close(self_pidfd_);
 }
 
@@ -1338,9 +871,6 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   }
   if (isolate && layers_.filesystem && iso.code_dir.empty()) {
     return Status::Invalid("launch: an isolated instance needs its code_dir");
-  }
-  if (isolate && prepared_ && prepared_->fits(spec)) {
-    if (auto done = prepared_->launch(spec)) return *std::move(done);
   }
 
   // Everything the child touches is built here, before the clone.
@@ -1390,7 +920,6 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   args.code_tree = -1;
   args.runtimes_tree = -1;
   args.parent_pidfd = -1;
-  args.control = -1;
   args.failed_step = Step::kNone;
 
   // Isolation: the root's parts and the cgroups, all before clone.
@@ -1513,8 +1042,6 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   process.cgroups = std::move(cgroups);
   return process;
 }
-
-int ProcessLauncher::prepared_ready() const { return prepared_ ? prepared_->ready() : 0; }
 
 int64_t peak_memory_bytes(const Process& process) {
   int64_t peak = cgroup_peak_memory_bytes(process.cgroups);

@@ -125,10 +125,6 @@ struct SandboxOptions {
   bool isolate = false;   // false: a plain process (sandbox_isolation "off")
   HostCapabilities host;  // what the host allows (probe_host)
   std::string root_dir;   // an empty directory: mount point of each instance's root
-  // Sandboxes kept made ahead of need, each waiting for the function of a
-  // launch that fits it (PreparedSandboxes in launcher.cpp); 0: none. Only
-  // with the filesystem layer.
-  int prepared = 0;
 };
 
 // fork/exec with the limits above. Safe to call from a multi-threaded
@@ -142,11 +138,10 @@ struct SandboxOptions {
 // refused) is an error Status naming the path and the cause; by then the
 // failed child is already reaped and no fd is left open.
 class RootTemplates;
-class PreparedSandboxes;
 
 class ProcessLauncher final : public Launcher {
  public:
-  ProcessLauncher();
+  ProcessLauncher() = default;
   ~ProcessLauncher() override;
   ProcessLauncher(const ProcessLauncher&) = delete;
   ProcessLauncher& operator=(const ProcessLauncher&) = delete;
@@ -158,17 +153,13 @@ class ProcessLauncher final : public Launcher {
   Layers layers() const override { return layers_; }
   const SeccompProgram& seccomp() const { return seccomp_; }
   const SandboxOptions& options() const { return options_; }
-  // Prepared sandboxes waiting now.
-  int prepared_ready() const;
 
  private:
-  friend class PreparedSandboxes;
   SandboxOptions options_;
   Layers layers_;
   SeccompProgram seccomp_;
   std::shared_ptr<RootTemplates> roots_;  // with the filesystem layer
   int self_pidfd_ = -1;                   // the daemon's own pidfd, for children's liveness check
-  std::unique_ptr<PreparedSandboxes> prepared_;  // null: none
 };
 
 // The rlimits an instance with these limits gets, as (RLIMIT_*, value) with

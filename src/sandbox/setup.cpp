@@ -26,21 +26,16 @@ std::string sandbox_dir(const std::string& data_dir) {
 Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const std::string& data_dir,
                                                const std::string& python_zygote,
                                                ZygoteOptions zygote_options,
-                                               NodePoolOptions node_pool,
-                                               int prepared_sandboxes) {
+                                               NodePoolOptions node_pool) {
   TAMAYA_RETURN_IF_ERROR(check_mode(mode));
-  if (python_zygote != "on" && python_zygote != "off") {
-    return Status::Invalid("python_zygote '" + python_zygote +
-                           "' is not known; use on (fork Python instances from a zygote) or off");
-  }
   if (zygote_options.prefork < 0 || zygote_options.prefork > kMaxZygotePrefork) {
     return Status::Invalid("python_zygote_prefork " + std::to_string(zygote_options.prefork) +
                            " is out of range; use 0 to " + std::to_string(kMaxZygotePrefork) +
                            " (children each zygote keeps forked ahead of need)");
   }
-  if (prepared_sandboxes < 0 || prepared_sandboxes > 64) {
-    return Status::Invalid("prepared_sandboxes must be 0 (off) to 64, got " +
-                           std::to_string(prepared_sandboxes));
+  if (python_zygote != "on" && python_zygote != "off") {
+    return Status::Invalid("python_zygote '" + python_zygote +
+                           "' is not known; use on (fork Python instances from a zygote) or off");
   }
   std::unique_ptr<Sandbox> out(new Sandbox());
   out->isolate_ = mode == "auto";
@@ -52,7 +47,6 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
     remove_stale_cgroups(out->host_);
     options.host = out->host_;
     options.root_dir = dir + "/root";
-    options.prepared = prepared_sandboxes;
   }
   TAMAYA_ASSIGN_OR_RETURN(out->launcher_, ProcessLauncher::create(std::move(options)));
   if (python_zygote == "off") {
@@ -84,7 +78,6 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
 Sandbox::~Sandbox() {
   node_pool_.reset();  // pool members and their cgroups go before the bases below
   zygotes_.reset();    // so do zygotes
-  launcher_.reset();   // and the prepared sandboxes
   // Instances are gone by now (the dispatcher removed their cgroups): this
   // daemon's own tamaya-<pid> directories go too.
   for (const std::string& base : {host_.cgroup_memory, host_.cgroup_pids, host_.cgroup_cpu}) {

@@ -23,8 +23,7 @@ class Sandbox {
   static Result<std::unique_ptr<Sandbox>> open(const std::string& mode, const std::string& data_dir,
                                                const std::string& python_zygote = "off",
                                                ZygoteOptions zygote_options = {},
-                                               NodePoolOptions node_pool = {},
-                                               int prepared_sandboxes = 0);
+                                               NodePoolOptions node_pool = {});
   ~Sandbox();
 
   Launcher& launcher() {
@@ -35,8 +34,6 @@ class Sandbox {
   // sandbox's namespaces are off.
   const NodePoolLauncher* node_pool() const { return node_pool_.get(); }
   const HostCapabilities& host() const { return host_; }
-  // Prepared sandboxes waiting now (SandboxOptions::prepared).
-  int prepared_ready() const { return launcher_ ? launcher_->prepared_ready() : 0; }
   // The one line the daemon logs at start: which layers are on.
   std::string startup_line() const;
   // Why layers are off, "" when all are on (logged once as a warning).

@@ -3,9 +3,6 @@
 // (/proc/self/*, id, mounts) and, for cgroups, the test reads the limit files
 // of the cgroup the instance says it is in. Skipped where the host does not
 // offer the layer (not root, no cgroup controller): `tamaya doctor` says so.
-// Each test runs twice: launched directly, and from a prepared sandbox
-// (SandboxOptions::prepared), which must wall the instance in just the same.
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -39,32 +36,21 @@ constexpr int64_t kTmpBytes = 16ll << 20;
 
 using testing::Finished;
 
-class Isolated : public ::testing::TestWithParam<bool> {
+class Isolated : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    hosts_[0] = testing::make_test_host("iso", "hello.txt", "hello\n");
-    hosts_[1] = testing::make_test_host("isoprep", "hello.txt", "hello\n", 1);
-    caps_ = &hosts_[0]->caps;
-    ASSERT_NE(hosts_[0]->launcher, nullptr);
-    ASSERT_NE(hosts_[1]->launcher, nullptr);
+    host_ = testing::make_test_host("iso", "hello.txt", "hello\n");
+    dir_ = &host_->dir;
+    caps_ = &host_->caps;
+    launcher_ = host_->launcher;
+    ASSERT_NE(launcher_, nullptr);
   }
-  static void TearDownTestSuite() {
-    for (auto*& h : hosts_) {
-      testing::drop_test_host(h);
-      h = nullptr;
-    }
-  }
+  static void TearDownTestSuite() { testing::drop_test_host(host_); }
   void SetUp() override {
     if (!caps_->namespaces) GTEST_SKIP() << "host lacks namespaces: " << summary(*caps_);
   }
 
-  bool prepared() const { return GetParam(); }
-  ProcessLauncher& launcher() const { return *hosts_[prepared() ? 1 : 0]->launcher; }
-  const std::string& dir() const { return hosts_[prepared() ? 1 : 0]->dir; }
-  // A prepared sandbox has the default hostname.
-  std::string hostname() const { return prepared() ? Isolation{}.hostname : "tamaya-test"; }
-
-  LaunchSpec shell(const std::string& script) const {
+  static LaunchSpec shell(const std::string& script) {
     LaunchSpec spec;
     spec.argv = {"/bin/sh", "-c", script};
     spec.env = {"PATH=/usr/bin:/bin"};
@@ -73,52 +59,35 @@ class Isolated : public ::testing::TestWithParam<bool> {
     spec.isolation.name = "test-" + std::to_string(getpid()) + "-" + std::to_string(counter_++);
     spec.isolation.uid = kUid;
     spec.isolation.gid = kUid;
-    spec.isolation.hostname = hostname();
+    spec.isolation.hostname = "tamaya-test";
     spec.isolation.memory_bytes = kMemoryBytes;
     spec.isolation.pids_max = kPids;
     spec.isolation.cpu_shares = kShares;
     spec.isolation.tmp_bytes = kTmpBytes;
-    spec.isolation.code_dir = dir() + "/code";
+    spec.isolation.code_dir = *dir_ + "/code";
     spec.limits.open_files = 77;
     spec.limits.file_size_bytes = 5 << 20;
     return spec;
   }
 
-  // Launches `spec`; with prepared sandboxes, waits until one is ready and
-  // checks that the instance came from it (its cgroups are the prepared
-  // sandbox's) when the spec fits one (network "host").
-  Result<Process> launch(const LaunchSpec& spec) const {
-    const bool fits = prepared() && spec.isolation.network == Network::kHost;
-    for (int i = 0; fits && i < 200 && launcher().prepared_ready() == 0; ++i) usleep(25'000);
-    auto p = launcher().launch(spec);
-    if (fits && p.ok() && caps_->cgroup != CgroupVersion::kNone) {
-      EXPECT_FALSE(p->cgroups.dirs.empty());
-      if (!p->cgroups.dirs.empty()) {
-        EXPECT_EQ(fs::path(p->cgroups.dirs.front()).filename().string().rfind("prepared-", 0), 0u)
-            << p->cgroups.dirs.front();
-      }
-    }
-    return p;
-  }
-
   // Runs the instance to the end; `while_running` sees it alive first (the
   // script must wait for stdin... it cannot: it sleeps instead).
-  Finished run(const LaunchSpec& spec,
-               const std::function<void(Process&)>& while_running = nullptr) const {
-    auto p = launch(spec);
-    EXPECT_TRUE(p.ok()) << p.status().to_string();
-    if (!p.ok()) return {};
-    if (while_running) while_running(*p);
-    return testing::finish(*p, std::chrono::seconds(10));
+  static Finished run(const LaunchSpec& spec,
+                      const std::function<void(Process&)>& while_running = nullptr) {
+    return testing::launch_and_finish(*launcher_, spec, std::chrono::seconds(10), while_running);
   }
 
-  static testing::TestHost* hosts_[2];
+  static testing::TestHost* host_;
+  static std::string* dir_;
   static HostCapabilities* caps_;
+  static ProcessLauncher* launcher_;
   static int counter_;
 };
 
-testing::TestHost* Isolated::hosts_[2] = {nullptr, nullptr};
+testing::TestHost* Isolated::host_ = nullptr;
+std::string* Isolated::dir_ = nullptr;
 HostCapabilities* Isolated::caps_ = nullptr;
+ProcessLauncher* Isolated::launcher_ = nullptr;
 int Isolated::counter_ = 0;
 
 std::vector<std::string> lines(const std::string& text) {
@@ -128,28 +97,28 @@ std::vector<std::string> lines(const std::string& text) {
   return out;
 }
 
-TEST_P(Isolated, RunsAsTheFunctionsUidWithoutSupplementaryGroups) {
+TEST_F(Isolated, RunsAsTheFunctionsUidWithoutSupplementaryGroups) {
   if (!caps_->uid_switch) GTEST_SKIP() << "no uid switching here";
   Finished f = run(shell("id -u; id -g; id -G"));
   EXPECT_EQ(f.status, 0) << f.err;
   EXPECT_EQ(f.out, "201234\n201234\n201234\n");
 }
 
-TEST_P(Isolated, HasItsOwnPidNamespaceHostnameAndIpc) {
+TEST_F(Isolated, HasItsOwnPidNamespaceHostnameAndIpc) {
   Finished f =
       run(shell("echo $$; hostname; ls /proc | grep -c '^[0-9]'; "
                 "readlink /proc/self/ns/ipc"));
   auto out = lines(f.out);
   ASSERT_EQ(out.size(), 4u) << f.out << f.err;
   EXPECT_EQ(out[0], "1");  // the runtime is init of its namespace
-  EXPECT_EQ(out[1], hostname());
+  EXPECT_EQ(out[1], "tamaya-test");
   EXPECT_LE(std::stoi(out[2]), 3);  // sh, ls, grep: nothing of the host
   char host_ipc[64] = {};
   ASSERT_GT(readlink("/proc/self/ns/ipc", host_ipc, sizeof host_ipc - 1), 0);
   EXPECT_NE(out[3], host_ipc);
 }
 
-TEST_P(Isolated, AppliesRlimitsNoNewPrivsAndSeccomp) {
+TEST_F(Isolated, AppliesRlimitsNoNewPrivsAndSeccomp) {
   Finished f =
       run(shell("cat /proc/self/limits; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"));
   EXPECT_EQ(f.status, 0) << f.err;
@@ -164,7 +133,7 @@ TEST_P(Isolated, AppliesRlimitsNoNewPrivsAndSeccomp) {
   }
 }
 
-TEST_P(Isolated, RefusedSyscallsAnswerEperm) {
+TEST_F(Isolated, RefusedSyscallsAnswerEperm) {
   if (!caps_->seccomp) GTEST_SKIP() << "no seccomp here";
   // As root in its own user... no: as the function's uid, unshare would be
   // EPERM anyway; run it as root (uid 0) so only seccomp can refuse it.
@@ -175,7 +144,7 @@ TEST_P(Isolated, RefusedSyscallsAnswerEperm) {
   EXPECT_NE(f.err.find("Operation not permitted"), std::string::npos) << f.err;
 }
 
-TEST_P(Isolated, MountTableIsTheAllowlistOnly) {
+TEST_F(Isolated, MountTableIsTheAllowlistOnly) {
   Finished f = run(shell("cut -d' ' -f2,4 /proc/self/mounts"));
   EXPECT_EQ(f.status, 0) << f.err;
   std::vector<std::string> allowed = {"/", kTaskRoot, "/tmp", "/proc", "/proc/sys", "/dev"};
@@ -199,10 +168,10 @@ TEST_P(Isolated, MountTableIsTheAllowlistOnly) {
     ++count;
   }
   EXPECT_GE(count, 6) << f.out;
-  EXPECT_EQ(f.out.find(dir() + "/code"), std::string::npos);
+  EXPECT_EQ(f.out.find(*dir_ + "/code"), std::string::npos);
 }
 
-TEST_P(Isolated, CodeIsReadOnlyAndHostFilesAreAbsent) {
+TEST_F(Isolated, CodeIsReadOnlyAndHostFilesAreAbsent) {
   Finished f =
       run(shell("cat /var/task/hello.txt; touch /var/task/x 2>&1; echo w=$?; "
                 "ls /etc/shadow 2>&1; echo s=$?; ls /root 2>&1; echo r=$?; "
@@ -215,7 +184,7 @@ TEST_P(Isolated, CodeIsReadOnlyAndHostFilesAreAbsent) {
   EXPECT_NE(f.out.find("data\n"), std::string::npos);
 }
 
-TEST_P(Isolated, CgroupLimitsAsApplied) {
+TEST_F(Isolated, CgroupLimitsAsApplied) {
   if (caps_->cgroup == CgroupVersion::kNone) GTEST_SKIP() << "no cgroups here";
   std::string membership;
   Finished f = run(shell("cat /proc/self/cgroup; sleep 0.5"), [&](Process& p) {
@@ -250,7 +219,7 @@ TEST_P(Isolated, CgroupLimitsAsApplied) {
   EXPECT_FALSE(fs::exists(membership)) << "cgroup not removed: " << membership;
 }
 
-TEST_P(Isolated, PidsLimitStopsAForkBomb) {
+TEST_F(Isolated, PidsLimitStopsAForkBomb) {
   if (caps_->cgroup_pids.empty()) GTEST_SKIP() << "no pids cgroup here";
   int64_t most = 0;
   Finished f = run(shell("for i in $(seq 60); do sleep 1 & done; echo spawned"), [&](Process& p) {
@@ -268,11 +237,11 @@ TEST_P(Isolated, PidsLimitStopsAForkBomb) {
   EXPECT_NE(f.err.find("fork"), std::string::npos) << f.err;  // dash: "Cannot fork"
 }
 
-TEST_P(Isolated, MemoryLimitOomKillIsReported) {
+TEST_F(Isolated, MemoryLimitOomKillIsReported) {
   if (caps_->cgroup_memory.empty()) GTEST_SKIP() << "no memory cgroup here";
   LaunchSpec spec = shell("x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived");
   bool oom = false;
-  auto p = launch(spec);
+  auto p = launcher_->launch(spec);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   pollfd pfd{p->pidfd, POLLIN, 0};
   poll(&pfd, 1, 20'000);
@@ -286,7 +255,7 @@ TEST_P(Isolated, MemoryLimitOomKillIsReported) {
   EXPECT_LE(peak, kMemoryBytes);
 }
 
-TEST_P(Isolated, NetworkNoneHasOnlyLoopback) {
+TEST_F(Isolated, NetworkNoneHasOnlyLoopback) {
   if (!caps_->net_namespace) GTEST_SKIP() << "no network namespaces here";
   auto ns = create_network_namespace();
   ASSERT_TRUE(ns.ok()) << ns.status().to_string();
@@ -298,7 +267,7 @@ TEST_P(Isolated, NetworkNoneHasOnlyLoopback) {
   EXPECT_EQ(f.out, "lo\n") << f.err;
 }
 
-TEST_P(Isolated, OffMeansAPlainProcess) {
+TEST_F(Isolated, OffMeansAPlainProcess) {
   ProcessLauncher plain;
   LaunchSpec spec = shell("echo $$");
   spec.cwd = "/";
@@ -314,47 +283,6 @@ TEST_P(Isolated, OffMeansAPlainProcess) {
   EXPECT_EQ(std::stoi(buf), p->pid);  // same pid namespace as the host
   EXPECT_TRUE(p->cgroups.dirs.empty());
 }
-
-TEST_P(Isolated, AMissingProgramIsAClearError) {
-  LaunchSpec spec = shell("");
-  spec.argv = {"/var/task/no-such-bootstrap"};
-  auto p = launch(spec);
-  ASSERT_FALSE(p.ok());
-  EXPECT_EQ(p.status().code(), Code::kFailedPrecondition) << p.status().to_string();
-  EXPECT_NE(p.status().message().find("No such file"), std::string::npos) << p.status().to_string();
-  // Nothing is left behind: the next instance starts as usual.
-  Finished f = run(shell("echo next"));
-  EXPECT_EQ(f.out, "next\n") << f.err;
-}
-
-// A prepared sandbox waits for a long time; if it kept copies of the
-// daemon's fds (a client connection, another instance's pipe) they would
-// stay open that long.
-TEST_P(Isolated, APreparedSandboxHoldsNoFdOfTheDaemon) {
-  if (!prepared()) GTEST_SKIP() << "only prepared sandboxes wait";
-  int fds[2];
-  ASSERT_EQ(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
-  // The instance takes the sandbox made before the pipe; the next one is
-  // made while the pipe is open.
-  Finished f = run(shell("true"));
-  EXPECT_EQ(f.status, 0) << f.err;
-  for (int i = 0; i < 200 && launcher().prepared_ready() == 0; ++i) usleep(25'000);
-  ASSERT_GT(launcher().prepared_ready(), 0);
-  close(fds[1]);
-  // The new sandbox's child closes its copies on its way to the wait.
-  char byte;
-  ssize_t n = -1;
-  for (int i = 0; i < 200 && (n = read(fds[0], &byte, 1)) < 0 && errno == EAGAIN; ++i) {
-    usleep(25'000);
-  }
-  EXPECT_EQ(n, 0) << "the write end is still open somewhere: " << errno;
-  close(fds[0]);
-}
-
-INSTANTIATE_TEST_SUITE_P(DirectAndPrepared, Isolated, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "Prepared" : "Direct";
-                         });
 
 TEST(CpuShares, ProportionalToMemoryAsLambda) {
   EXPECT_EQ(cpu_shares_for_memory(1769), 1024);

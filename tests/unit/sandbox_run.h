@@ -29,7 +29,7 @@ struct TestHost {
 };
 
 inline TestHost* make_test_host(const std::string& tag, const std::string& file,
-                                const std::string& content, int prepared = 0) {
+                                const std::string& content) {
   namespace fs = std::filesystem;
   auto* h = new TestHost;
   h->dir = fs::temp_directory_path() / ("tamaya-" + tag + "-" + std::to_string(getpid()));
@@ -42,7 +42,6 @@ inline TestHost* make_test_host(const std::string& tag, const std::string& file,
   options.isolate = true;
   options.host = h->caps;
   options.root_dir = h->dir + "/sandbox/root";
-  options.prepared = prepared;
   auto made = ProcessLauncher::create(options);
   EXPECT_TRUE(made.ok()) << made.status().to_string();
   if (made.ok()) h->launcher = made->release();
