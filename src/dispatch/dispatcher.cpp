@@ -123,6 +123,7 @@ struct Active {
 };
 
 enum class State { kStarting, kIdle, kBusy, kDying };
+enum class Due { kNone, kStart, kInvoke, kIdle };
 
 struct Instance {
   Instance(asio::io_context& io) : timer(io) {}
@@ -142,7 +143,16 @@ struct Instance {
   std::optional<Active> active;
   std::vector<LogLine> pending_log;  // output between invocations (init)
   int64_t pending_bytes = 0;
-  asio::steady_timer timer;  // start, invocation or idle timeout
+  // One timer for every deadline of the instance (start, invocation, idle),
+  // moved lazily: a later deadline only updates `due_at`, and the timer, when
+  // it fires early, waits again for the rest. An invocation therefore costs
+  // no timer operation (no re-arm, no cancelled handler) under steady load.
+  asio::steady_timer timer;
+  Due due = Due::kNone;
+  std::chrono::steady_clock::time_point due_at{};
+  bool timer_waiting = false;
+  std::chrono::steady_clock::time_point timer_at{};
+  uint64_t timer_gen = 0;
   std::string init_error_type;
   std::string init_error_body;
   int netns_fd = -1;         // network "none": the instance's own namespace
@@ -380,7 +390,7 @@ struct Dispatcher::Impl {
     for (Instance* inst : spare) {
       if (have >= pool.provisioned) break;
       inst->provisioned = true;
-      if (inst->state == State::kIdle) inst->timer.cancel();
+      if (inst->state == State::kIdle) clear_due(*inst);
       have++;
     }
     while (have < pool.provisioned && !pool.provision_waiting && can_start(pool)) {
@@ -636,10 +646,7 @@ struct Dispatcher::Impl {
     watch_exit(ref);
     watch_pipe(ref, 0);
     watch_pipe(ref, 1);
-    ref.timer.expires_after(milliseconds(settings.instance_start_timeout_ms));
-    ref.timer.async_wait([this, id](boost::system::error_code ec) {
-      if (!ec) on_start_timeout(id);
-    });
+    set_due(ref, Due::kStart, milliseconds(settings.instance_start_timeout_ms));
     spdlog::debug("instance started function={} instance={} pid={}", ref.function, id,
                   ref.process.pid);
   }
@@ -674,7 +681,7 @@ struct Dispatcher::Impl {
     if (!inst->ready) {
       inst->ready = true;
       inst->init_ms = ms_between(inst->spawned, clock.now());
-      inst->timer.cancel();
+      clear_due(*inst);
       if (inst->provisioned) {
         if (auto pit = pools.find(inst->pool_key); pit != pools.end()) {
           pit->second->provision_failures = 0;
@@ -693,7 +700,7 @@ struct Dispatcher::Impl {
   }
 
   void assign(Instance& inst, InvokeRequest req, std::function<void(InvokeResult)> done) {
-    inst.timer.cancel();
+    clear_due(inst);
     inst.state = State::kBusy;
     Active a;
     a.request = std::move(req);
@@ -725,11 +732,7 @@ struct Dispatcher::Impl {
     inv.client_context = a.request.client_context;
     inst.endpoint->deliver(std::move(inv));
 
-    uint64_t id = inst.id;
-    inst.timer.expires_after(std::chrono::seconds(fn.config.timeout_s));
-    inst.timer.async_wait([this, id](boost::system::error_code ec) {
-      if (!ec) on_timeout(id);
-    });
+    set_due(inst, Due::kInvoke, std::chrono::seconds(fn.config.timeout_s));
   }
 
   void on_result(uint64_t id, const std::string& rid, bool is_error, std::string type,
@@ -858,19 +861,56 @@ struct Dispatcher::Impl {
   }
 
   void arm_idle_timer(Instance& inst) {
-    uint64_t id = inst.id;
-    inst.timer.expires_after(milliseconds(idle_timeout_for(inst.function)));
-    inst.timer.async_wait([this, id](boost::system::error_code ec) {
-      if (!ec) {
-        spdlog::debug("instance idle timeout instance={}", id);
-        kill(id);
-      }
+    set_due(inst, Due::kIdle, milliseconds(idle_timeout_for(inst.function)));
+  }
+
+  // --- the instance's deadline (see Instance::timer) -----------------------
+
+  void set_due(Instance& inst, Due kind, std::chrono::steady_clock::duration after) {
+    inst.due = kind;
+    inst.due_at = std::chrono::steady_clock::now() + after;
+    if (inst.timer_waiting && inst.timer_at <= inst.due_at) return;
+    arm_due(inst);
+  }
+
+  static void clear_due(Instance& inst) { inst.due = Due::kNone; }
+
+  void arm_due(Instance& inst) {
+    inst.timer_waiting = true;
+    inst.timer_at = inst.due_at;
+    const uint64_t id = inst.id;
+    const uint64_t gen = ++inst.timer_gen;
+    inst.timer.expires_at(inst.due_at);  // ends an earlier wait (superseded below)
+    inst.timer.async_wait([this, id, gen](boost::system::error_code ec) {
+      Instance* i = find(id);
+      if (!i || gen != i->timer_gen) return;
+      i->timer_waiting = false;
+      if (!ec) on_due(*i);
     });
+  }
+
+  void on_due(Instance& inst) {
+    if (inst.due == Due::kNone) return;
+    if (std::chrono::steady_clock::now() < inst.due_at) return arm_due(inst);
+    const Due kind = inst.due;
+    inst.due = Due::kNone;
+    const uint64_t id = inst.id;
+    switch (kind) {
+      case Due::kStart:
+        return on_start_timeout(id);
+      case Due::kInvoke:
+        return on_timeout(id);
+      case Due::kIdle:
+        spdlog::debug("instance idle timeout instance={}", id);
+        return kill(id);
+      case Due::kNone:
+        return;
+    }
   }
 
   void finish(Instance& inst, bool is_error, std::string type, std::string payload, bool reuse,
               const std::string& log_message = "") {
-    inst.timer.cancel();
+    clear_due(inst);
     drain_pipes(inst);
     Active a = std::move(*inst.active);
     inst.active.reset();
@@ -932,7 +972,7 @@ struct Dispatcher::Impl {
     auto pit = pools.find(inst->pool_key);
     if (pit != pools.end()) std::erase(pit->second->idle, id);
     inst->state = State::kDying;
-    inst->timer.cancel();
+    clear_due(*inst);
     sandbox::kill_group(inst->process.pid, SIGKILL).ok();
     // The pidfd watcher removes the instance once the kernel says it is gone.
   }
@@ -941,7 +981,7 @@ struct Dispatcher::Impl {
     auto it = instances.find(id);
     if (it == instances.end()) return;
     Instance& inst = *it->second;
-    inst.timer.cancel();
+    clear_due(inst);
     if (inst.endpoint) inst.endpoint->close();
     // Kill stragglers the runtime may have left in its group.
     sandbox::kill_group(inst.process.pid, SIGKILL).ok();
@@ -1135,6 +1175,7 @@ struct Dispatcher::Impl {
   void finish_drain() {
     drain_timer.cancel();
     for (auto& [id, inst] : instances) {
+      clear_due(*inst);
       inst->timer.cancel();
       sandbox::kill_group(inst->process.pid, SIGKILL).ok();
       if (inst->endpoint) inst->endpoint->close();

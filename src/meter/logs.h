@@ -37,8 +37,10 @@ std::vector<store::Migration> migrations();
 // because blocking the event loop on a slow disk would be worse.
 inline constexpr size_t kMaxQueuedLogEvents = 100'000;
 // The writer commits when this many events wait, or after kLogBatchInterval.
-inline constexpr size_t kLogBatchEvents = 1'000;
-inline constexpr std::chrono::milliseconds kLogBatchInterval{50};
+// Every commit writes each page it touched to the WAL (index pages of random
+// keys are many), so fewer, larger batches cost the writer less per line.
+inline constexpr size_t kLogBatchEvents = 4'096;
+inline constexpr std::chrono::milliseconds kLogBatchInterval{100};
 // How often functions written to are trimmed to max_events_per_function
 // (also on every flush()): between trims a function may hold a bit more.
 inline constexpr std::chrono::milliseconds kLogRetentionInterval{1'000};

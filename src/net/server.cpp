@@ -152,7 +152,14 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   ~Session() { server_->sessions.erase(this); }
 
-  void start() { read_request(server_->limits.header_timeout); }
+  void start() {
+    // Beast reads what the buffer can take without growing it, at least 512
+    // bytes: from an empty buffer a request over 512 bytes (a runtime's POST
+    // of a response) took two reads, and a full read leaves Asio without the
+    // "socket exhausted" hint, so the next read is tried speculatively.
+    buffer_.reserve(kReadBufferBytes);
+    read_request(server_->limits.header_timeout);
+  }
 
   void close() {
     beast::error_code ec;
@@ -373,6 +380,7 @@ class Session : public std::enable_shared_from_this<Session> {
   enum class Deadline { kNone, kRead, kWrite };
   static constexpr std::chrono::seconds kWriteTimeout{60};
   static constexpr size_t kKeepBodyCapacity = 64 << 10;
+  static constexpr size_t kReadBufferBytes = 4096;
 
   void set_deadline(std::chrono::milliseconds d, Deadline kind) {
     timed_out_ = false;

@@ -176,6 +176,36 @@ TEST_F(DispatcherTest, TimeoutKillsAndTheNextInvocationIsFresh) {
   EXPECT_NE(next.payload.find("\"count\": 1"), std::string::npos);
 }
 
+// An instance's deadlines share one timer that moves lazily: a warm
+// invocation's timeout must still fire while the idle deadline is later.
+TEST_F(DispatcherTest, WarmInvocationTimesOutAtItsOwnDeadline) {
+  auto t = target(1, /*timeout_s=*/1);
+  ASSERT_FALSE(invoke(t, "{}").function_error);
+  InvokeResult r = invoke(t, R"({"sleep":5})");
+  EXPECT_FALSE(r.cold);
+  EXPECT_EQ(r.error_type, "Sandbox.Timedout") << r.payload;
+}
+
+// Each invocation moves the idle deadline later: an instance in steady use
+// is never stopped by a deadline set before its last invocation.
+TEST_F(DispatcherTest, IdleTimeoutCountsFromTheLastInvocation) {
+  settings_.instance_idle_timeout_ms = 1'500;
+  auto t = target(1);
+  ASSERT_FALSE(invoke(t, "{}").function_error);
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(3'000);
+  int n = 0;
+  while (std::chrono::steady_clock::now() < until && n < 200) {
+    InvokeResult r = invoke(t, "{}");
+    ASSERT_FALSE(r.function_error) << r.payload;
+    EXPECT_FALSE(r.cold) << "invocation " << n << " found no warm instance";
+    ++n;
+    io_.run_for(std::chrono::milliseconds(100));
+    io_.restart();
+  }
+  run_until([&] { return dispatcher_->stats().instances == 0; }, std::chrono::seconds(10));
+  EXPECT_EQ(dispatcher_->stats().instances, 0);
+}
+
 TEST_F(DispatcherTest, CrashIsRuntimeExitError) {
   auto t = target();
   InvokeResult r = invoke(t, R"({"crash":true})");
