@@ -434,10 +434,7 @@ struct Dispatcher::Impl {
                     Status::Unavailable("tamaya is shutting down; retry on another node or later"));
     }
     if (int64_t(req.payload.size()) > settings.invoke_max_payload_bytes) {
-      return reject(
-          req, done,
-          Status::TooLarge(fmt::format("request payload of {} bytes is over the limit of {} bytes",
-                                       req.payload.size(), settings.invoke_max_payload_bytes)));
+      return reject_too_large(req, done);
     }
     if (auto r = book.reserved(req.target.function.name); r && *r == 0) {
       return reject(req, done,
@@ -447,22 +444,38 @@ struct Dispatcher::Impl {
                         req.target.function.name)));
     }
     Pool& pool = pool_for(req.target);
-    if (!pool.idle.empty()) {
-      uint64_t id = pool.idle.back();
-      pool.idle.pop_back();
-      return assign(*instances.at(id), std::move(req), std::move(done));
-    }
-    if (can_start(pool)) {
-      return start_instance(pool, std::move(req), std::move(done));
-    }
-    if (int(pool.queue.size()) >= settings.queue_max_per_function) {
+    const bool idle = !pool.idle.empty();
+    const bool start = !idle && can_start(pool);
+    if (!idle && !start && int(pool.queue.size()) >= settings.queue_max_per_function) {
       return reject(req, done,
                     Status::Exhausted(
                         fmt::format("{} and {} requests are already waiting; retry later or raise "
                                     "max_concurrency",
                                     throttle_message(pool), pool.queue.size())));
     }
+    // Admitted: now the payload is worth building.
+    if (req.make_payload) {
+      req.payload = req.make_payload();
+      req.make_payload = nullptr;
+      if (int64_t(req.payload.size()) > settings.invoke_max_payload_bytes) {
+        return reject_too_large(req, done);
+      }
+    }
+    if (idle) {
+      uint64_t id = pool.idle.back();
+      pool.idle.pop_back();
+      return assign(*instances.at(id), std::move(req), std::move(done));
+    }
+    if (start) {
+      return start_instance(pool, std::move(req), std::move(done));
+    }
     enqueue(pool, std::move(req), std::move(done));
+  }
+
+  void reject_too_large(const InvokeRequest& req, const std::function<void(InvokeResult)>& done) {
+    reject(req, done,
+           Status::TooLarge(fmt::format("request payload of {} bytes is over the limit of {} bytes",
+                                        req.payload.size(), settings.invoke_max_payload_bytes)));
   }
 
   void reject(const InvokeRequest& req, const std::function<void(InvokeResult)>& done,

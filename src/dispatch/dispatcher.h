@@ -60,6 +60,11 @@ struct ProvisionedStatus {
 struct InvokeRequest {
   Target target;
   std::string payload;
+  // Set instead of `payload`: builds it. Called at most once, inside
+  // Dispatcher::invoke and only once the request is admitted (run or
+  // queued), so a refused one (throttled) never pays for building its event;
+  // it may refer to what lives as long as that call.
+  std::function<std::string()> make_payload;
   std::string request_id;  // generated when empty
   std::string trace_id;
   std::string client_context;

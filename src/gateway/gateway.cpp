@@ -597,7 +597,11 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     dispatch::InvokeRequest ir;
     ir.target.code_dir = s.artifacts.code_dir(fn.code_sha256);
     ir.target.function = std::move(fn);
-    ir.payload = v1 ? build_event_v1(req, ctx) : build_event_v2(req, ctx);
+    // Built by the dispatcher only if it admits the request: a throttled one
+    // (the overflow of a flooded function) is refused without its event.
+    ir.make_payload = [&req, &ctx, v1] {
+      return v1 ? build_event_v1(req, ctx) : build_event_v2(req, ctx);
+    };
     ir.request_id = ex->request_id;
     ir.trace_id =
         std::string(req.header("traceparent").value_or(req.header("x-amzn-trace-id").value_or("")));
@@ -609,7 +613,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
       size_t colon = ex->target.find(':');
       e.function = ex->target.substr(0, colon);
       if (colon != std::string::npos) e.qualifier = ex->target.substr(colon + 1);
-      e.payload = std::move(ir.payload);
+      e.payload = ir.make_payload();
       e.request_id = ex->request_id;
       e.trace_id = std::move(ir.trace_id);
       s.enqueue_async(std::move(e), [self = shared_from_this(), ex](Status st) {
@@ -625,6 +629,8 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     }
     if (async) {
       // Without a queue wired (tests of the gateway alone): fire and forget.
+      ir.payload = ir.make_payload();  // before the answer lets the request go
+      ir.make_payload = nullptr;
       finish(ex, net::Response::json(202, json{{"requestId", ex->request_id}}.dump()));
       s.dispatcher.invoke(std::move(ir), [rid = ex->request_id](dispatch::InvokeResult r) {
         if (!r.status.ok() || r.function_error) {

@@ -153,6 +153,34 @@ TEST_F(DispatcherTest, ScalesToMaxThenQueuesThenThrottles) {
   EXPECT_LE(dispatcher_->stats().instances, 2);
 }
 
+// A payload given as make_payload is built only for a request that is
+// admitted: the overflow of a flooded function is refused without it.
+TEST_F(DispatcherTest, LazyPayloadIsBuiltOnlyWhenAdmitted) {
+  settings_.queue_max_per_function = 0;
+  auto t = target(/*max_concurrency=*/1);
+  int built = 0;
+  auto lazy = [&](std::string body) {
+    auto slot = std::make_shared<std::optional<InvokeResult>>();
+    InvokeRequest req;
+    req.target = t;
+    req.make_payload = [&built, body] {
+      ++built;
+      return body;
+    };
+    dispatcher_->invoke(std::move(req), [slot](InvokeResult r) { *slot = std::move(r); });
+    return slot;
+  };
+  auto admitted = lazy(R"({"sleep":0.3})");
+  auto refused = lazy(R"({"tag":"overflow"})");
+  ASSERT_TRUE(refused->has_value());  // refused at once, before any I/O
+  EXPECT_EQ((*refused)->status.code(), Code::kResourceExhausted);
+  EXPECT_EQ(built, 1);
+  run_until([&] { return admitted->has_value(); });
+  ASSERT_TRUE(admitted->has_value());
+  EXPECT_TRUE((*admitted)->status.ok()) << (*admitted)->status.message();
+  EXPECT_EQ(built, 1);
+}
+
 TEST_F(DispatcherTest, QueuedRequestRunsWhenAnInstanceFrees) {
   settings_.queue_timeout_ms = 10'000;
   auto t = target(/*max_concurrency=*/1);
