@@ -37,7 +37,7 @@ done
 [[ "$IDLE_TIMEOUT" =~ ^[1-9][0-9]{0,3}$ ]] || die "BENCH_IDLE_TIMEOUT must be 1..9999 s, got '$IDLE_TIMEOUT'"
 
 COMMAND="bench/coldstart/run.sh"
-for v in BENCH_IDLE BENCH_SAMPLES TAMAYA_BIN BENCH_TAMAYA_SET; do
+for v in BENCH_IDLE BENCH_SAMPLES BENCH_PY_GAP_MS TAMAYA_BIN BENCH_TAMAYA_SET; do
   if [[ -n "${!v:-}" ]]; then COMMAND="$v=${!v} $COMMAND"; fi
 done
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
