@@ -100,6 +100,26 @@ class Zygotes : public ::testing::Test {
     return spec;
   }
 
+  // The walls of a forked instance, read back from inside it: `spec` is what
+  // it was launched with, python(marker).
+  static void expect_walled_in(const Finished& f, const LaunchSpec& spec,
+                               const std::string& marker) {
+    EXPECT_EQ(f.status, kExitCode << 8) << f.err;  // its own exit status, through the zygote
+    auto m = fields(f.out);
+    EXPECT_EQ(m["uid"], std::to_string(kUid)) << f.out << f.err;
+    EXPECT_EQ(m["gid"], std::to_string(kUid));
+    EXPECT_EQ(m["seccomp"], "2");
+    EXPECT_EQ(m["nnp"], "1");
+    EXPECT_EQ(m["capeff"], "0000000000000000");
+    EXPECT_EQ(m["pid"], "1");   // init of its own pid namespace
+    EXPECT_EQ(m["pids"], "1");  // and sees nothing else, not even the zygote
+    EXPECT_NE(m["tmp"].find("size=8192k"), std::string::npos) << m["tmp"];
+    EXPECT_EQ(m["env"], marker);
+    if (caps_->cgroup != CgroupVersion::kNone && !caps_->cgroup_pids.empty()) {
+      EXPECT_EQ(m["cgroup"], spec.isolation.name);  // its own, not the zygote's
+    }
+  }
+
   static Finished run(Launcher& launcher, const LaunchSpec& spec) {
     Finished f;
     static_cast<testing::Finished&>(f) =
@@ -128,21 +148,8 @@ TEST_F(Zygotes, ForkedInstanceIsWalledInLikeADirectOne) {
   const LaunchSpec spec = python("first");
   Finished f = run(zygotes, spec);
   ASSERT_TRUE(f.forked) << f.err;
-  EXPECT_EQ(f.status, kExitCode << 8) << f.err;  // its own exit status, through the zygote
-  auto m = fields(f.out);
-  EXPECT_EQ(m["uid"], std::to_string(kUid)) << f.out << f.err;
-  EXPECT_EQ(m["gid"], std::to_string(kUid));
-  EXPECT_EQ(m["seccomp"], "2");
-  EXPECT_EQ(m["nnp"], "1");
-  EXPECT_EQ(m["capeff"], "0000000000000000");
-  EXPECT_EQ(m["pid"], "1");   // init of its own pid namespace
-  EXPECT_EQ(m["pids"], "1");  // and sees nothing else, not even the zygote
-  EXPECT_NE(m["tmp"].find("size=8192k"), std::string::npos) << m["tmp"];
-  EXPECT_EQ(m["env"], "first");
-  EXPECT_EQ(m["nofile"], "1");
-  if (caps_->cgroup != CgroupVersion::kNone && !caps_->cgroup_pids.empty()) {
-    EXPECT_EQ(m["cgroup"], spec.isolation.name);  // its own, not the zygote's
-  }
+  expect_walled_in(f, spec, "first");
+  EXPECT_EQ(fields(f.out)["nofile"], "1");
   EXPECT_EQ(zygotes.counters().forked, 1);
   EXPECT_EQ(zygotes.counters().zygotes, 1);
 }
@@ -165,21 +172,8 @@ TEST_F(Zygotes, AChildForkedAheadOfNeedIsWalledInLikeADirectOne) {
   Finished f = run(zygotes, spec);
   ASSERT_TRUE(f.forked) << f.err;
   EXPECT_EQ(zygotes.counters().offered, 1);
-  EXPECT_EQ(f.status, kExitCode << 8) << f.err;
-  auto m = fields(f.out);
-  EXPECT_EQ(m["uid"], std::to_string(kUid)) << f.out << f.err;
-  EXPECT_EQ(m["gid"], std::to_string(kUid));
-  EXPECT_EQ(m["seccomp"], "2");
-  EXPECT_EQ(m["nnp"], "1");
-  EXPECT_EQ(m["capeff"], "0000000000000000");
-  EXPECT_EQ(m["pid"], "1");
-  EXPECT_EQ(m["pids"], "1");
-  EXPECT_NE(m["tmp"].find("size=8192k"), std::string::npos) << m["tmp"];
-  EXPECT_EQ(m["env"], "offered");
-  EXPECT_EQ(m["nofile"], "1");
-  if (caps_->cgroup != CgroupVersion::kNone && !caps_->cgroup_pids.empty()) {
-    EXPECT_EQ(m["cgroup"], spec.isolation.name);
-  }
+  expect_walled_in(f, spec, "offered");
+  EXPECT_EQ(fields(f.out)["nofile"], "1");
 }
 
 TEST_F(Zygotes, TwoChildrenAheadOfNeedServeTwoStartsInARowEachWalledIn) {
@@ -189,21 +183,14 @@ TEST_F(Zygotes, TwoChildrenAheadOfNeedServeTwoStartsInARowEachWalledIn) {
   ASSERT_TRUE(run(zygotes, python("first")).forked);
   ASSERT_TRUE(wait_for_offer(zygotes, python("x"), 2));
   // Back to back: the second start must not wait for the first one's replacement.
-  Finished a = run(zygotes, python("a"));
-  Finished b = run(zygotes, python("b"));
+  const LaunchSpec spec_a = python("a");
+  const LaunchSpec spec_b = python("b");
+  Finished a = run(zygotes, spec_a);
+  Finished b = run(zygotes, spec_b);
   ASSERT_TRUE(a.forked && b.forked) << a.err << b.err;
   EXPECT_EQ(zygotes.counters().offered, 2);
-  for (const Finished* f : {&a, &b}) {
-    auto m = fields(f->out);
-    EXPECT_EQ(f->status, kExitCode << 8) << f->err;
-    EXPECT_EQ(m["uid"], std::to_string(kUid)) << f->out << f->err;
-    EXPECT_EQ(m["seccomp"], "2");
-    EXPECT_EQ(m["nnp"], "1");
-    EXPECT_EQ(m["capeff"], "0000000000000000");
-    EXPECT_EQ(m["pid"], "1");
-  }
-  EXPECT_EQ(fields(a.out)["env"], "a");
-  EXPECT_EQ(fields(b.out)["env"], "b");
+  expect_walled_in(a, spec_a, "a");
+  expect_walled_in(b, spec_b, "b");
   // Both are replaced: the zygote keeps two ready again.
   EXPECT_TRUE(wait_for_offer(zygotes, python("x"), 2));
 }
@@ -215,19 +202,7 @@ TEST_F(Zygotes, WithoutPreforkAChildForkedOnDemandHasTheSameWalls) {
   const LaunchSpec spec = python("on-demand");
   Finished f = run(zygotes, spec);
   ASSERT_TRUE(f.forked) << f.err;
-  EXPECT_EQ(f.status, kExitCode << 8) << f.err;
-  auto m = fields(f.out);
-  EXPECT_EQ(m["uid"], std::to_string(kUid)) << f.out << f.err;
-  EXPECT_EQ(m["seccomp"], "2");
-  EXPECT_EQ(m["nnp"], "1");
-  EXPECT_EQ(m["capeff"], "0000000000000000");
-  EXPECT_EQ(m["pid"], "1");
-  EXPECT_EQ(m["pids"], "1");
-  EXPECT_NE(m["tmp"].find("size=8192k"), std::string::npos) << m["tmp"];
-  EXPECT_EQ(m["env"], "on-demand");
-  if (caps_->cgroup != CgroupVersion::kNone && !caps_->cgroup_pids.empty()) {
-    EXPECT_EQ(m["cgroup"], spec.isolation.name);
-  }
+  expect_walled_in(f, spec, "on-demand");
   EXPECT_EQ(zygotes.counters().forked, 1);
   EXPECT_EQ(zygotes.counters().offered, 0);
 }
