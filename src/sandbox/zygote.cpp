@@ -185,11 +185,11 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     // starts are CPU-bound, and a fork on demand (no rehearsal) costs less
     // CPU, while the one preparing finishes for a later start.
     for (auto it = offers_.begin(); it != offers_.end();) {
-      if (!readable_now(it->fd)) {
+      if (!readable_now(it->fd.get())) {
         ++it;
         continue;
       }
-      Fd chan(it->fd);
+      Fd chan(std::move(it->fd));
       const pid_t ns_pid = it->ns_pid;
       offers_.erase(it);
       auto offered = spawn_offered(std::move(chan), ns_pid, spec, direct, deadline);
@@ -246,7 +246,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     if (broken_) return 0;
     drain_pending();
     int n = 0;
-    for (const Offer& offer : offers_) n += readable_now(offer.fd) ? 1 : 0;
+    for (const Offer& offer : offers_) n += readable_now(offer.fd.get()) ? 1 : 0;
     return n;
   }
 
@@ -579,7 +579,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       if (doc.contains("offer") || doc.contains("offer_error")) {
         if (offers_asked_ > 0) --offers_asked_;
         if (doc.contains("offer") && doc["offer"].is_number_integer() && fds.size() == 1) {
-          offers_.push_back({fds[0].release(), doc["offer"].get<pid_t>()});
+          offers_.push_back({std::move(fds[0]), doc["offer"].get<pid_t>()});
         } else {
           spdlog::debug("python zygote pid={} offered no child: {}", proc_.pid, doc.dump());
         }
@@ -608,7 +608,6 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     if (ctl_ >= 0) ::close(ctl_);
     ctl_ = -1;
     // The offered children exit (and die with the zygote).
-    for (const Offer& offer : offers_) ::close(offer.fd);
     offers_.clear();
     if (proc_.pid > 0) {
       // Its children go with it: they live in its pid namespace.
@@ -629,7 +628,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
   // A child forked ahead of need: our socket to it and its pid in the
   // zygote's namespace.
   struct Offer {
-    int fd;
+    Fd fd;
     pid_t ns_pid;
   };
   int prefork_ = 0;           // offered children to keep
