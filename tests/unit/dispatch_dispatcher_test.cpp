@@ -2,7 +2,9 @@
 // processes, real Runtime API endpoints on loopback.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 #include <boost/asio/io_context.hpp>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -133,6 +135,11 @@ TEST_F(DispatcherTest, LogIsFramedAndAttributed) {
   EXPECT_EQ(log[log.size() - 2].text, "END RequestId: " + r.request_id);
   EXPECT_EQ(log.back().text.rfind("REPORT RequestId: " + r.request_id, 0), 0u);
   EXPECT_NE(log.back().text.find("Init Duration:"), std::string::npos);
+  // The log store keeps whole microseconds; a finer duration would print
+  // differently in the stored record than in this REPORT line.
+  EXPECT_NEAR(r.duration_ms * 1000, std::round(r.duration_ms * 1000), 1e-6);
+  EXPECT_NEAR(r.init_ms * 1000, std::round(r.init_ms * 1000), 1e-6);
+  EXPECT_NE(log.back().text.find(fmt::format("Duration: {:.2f} ms", r.duration_ms)), std::string::npos);
 }
 
 TEST_F(DispatcherTest, ScalesToMaxThenQueuesThenThrottles) {
