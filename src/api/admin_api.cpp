@@ -1,7 +1,5 @@
 #include "api/admin_api.h"
 
-#include "api/events_api.h"
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -10,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "api/events_api.h"
 #include "common/encoding.h"
 #include "common/time_format.h"
 
@@ -115,10 +114,11 @@ Result<ScalingPatch> read_scaling(const json& doc) {
 
 Result<registry::ConfigPatch> read_patch(const json& doc) {
   static const std::set<std::string> kKnown = {
-      "name",          "runtime",       "handler",     "memory_mb",
-      "timeout_s",     "max_concurrency", "max_instances", "min_instances",
-      "reserved_concurrency", "idle_timeout_s", "environment", "description",
-      "network",       "tmp_mb",        "code"};
+      "name",           "runtime",       "handler",
+      "memory_mb",      "timeout_s",     "max_concurrency",
+      "max_instances",  "min_instances", "reserved_concurrency",
+      "idle_timeout_s", "environment",   "description",
+      "network",        "tmp_mb",        "code"};
   for (const auto& [k, v] : doc.items()) {
     if (!kKnown.count(k)) {
       return Status::Invalid(
@@ -328,7 +328,8 @@ class Handlers {
       // Async: 202 once the event is durable; the queue resolves the
       // qualifier again at each delivery.
       if (s_.events == nullptr) {
-        return respond(net::Response::error(Status::Unavailable("async invocations are not enabled")));
+        return respond(
+            net::Response::error(Status::Unavailable("async invocations are not enabled")));
       }
       if (int64_t(req.body.size()) > s_.settings.gateway_async_max_body_bytes) {
         return respond(net::Response::error(Status::TooLarge(fmt::format(
@@ -343,8 +344,8 @@ class Handlers {
       return enqueue_async(*s_.events, std::move(er), std::move(respond));
     }
     if (type != "RequestResponse") {
-      return respond(net::Response::error(Status::Invalid(fmt::format(
-          "invocation type '{}' is not one of RequestResponse, Event", type))));
+      return respond(net::Response::error(Status::Invalid(
+          fmt::format("invocation type '{}' is not one of RequestResponse, Event", type))));
     }
     dispatch::InvokeRequest ir;
     ir.target.code_dir = s_.artifacts.code_dir(f->code_sha256);
@@ -418,7 +419,8 @@ class Handlers {
       TAMAYA_RETURN_IF_ERROR(s_.registry.set_reserved_concurrency(name, *p.reserved_concurrency));
     }
     if (!min_first) TAMAYA_RETURN_IF_ERROR(set_min());
-    if (p.idle_timeout_s) TAMAYA_RETURN_IF_ERROR(s_.registry.set_idle_timeout(name, *p.idle_timeout_s));
+    if (p.idle_timeout_s)
+      TAMAYA_RETURN_IF_ERROR(s_.registry.set_idle_timeout(name, *p.idle_timeout_s));
     return Status::Ok();
   }
 
@@ -432,13 +434,15 @@ class Handlers {
     j["min_instances"] = it == sc->provisioned.end() ? 0 : it->second;
     j["reserved_concurrency"] =
         sc->reserved_concurrency ? json(*sc->reserved_concurrency) : json(nullptr);
-    j["idle_timeout_s"] = sc->idle_timeout_s
-                              ? json(*sc->idle_timeout_s)
-                              : json(s_.settings.instance_idle_timeout_ms / 1000.0);
+    j["idle_timeout_s"] = sc->idle_timeout_s ? json(*sc->idle_timeout_s)
+                                             : json(s_.settings.instance_idle_timeout_ms / 1000.0);
     dispatch::Stats st = s_.dispatcher.stats(name);
-    j["instances"] = {{"total", st.instances},       {"busy", st.busy},
-                      {"idle", st.idle},             {"starting", st.starting},
-                      {"queued", st.queued},         {"provisioned", st.provisioned},
+    j["instances"] = {{"total", st.instances},
+                      {"busy", st.busy},
+                      {"idle", st.idle},
+                      {"starting", st.starting},
+                      {"queued", st.queued},
+                      {"provisioned", st.provisioned},
                       {"provisioned_ready", st.provisioned_ready}};
     json prov = json::array();
     for (const auto& p : s_.dispatcher.provisioned(name)) {

@@ -23,7 +23,7 @@ namespace {
 using nlohmann::json;
 
 // Lambda's own limits, where a setting would add nothing.
-constexpr int kDefaultMaxItems = 50;     // ListFunctions and friends without MaxItems
+constexpr int kDefaultMaxItems = 50;  // ListFunctions and friends without MaxItems
 constexpr int kLargestMaxItems = 10'000;
 constexpr int64_t kEventMaxPayloadBytes = 256 << 10;  // an Event (async) invoke's payload
 constexpr const char* kSupportedRuntimes =
@@ -65,8 +65,8 @@ Result<std::string> map_runtime(const std::string& id) {
   if (id == "provided" || id == "provided.al2" || id == "provided.al2023") {
     return std::string("provided");
   }
-  return Status::Invalid(fmt::format("Runtime '{}' is not supported by tamaya; use one of: {}",
-                                     id, kSupportedRuntimes));
+  return Status::Invalid(fmt::format("Runtime '{}' is not supported by tamaya; use one of: {}", id,
+                                     kSupportedRuntimes));
 }
 
 // The runtime as the caller named it, while it still says what runs.
@@ -91,7 +91,8 @@ Status opt_string(const json& d, const char* key, std::optional<std::string>* ou
 Status opt_int(const json& d, const char* key, std::optional<int>* out) {
   auto it = d.find(key);
   if (it == d.end() || it->is_null()) return Status::Ok();
-  if (!it->is_number_integer() || it->get<int64_t>() < INT32_MIN || it->get<int64_t>() > INT32_MAX) {
+  if (!it->is_number_integer() || it->get<int64_t>() < INT32_MIN ||
+      it->get<int64_t>() > INT32_MAX) {
     return Status::Invalid(fmt::format("{} must be an integer", key));
   }
   *out = it->get<int>();
@@ -143,8 +144,9 @@ Status opt_routing(const json& d, std::optional<std::pair<std::string, double>>*
   }
   auto entry = w->begin();
   if (!entry.value().is_number()) {
-    return Status::Invalid("the weight in RoutingConfig.AdditionalVersionWeights must be a number "
-                           "between 0.0 and 1.0");
+    return Status::Invalid(
+        "the weight in RoutingConfig.AdditionalVersionWeights must be a number "
+        "between 0.0 and 1.0");
   }
   *out = std::make_pair(entry.key(), entry.value().get<double>());
   return Status::Ok();
@@ -259,13 +261,13 @@ class Handlers {
     std::optional<int> memory, timeout;
     std::optional<std::map<std::string, std::string>> env;
     bool publish = false;
-    for (Status st : {opt_string(*doc, "FunctionName", &name_raw), opt_string(*doc, "Runtime", &runtime),
-                      opt_string(*doc, "Handler", &handler), opt_string(*doc, "Role", &role),
-                      opt_string(*doc, "Description", &description),
-                      opt_string(*doc, "PackageType", &package_type),
-                      opt_int(*doc, "MemorySize", &memory), opt_int(*doc, "Timeout", &timeout),
-                      opt_environment(*doc, &env), opt_bool(*doc, "Publish", &publish),
-                      check_architectures(*doc)}) {
+    for (Status st :
+         {opt_string(*doc, "FunctionName", &name_raw), opt_string(*doc, "Runtime", &runtime),
+          opt_string(*doc, "Handler", &handler), opt_string(*doc, "Role", &role),
+          opt_string(*doc, "Description", &description),
+          opt_string(*doc, "PackageType", &package_type), opt_int(*doc, "MemorySize", &memory),
+          opt_int(*doc, "Timeout", &timeout), opt_environment(*doc, &env),
+          opt_bool(*doc, "Publish", &publish), check_architectures(*doc)}) {
       if (!st.ok()) return c.fail(st);
     }
     if (!name_raw) return c.fail(Status::Invalid("FunctionName is required"));
@@ -276,8 +278,8 @@ class Handlers {
                                     " is not supported; tamaya runs Zip packages only"));
     }
     if (!runtime) {
-      return c.fail(Status::Invalid(fmt::format("Runtime is required; use one of: {}",
-                                                kSupportedRuntimes)));
+      return c.fail(
+          Status::Invalid(fmt::format("Runtime is required; use one of: {}", kSupportedRuntimes)));
     }
     auto mapped = map_runtime(*runtime);
     if (!mapped.ok()) return c.fail(mapped.status());
@@ -292,10 +294,10 @@ class Handlers {
     if (env) config.environment = std::move(*env);
     if (Status v = s_.registry.validate(ref->name, config); !v.ok()) return c.fail(v);
     if (s_.registry.get(ref->name).ok()) {
-      return c.fail(Status::Exists(fmt::format(
-          "Function already exist: {}; update it with update-function-code and "
-          "update-function-configuration, or delete it first",
-          ref->name)));
+      return c.fail(Status::Exists(
+          fmt::format("Function already exist: {}; update it with update-function-code and "
+                      "update-function-configuration, or delete it first",
+                      ref->name)));
     }
     auto zip = zip_from(*doc);
     if (!zip.ok()) return c.fail(zip.status());
@@ -341,8 +343,8 @@ class Handlers {
     if (!f.ok()) return c.fail(f.status());
     std::string host(c.req.header("Host").value_or(
         fmt::format("{}:{}", s_.settings.admin_host, s_.settings.admin_port)));
-    std::string location = fmt::format("http://{}/2015-03-31/functions/{}/code.zip", host,
-                                       url_encode(ref->name));
+    std::string location =
+        fmt::format("http://{}/2015-03-31/functions/{}/code.zip", host, url_encode(ref->name));
     if (!ref->qualifier.empty()) location += "?Qualifier=" + url_encode(ref->qualifier);
     json body = {{"Configuration", configuration(*f, c.account, ref->qualifier)},
                  {"Code", {{"RepositoryType", "S3"}, {"Location", location}}}};
@@ -388,8 +390,9 @@ class Handlers {
     if (!ref.ok()) return c.fail(ref.status());
     std::optional<std::string> revision;
     bool publish = false, dry_run = false;
-    for (Status st : {opt_string(*doc, "RevisionId", &revision), opt_bool(*doc, "Publish", &publish),
-                      opt_bool(*doc, "DryRun", &dry_run), check_architectures(*doc)}) {
+    for (Status st :
+         {opt_string(*doc, "RevisionId", &revision), opt_bool(*doc, "Publish", &publish),
+          opt_bool(*doc, "DryRun", &dry_run), check_architectures(*doc)}) {
       if (!st.ok()) return c.fail(st);
     }
     auto current = s_.registry.get(ref->name);
@@ -419,12 +422,12 @@ class Handlers {
     if (!ref.ok()) return c.fail(ref.status());
     registry::ConfigPatch patch;
     std::optional<std::string> revision, runtime;
-    for (Status st : {opt_string(*doc, "RevisionId", &revision), opt_string(*doc, "Runtime", &runtime),
-                      opt_string(*doc, "Handler", &patch.handler), opt_string(*doc, "Role", &patch.role),
-                      opt_string(*doc, "Description", &patch.description),
-                      opt_int(*doc, "MemorySize", &patch.memory_mb),
-                      opt_int(*doc, "Timeout", &patch.timeout_s),
-                      opt_environment(*doc, &patch.environment)}) {
+    for (Status st :
+         {opt_string(*doc, "RevisionId", &revision), opt_string(*doc, "Runtime", &runtime),
+          opt_string(*doc, "Handler", &patch.handler), opt_string(*doc, "Role", &patch.role),
+          opt_string(*doc, "Description", &patch.description),
+          opt_int(*doc, "MemorySize", &patch.memory_mb), opt_int(*doc, "Timeout", &patch.timeout_s),
+          opt_environment(*doc, &patch.environment)}) {
       if (!st.ok()) return c.fail(st);
     }
     if (runtime) {
@@ -446,9 +449,9 @@ class Handlers {
     auto ref = qualified(c);
     if (!ref.ok()) return c.fail(ref.status());
     if (ref->qualifier == registry::kLatest) {
-      return c.fail(Status::Invalid(
-          "$LATEST version cannot be deleted without deleting the function; call "
-          "DeleteFunction without a qualifier"));
+      return c.fail(
+          Status::Invalid("$LATEST version cannot be deleted without deleting the function; call "
+                          "DeleteFunction without a qualifier"));
     }
     if (!ref->qualifier.empty()) {
       if (Status st = s_.registry.remove_version(ref->name, ref->qualifier); !st.ok()) {
@@ -473,8 +476,9 @@ class Handlers {
     auto ref = unqualified(c.params["name"]);
     if (!ref.ok()) return c.fail(ref.status());
     std::optional<std::string> description, sha, revision;
-    for (Status st : {opt_string(doc, "Description", &description),
-                      opt_string(doc, "CodeSha256", &sha), opt_string(doc, "RevisionId", &revision)}) {
+    for (Status st :
+         {opt_string(doc, "Description", &description), opt_string(doc, "CodeSha256", &sha),
+          opt_string(doc, "RevisionId", &revision)}) {
       if (!st.ok()) return c.fail(st);
     }
     auto current = s_.registry.get(ref->name);
@@ -518,8 +522,9 @@ class Handlers {
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     auto f = s_.registry.resolve(ref->name, ref->qualifier, uniform(rng_));
     if (!f.ok()) return c.fail(f.status());
-    int64_t limit = type == "Event" ? std::min(kEventMaxPayloadBytes, s_.settings.invoke_max_payload_bytes)
-                                    : s_.settings.invoke_max_payload_bytes;
+    int64_t limit = type == "Event"
+                        ? std::min(kEventMaxPayloadBytes, s_.settings.invoke_max_payload_bytes)
+                        : s_.settings.invoke_max_payload_bytes;
     if (int64_t(c.req.body.size()) > limit) {
       return c.respond(aws_error(
           413, "RequestEntityTooLargeException",
@@ -590,24 +595,25 @@ class Handlers {
 
     ir.want_log_tail = c.req.header("X-Amz-Log-Type").value_or("") == "Tail";
     bool has_reserved = reserved_value.has_value();
-    s_.dispatcher.invoke(std::move(ir), [respond = c.respond, has_reserved](dispatch::InvokeResult r) {
-      if (!r.status.ok()) {
-        net::Response e = aws_error(r.status);
-        if (r.status.code() == Code::kResourceExhausted) {
-          e = aws_error(429, "TooManyRequestsException", "Rate Exceeded: " + r.status.message(),
-                        has_reserved ? "ReservedFunctionConcurrentInvocationLimitExceeded"
-                                     : "ConcurrentInvocationLimitExceeded");
-          e.set_header("Retry-After", "1");
-        }
-        return respond(std::move(e));
-      }
-      net::Response res = net::Response::json(200, std::move(r.payload));
-      res.set_header("x-amzn-RequestId", r.request_id);
-      res.set_header("X-Amz-Executed-Version", r.executed_version);
-      if (r.function_error) res.set_header("X-Amz-Function-Error", "Unhandled");
-      if (!r.log_tail.empty()) res.set_header("X-Amz-Log-Result", base64_encode(r.log_tail));
-      respond(std::move(res));
-    });
+    s_.dispatcher.invoke(
+        std::move(ir), [respond = c.respond, has_reserved](dispatch::InvokeResult r) {
+          if (!r.status.ok()) {
+            net::Response e = aws_error(r.status);
+            if (r.status.code() == Code::kResourceExhausted) {
+              e = aws_error(429, "TooManyRequestsException", "Rate Exceeded: " + r.status.message(),
+                            has_reserved ? "ReservedFunctionConcurrentInvocationLimitExceeded"
+                                         : "ConcurrentInvocationLimitExceeded");
+              e.set_header("Retry-After", "1");
+            }
+            return respond(std::move(e));
+          }
+          net::Response res = net::Response::json(200, std::move(r.payload));
+          res.set_header("x-amzn-RequestId", r.request_id);
+          res.set_header("X-Amz-Executed-Version", r.executed_version);
+          if (r.function_error) res.set_header("X-Amz-Function-Error", "Unhandled");
+          if (!r.log_tail.empty()) res.set_header("X-Amz-Log-Result", base64_encode(r.log_tail));
+          respond(std::move(res));
+        });
   }
 
   // --- aliases ---
@@ -619,9 +625,10 @@ class Handlers {
     if (!ref.ok()) return c.fail(ref.status());
     std::optional<std::string> alias;
     registry::AliasPatch fields;
-    for (Status st : {opt_string(*doc, "Name", &alias), opt_string(*doc, "FunctionVersion", &fields.version),
-                      opt_string(*doc, "Description", &fields.description),
-                      opt_routing(*doc, &fields.routing)}) {
+    for (Status st :
+         {opt_string(*doc, "Name", &alias), opt_string(*doc, "FunctionVersion", &fields.version),
+          opt_string(*doc, "Description", &fields.description),
+          opt_routing(*doc, &fields.routing)}) {
       if (!st.ok()) return c.fail(st);
     }
     if (!alias) return c.fail(Status::Invalid("Name is required: the alias's name"));
@@ -652,7 +659,8 @@ class Handlers {
     auto page = page_of(c.req, all->size());
     if (!page.ok()) return c.fail(page.status());
     json arr = json::array();
-    for (size_t i = page->begin; i < page->end; ++i) arr.push_back(alias_json((*all)[i], c.account));
+    for (size_t i = page->begin; i < page->end; ++i)
+      arr.push_back(alias_json((*all)[i], c.account));
     json body = {{"Aliases", arr}};
     if (page->next_marker) body["NextMarker"] = *page->next_marker;
     c.reply(200, body);
@@ -665,9 +673,10 @@ class Handlers {
     if (!ref.ok()) return c.fail(ref.status());
     registry::AliasPatch patch;
     std::optional<std::string> revision;
-    for (Status st : {opt_string(*doc, "FunctionVersion", &patch.version),
-                      opt_string(*doc, "Description", &patch.description),
-                      opt_string(*doc, "RevisionId", &revision), opt_routing(*doc, &patch.routing)}) {
+    for (Status st :
+         {opt_string(*doc, "FunctionVersion", &patch.version),
+          opt_string(*doc, "Description", &patch.description),
+          opt_string(*doc, "RevisionId", &revision), opt_routing(*doc, &patch.routing)}) {
       if (!st.ok()) return c.fail(st);
     }
     auto a = s_.registry.update_alias(ref->name, c.params["alias"], patch, revision.value_or(""));
@@ -738,7 +747,9 @@ class Handlers {
       available = std::min(p.ready, requested);
       error = p.error;
     }
-    std::string status = available >= requested ? "READY" : error.empty() ? "IN_PROGRESS" : "FAILED";
+    std::string status = available >= requested ? "READY"
+                         : error.empty()        ? "IN_PROGRESS"
+                                                : "FAILED";
     json j = {{"RequestedProvisionedConcurrentExecutions", requested},
               {"AvailableProvisionedConcurrentExecutions", available},
               {"AllocatedProvisionedConcurrentExecutions", available},
@@ -755,9 +766,11 @@ class Handlers {
     auto ref = provisioned_ref(c);
     if (!ref.ok()) return c.fail(ref.status());
     std::optional<int> n;
-    if (Status st = opt_int(*doc, "ProvisionedConcurrentExecutions", &n); !st.ok()) return c.fail(st);
+    if (Status st = opt_int(*doc, "ProvisionedConcurrentExecutions", &n); !st.ok())
+      return c.fail(st);
     if (!n || *n < 1) {
-      return c.fail(Status::Invalid("ProvisionedConcurrentExecutions is required and must be 1 or more"));
+      return c.fail(
+          Status::Invalid("ProvisionedConcurrentExecutions is required and must be 1 or more"));
     }
     if (Status st = s_.registry.set_provisioned(ref->name, ref->qualifier, *n); !st.ok()) {
       return c.fail(st);
@@ -802,8 +815,8 @@ class Handlers {
     if (!ref.ok()) return c.fail(ref.status());
     if (Status st = s_.registry.set_provisioned(ref->name, ref->qualifier, 0); !st.ok()) {
       if (st.code() == Code::kNotFound && s_.registry.get(ref->name).ok()) {
-        return c.respond(aws_error(404, "ProvisionedConcurrencyConfigNotFoundException",
-                                   st.message()));
+        return c.respond(
+            aws_error(404, "ProvisionedConcurrencyConfigNotFoundException", st.message()));
       }
       return c.fail(st);
     }
@@ -824,13 +837,14 @@ class Handlers {
       }
     }
     const Settings& st = s_.settings;
-    c.reply(200, {{"AccountLimit",
-                   {{"TotalCodeSize", int64_t{75} << 30},
-                    {"CodeSizeUnzipped", st.artifact_max_unpacked_bytes},
-                    {"CodeSizeZipped", st.artifact_max_zip_bytes},
-                    {"ConcurrentExecutions", st.concurrency_limit},
-                    {"UnreservedConcurrentExecutions", std::max(0, st.concurrency_limit - reserved)}}},
-                  {"AccountUsage", {{"TotalCodeSize", code_bytes}, {"FunctionCount", functions}}}});
+    c.reply(200,
+            {{"AccountLimit",
+              {{"TotalCodeSize", int64_t{75} << 30},
+               {"CodeSizeUnzipped", st.artifact_max_unpacked_bytes},
+               {"CodeSizeZipped", st.artifact_max_zip_bytes},
+               {"ConcurrentExecutions", st.concurrency_limit},
+               {"UnreservedConcurrentExecutions", std::max(0, st.concurrency_limit - reserved)}}},
+             {"AccountUsage", {{"TotalCodeSize", code_bytes}, {"FunctionCount", functions}}}});
   }
 
  private:
@@ -898,8 +912,9 @@ class Handlers {
     const json* zip = nullptr;
     if (code != doc.end() && code->is_object()) {
       if (code->contains("S3Bucket") || code->contains("ImageUri")) {
-        return Status::Invalid("Code.S3Bucket and Code.ImageUri are not supported; send the zip "
-                               "itself as Code.ZipFile");
+        return Status::Invalid(
+            "Code.S3Bucket and Code.ImageUri are not supported; send the zip "
+            "itself as Code.ZipFile");
       }
       if (auto z = code->find("ZipFile"); z != code->end()) zip = &*z;
     } else if (code != doc.end()) {

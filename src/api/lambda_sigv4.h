@@ -17,7 +17,7 @@ inline constexpr const char* kDefaultAccount = "000000000000";
 
 struct SigV4Credential {
   std::string access_key;
-  std::string date;     // yyyymmdd of the credential scope
+  std::string date;  // yyyymmdd of the credential scope
   std::string region;
   std::string service;
   std::string signed_headers;  // ';'-separated, lower case

@@ -7,8 +7,8 @@
 #include "cli/admin_client.h"
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "cli/meter_cli.h"
 #include "cli/events_cli.h"
+#include "cli/meter_cli.h"
 #include "cli/route_cli.h"
 #include "cli/schedule_cli.h"
 
@@ -66,7 +66,8 @@ int run(int argc, char** argv, const ServeFn& serve) {
   ServeOptions doctor_options;
   doctor_options.doctor = true;
   CLI::App* doctor_cmd = app.add_subcommand(
-      "doctor", "print which isolation layers this host gives instances (run as the daemon's user)");
+      "doctor",
+      "print which isolation layers this host gives instances (run as the daemon's user)");
   doctor_cmd->add_option("--config", doctor_options.config_path, "settings file (JSON)");
   doctor_cmd->add_option("--data-dir", doctor_options.data_dir, "where state and code live");
 
@@ -89,7 +90,8 @@ int run(int argc, char** argv, const ServeFn& serve) {
   auto* timeout_opt = deploy_cmd->add_option("--timeout", deploy_timeout, "timeout in seconds")
                           ->check(CLI::PositiveNumber);
   auto* concurrency_opt =
-      deploy_cmd->add_option("--max-concurrency,--max-instances", deploy_concurrency, "instances at most")
+      deploy_cmd
+          ->add_option("--max-concurrency,--max-instances", deploy_concurrency, "instances at most")
           ->check(CLI::PositiveNumber);
   int deploy_min = 0, deploy_idle = 0;
   std::string deploy_reserved;
@@ -141,8 +143,8 @@ int run(int argc, char** argv, const ServeFn& serve) {
   ScaleOptions scale_options;
   int scale_min = 0, scale_max = 0, scale_idle = 0;
   std::string scale_reserved;
-  CLI::App* scale_cmd = app.add_subcommand(
-      "scale", "show or change a function's scaling (no new code or revision)");
+  CLI::App* scale_cmd =
+      app.add_subcommand("scale", "show or change a function's scaling (no new code or revision)");
   scale_cmd->add_option("NAME", scale_options.name)->required();
   auto* scale_min_opt =
       scale_cmd->add_option("--min-instances", scale_min, "instances kept warm (provisioned)")

@@ -322,7 +322,8 @@ int follow_logs(const Context& ctx, const LogsOptions& options, int64_t since_id
             if (line.substr(0, 6) != "data: ") continue;
             json doc = json::parse(line.substr(6), nullptr, false);
             if (doc.is_discarded() || !doc.is_object()) continue;
-            if (options.request_id && field_text(doc, "request_id") != *options.request_id) continue;
+            if (options.request_id && field_text(doc, "request_id") != *options.request_id)
+              continue;
             if (ctx.json) {
               ctx.out << doc.dump() << '\n';
             } else {

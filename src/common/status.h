@@ -62,7 +62,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(v_).ok() && "Result built from an ok Status has no value");
   }
@@ -90,9 +90,9 @@ class [[nodiscard]] Result {
 
 // Early return of a non-ok Status (or a Result's status) from a function that
 // returns Status or Result<...>.
-#define TAMAYA_RETURN_IF_ERROR(expr)              \
-  do {                                            \
-    ::tamaya::Status tamaya_status_ = (expr);     \
+#define TAMAYA_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::tamaya::Status tamaya_status_ = (expr);        \
     if (!tamaya_status_.ok()) return tamaya_status_; \
   } while (0)
 

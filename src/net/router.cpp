@@ -79,8 +79,8 @@ void Router::dispatch(Request request, Responder respond) const {
     respond(std::move(r));
     return;
   }
-  respond(Response::error(Status::NotFound("no such endpoint: " + request.method + " " + request.path +
-                                           " (see docs/api.md)")));
+  respond(Response::error(Status::NotFound("no such endpoint: " + request.method + " " +
+                                           request.path + " (see docs/api.md)")));
 }
 
 }  // namespace tamaya::net

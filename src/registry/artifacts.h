@@ -49,7 +49,6 @@ class ArtifactStore {
   Status keep_zip(const std::string& sha256, std::string_view zip_bytes) const;
 
  public:
-
  private:
   std::string root_;
   ArtifactLimits limits_;

@@ -277,10 +277,9 @@ Status Registry::Impl::load() {
 }
 
 Status Registry::Impl::load_lambda_state() {
-  TAMAYA_ASSIGN_OR_RETURN(
-      store::Statement rc,
-      db.prepare("SELECT name, reserved_concurrency FROM functions "
-                 "WHERE reserved_concurrency IS NOT NULL"));
+  TAMAYA_ASSIGN_OR_RETURN(store::Statement rc,
+                          db.prepare("SELECT name, reserved_concurrency FROM functions "
+                                     "WHERE reserved_concurrency IS NOT NULL"));
   while (true) {
     TAMAYA_ASSIGN_OR_RETURN(bool row, rc.step());
     if (!row) {
@@ -361,8 +360,9 @@ Status Registry::Impl::check_alias_fields(const Entry& entry, const Alias& a) co
     return Status::Ok();
   }
   if (a.version == kLatest) {
-    return Status::Invalid("an alias with routing weights must point at a published version, "
-                           "not $LATEST; publish a version and point the alias at it");
+    return Status::Invalid(
+        "an alias with routing weights must point at a published version, "
+        "not $LATEST; publish a version and point the alias at it");
   }
   if (!published(a.extra_version)) {
     return Status::NotFound("function '" + a.function + "' has no version '" + a.extra_version +
@@ -382,7 +382,8 @@ Status Registry::Impl::write_latest(const FunctionVersion& v, int64_t next_versi
   std::string sql =
       insert ? std::string("INSERT INTO functions (") + kConfigColumns +
                    ", created_ms, updated_ms, next_version, name) "
-                   "VALUES (" + placeholders(kConfigColumnCount + 4) + ")"
+                   "VALUES (" +
+                   placeholders(kConfigColumnCount + 4) + ")"
              : "UPDATE functions SET runtime = ?, handler = ?, memory_mb = ?, timeout_s = ?, "
                "max_concurrency = ?, environment = ?, description = ?, code_sha256 = ?, "
                "code_size = ?, revision_id = ?, runtime_id = ?, role = ?, network = ?, tmp_mb = ?, "
@@ -391,7 +392,10 @@ Status Registry::Impl::write_latest(const FunctionVersion& v, int64_t next_versi
   TAMAYA_ASSIGN_OR_RETURN(store::Statement st, db.prepare(sql));
   bind_config(st, 1, v);
   const int n = kConfigColumnCount;
-  st.bind(n + 1, v.created_ms).bind(n + 2, v.updated_ms).bind(n + 3, next_version).bind(n + 4, v.name);
+  st.bind(n + 1, v.created_ms)
+      .bind(n + 2, v.updated_ms)
+      .bind(n + 3, next_version)
+      .bind(n + 4, v.name);
   return st.run();
 }
 
@@ -632,11 +636,10 @@ Result<FunctionVersion> Registry::publish(const std::string& name, const std::st
 
   store::Database& db = impl_->db;
   TAMAYA_RETURN_IF_ERROR(db.transaction([&]() -> Status {
-    TAMAYA_ASSIGN_OR_RETURN(
-        store::Statement ins,
-        db.prepare(std::string("INSERT INTO function_versions (") + kConfigColumns +
-                   ", created_ms, name, version) VALUES (" +
-                   placeholders(kConfigColumnCount + 3) + ")"));
+    TAMAYA_ASSIGN_OR_RETURN(store::Statement ins,
+                            db.prepare(std::string("INSERT INTO function_versions (") +
+                                       kConfigColumns + ", created_ms, name, version) VALUES (" +
+                                       placeholders(kConfigColumnCount + 3) + ")"));
     bind_config(ins, 1, v);
     const int n = kConfigColumnCount;
     ins.bind(n + 1, v.created_ms).bind(n + 2, name).bind(n + 3, number);
@@ -760,7 +763,8 @@ Status Registry::remove_version(const std::string& name, const std::string& vers
   }
   TAMAYA_ASSIGN_OR_RETURN(FunctionVersion v, get(name, version));
   if (v.version != version) {  // an alias name resolved to a version
-    return Status::Invalid("'" + version + "' is an alias, not a version; delete the alias instead");
+    return Status::Invalid("'" + version +
+                           "' is an alias, not a version; delete the alias instead");
   }
   for (const auto& [alias_name, alias] : entry->aliases) {
     if (alias.version == version || alias.extra_version == version) {
@@ -918,9 +922,10 @@ Status Registry::set_reserved_concurrency(const std::string& name, std::optional
           " can be reserved here");
     }
     if (int p = impl_->provisioned_sum(*entry); *reserved < p) {
-      return Status::Invalid("reserved concurrency " + std::to_string(*reserved) +
-                             " is below the function's provisioned concurrency (min_instances) of " +
-                             std::to_string(p) + "; lower that first");
+      return Status::Invalid(
+          "reserved concurrency " + std::to_string(*reserved) +
+          " is below the function's provisioned concurrency (min_instances) of " +
+          std::to_string(p) + "; lower that first");
     }
   }
   TAMAYA_ASSIGN_OR_RETURN(
@@ -1015,8 +1020,9 @@ Status Registry::set_idle_timeout(const std::string& name, std::optional<int> se
                            " is out of range; use 1 to " + std::to_string(kMaxIdleTimeoutS) +
                            " seconds, or null for the instance_idle_timeout_ms setting");
   }
-  TAMAYA_ASSIGN_OR_RETURN(store::Statement st,
-                          impl_->db.prepare("UPDATE functions SET idle_timeout_s = ? WHERE name = ?"));
+  TAMAYA_ASSIGN_OR_RETURN(
+      store::Statement st,
+      impl_->db.prepare("UPDATE functions SET idle_timeout_s = ? WHERE name = ?"));
   if (seconds) {
     st.bind(1, int64_t{*seconds});
   } else {
@@ -1046,8 +1052,8 @@ Status Registry::set_provisioned(const std::string& name, const std::string& qua
                              "; raise max_concurrency (max_instances) first");
     }
     auto current = entry->provisioned.find(qualifier);
-    int others_here =
-        impl_->provisioned_sum(*entry) - (current == entry->provisioned.end() ? 0 : current->second);
+    int others_here = impl_->provisioned_sum(*entry) -
+                      (current == entry->provisioned.end() ? 0 : current->second);
     if (entry->reserved_concurrency) {
       if (others_here + instances > *entry->reserved_concurrency) {
         return Status::Invalid(
@@ -1071,7 +1077,8 @@ Status Registry::set_provisioned(const std::string& name, const std::string& qua
       if (unreserved_provisioned + instances > room) {
         return Status::Invalid(
             "Requested Provisioned Concurrency exceeds the account's unreserved concurrency less "
-            "its minimum of " + std::to_string(s.concurrency_unreserved_min) + ": at most " +
+            "its minimum of " +
+            std::to_string(s.concurrency_unreserved_min) + ": at most " +
             std::to_string(std::max(0, room - unreserved_provisioned)) +
             " more can be provisioned; reserve concurrency for the function or raise "
             "concurrency_limit");

@@ -28,9 +28,8 @@ Endpoint::Endpoint(boost::asio::io_context& io, EndpointLimits limits, EndpointC
   server_limits.idle_timeout = std::chrono::hours(24);
   server_limits.header_timeout = std::chrono::hours(24);
   server_ = std::make_unique<net::HttpServer>(
-      io, server_limits, [this](net::Request r, net::Responder respond) {
-        handle(std::move(r), std::move(respond));
-      });
+      io, server_limits,
+      [this](net::Request r, net::Responder respond) { handle(std::move(r), std::move(respond)); });
 }
 
 Endpoint::~Endpoint() { close(); }
@@ -89,7 +88,9 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
     // Asking for the next event ends the previous one, if the runtime had
     // not reported it (Lambda treats this the same way).
     current_.reset();
-    if (pending_next_) (*pending_next_)(runtime_error(400, "InvalidRequest", "superseded by a newer invocation/next"));
+    if (pending_next_)
+      (*pending_next_)(
+          runtime_error(400, "InvalidRequest", "superseded by a newer invocation/next"));
     initialized_ = true;
     if (queued_) {
       send_invocation(respond);
@@ -113,7 +114,8 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
     std::string type(request.header("Lambda-Runtime-Function-Error-Type").value_or(""));
     // The dispatcher learns the outcome before the runtime hears back, so a
     // runtime that exits right after cannot race its own report.
-    if (callbacks_.on_init_error) callbacks_.on_init_error(std::move(type), std::move(request.body));
+    if (callbacks_.on_init_error)
+      callbacks_.on_init_error(std::move(type), std::move(request.body));
     respond(accepted());
     return;
   }
@@ -150,15 +152,16 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
           respond(accepted());
         } else {
           std::string type(request.header("Lambda-Runtime-Function-Error-Type").value_or(""));
-          if (callbacks_.on_error) callbacks_.on_error(id, std::move(type), std::move(request.body));
+          if (callbacks_.on_error)
+            callbacks_.on_error(id, std::move(type), std::move(request.body));
           respond(accepted());
         }
         return;
       }
     }
   }
-  respond(runtime_error(404, "InvalidRequest", "unknown Runtime API call " + request.method + " " +
-                                                   request.path));
+  respond(runtime_error(404, "InvalidRequest",
+                        "unknown Runtime API call " + request.method + " " + request.path));
 }
 
 }  // namespace tamaya::runtime

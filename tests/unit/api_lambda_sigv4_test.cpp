@@ -1,6 +1,6 @@
-#include "api/lambda_sigv4.h"
-
 #include <gtest/gtest.h>
+
+#include "api/lambda_sigv4.h"
 
 namespace tamaya::api {
 namespace {

@@ -1,8 +1,8 @@
 // The dispatcher with real instances: the real Python runtime client, real
 // processes, real Runtime API endpoints on loopback.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include <fmt/format.h>
 #include <boost/asio/io_context.hpp>
 #include <cmath>
 #include <filesystem>
@@ -26,8 +26,9 @@ class Recorder final : public Observer {
 class DispatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("tamaya-dispatch-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("tamaya-dispatch-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
     std::ofstream(dir_ / "app.py") << R"(import os, time
 count = 0
@@ -46,7 +47,8 @@ def handler(event, context):
     settings_.queue_timeout_ms = 300;
     settings_.instance_idle_timeout_ms = 60'000;
     paths_.runtimes_dir = std::string(TAMAYA_SOURCE_DIR) + "/runtimes";
-    dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+    dispatcher_ =
+        std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
   }
 
   void TearDown() override {
@@ -88,7 +90,8 @@ def handler(event, context):
     return slot->value_or(InvokeResult{});
   }
 
-  void run_until(const std::function<bool()>& done, std::chrono::seconds limit = std::chrono::seconds(20)) {
+  void run_until(const std::function<bool()>& done,
+                 std::chrono::seconds limit = std::chrono::seconds(20)) {
     auto deadline = std::chrono::steady_clock::now() + limit;
     while (!done() && std::chrono::steady_clock::now() < deadline) {
       io_.run_for(std::chrono::milliseconds(10));
@@ -139,7 +142,8 @@ TEST_F(DispatcherTest, LogIsFramedAndAttributed) {
   // differently in the stored record than in this REPORT line.
   EXPECT_NEAR(r.duration_ms * 1000, std::round(r.duration_ms * 1000), 1e-6);
   EXPECT_NEAR(r.init_ms * 1000, std::round(r.init_ms * 1000), 1e-6);
-  EXPECT_NE(log.back().text.find(fmt::format("Duration: {:.2f} ms", r.duration_ms)), std::string::npos);
+  EXPECT_NE(log.back().text.find(fmt::format("Duration: {:.2f} ms", r.duration_ms)),
+            std::string::npos);
 }
 
 TEST_F(DispatcherTest, ScalesToMaxThenQueuesThenThrottles) {

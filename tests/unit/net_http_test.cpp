@@ -25,9 +25,8 @@ class ServerTest : public ::testing::Test {
     router_.add("GET", "/hello/{name}", [](Request, Params p, Responder r) {
       r(Response::json(200, "{\"hello\":\"" + p["name"] + "\"}"));
     });
-    router_.add("GET", "/hello/exact", [](Request, Params, Responder r) {
-      r(Response::json(200, R"({"exact":true})"));
-    });
+    router_.add("GET", "/hello/exact",
+                [](Request, Params, Responder r) { r(Response::json(200, R"({"exact":true})")); });
     router_.add("POST", "/echo", [](Request req, Params, Responder r) {
       Response res{200, {}, req.body};
       res.set_header("X-Query", req.query_param("q").value_or("-"));
@@ -137,8 +136,8 @@ TEST_F(ServerTest, BodyOverLimitIs413) {
 }
 
 TEST_F(ServerTest, HeadersOverLimitAre431) {
-  std::string out = raw("GET /hello/x HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(4000, 'a') +
-                        "\r\n\r\n");
+  std::string out =
+      raw("GET /hello/x HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n");
   EXPECT_NE(out.find("HTTP/1.1 431"), std::string::npos) << out;
 }
 
@@ -151,9 +150,9 @@ TEST_F(ServerTest, ContentLengthWithTransferEncodingIsRefusedAndClosed) {
 }
 
 TEST_F(ServerTest, PipelinedRequestsAnswerInOrderOnOneConnection) {
-  std::string out = raw(
-      "GET /hello/one HTTP/1.1\r\nHost: a\r\n\r\n"
-      "GET /hello/two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  std::string out =
+      raw("GET /hello/one HTTP/1.1\r\nHost: a\r\n\r\n"
+          "GET /hello/two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
   size_t one = out.find(R"({"hello":"one"})");
   size_t two = out.find(R"({"hello":"two"})");
   ASSERT_NE(one, std::string::npos) << out;

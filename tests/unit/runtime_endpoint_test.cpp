@@ -1,8 +1,8 @@
 // The Runtime API endpoint, driven the way a runtime client drives it.
 #include <gtest/gtest.h>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <future>
 #include <thread>
@@ -28,11 +28,15 @@ class EndpointTest : public ::testing::Test {
   void SetUp() override {
     EndpointCallbacks cb;
     cb.on_next = [this] { nexts++; };
-    cb.on_response = [this](const std::string& id, std::string body) { responses.emplace_back(id, body); };
+    cb.on_response = [this](const std::string& id, std::string body) {
+      responses.emplace_back(id, body);
+    };
     cb.on_error = [this](const std::string& id, std::string type, std::string body) {
       errors.push_back({id, type, body});
     };
-    cb.on_init_error = [this](std::string type, std::string body) { init_errors.emplace_back(type, body); };
+    cb.on_init_error = [this](std::string type, std::string body) {
+      init_errors.emplace_back(type, body);
+    };
     EndpointLimits limits;
     limits.max_response_bytes = 1000;
     endpoint_ = std::make_unique<Endpoint>(io_, limits, cb);
@@ -100,7 +104,8 @@ TEST_F(EndpointTest, NextWaitsForAnInvocationAndCarriesLambdaHeaders) {
   EXPECT_EQ(r.body, R"({"a":1})");
   EXPECT_EQ(header(r, "Lambda-Runtime-Aws-Request-Id"), "req-1");
   EXPECT_EQ(header(r, "Lambda-Runtime-Deadline-Ms"), "1234");
-  EXPECT_EQ(header(r, "Lambda-Runtime-Invoked-Function-Arn"), "arn:aws:lambda:us-east-1:000000000000:function:f");
+  EXPECT_EQ(header(r, "Lambda-Runtime-Invoked-Function-Arn"),
+            "arn:aws:lambda:us-east-1:000000000000:function:f");
   EXPECT_EQ(header(r, "Lambda-Runtime-Trace-Id"), "Root=1-abc");
 
   net::Response ack = call("POST", "invocation/req-1/response", R"({"ok":true})");
@@ -127,8 +132,9 @@ TEST_F(EndpointTest, UnknownRequestIdIs400) {
 TEST_F(EndpointTest, ErrorCarriesTheErrorTypeHeader) {
   deliver("req-4", "{}");
   call("GET", "invocation/next");
-  net::Response r = call("POST", "invocation/req-4/error", R"({"errorMessage":"x","errorType":"E"})",
-                         {{"Lambda-Runtime-Function-Error-Type", "Custom.Error"}});
+  net::Response r =
+      call("POST", "invocation/req-4/error", R"({"errorMessage":"x","errorType":"E"})",
+           {{"Lambda-Runtime-Function-Error-Type", "Custom.Error"}});
   EXPECT_EQ(r.status, 202);
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].type, "Custom.Error");
@@ -145,7 +151,8 @@ TEST_F(EndpointTest, OversizedResponseIs413AndFailsTheInvocation) {
 }
 
 TEST_F(EndpointTest, InitErrorOnlyBeforeFirstNext) {
-  net::Response r = call("POST", "init/error", R"({"errorMessage":"bad","errorType":"Runtime.ImportModuleError"})",
+  net::Response r = call("POST", "init/error",
+                         R"({"errorMessage":"bad","errorType":"Runtime.ImportModuleError"})",
                          {{"Lambda-Runtime-Function-Error-Type", "Runtime.ImportModuleError"}});
   EXPECT_EQ(r.status, 202);
   ASSERT_EQ(init_errors.size(), 1u);
@@ -155,9 +162,7 @@ TEST_F(EndpointTest, InitErrorOnlyBeforeFirstNext) {
   EXPECT_EQ(call("POST", "init/error", "{}").status, 403);
 }
 
-TEST_F(EndpointTest, UnknownPathIs404) {
-  EXPECT_EQ(call("GET", "nothing").status, 404);
-}
+TEST_F(EndpointTest, UnknownPathIs404) { EXPECT_EQ(call("GET", "nothing").status, 404); }
 
 TEST(LaunchSpec, SetsLambdaEnvironmentAndKeepsFunctionVariables) {
   InstanceSpec spec;
@@ -183,7 +188,8 @@ TEST(LaunchSpec, SetsLambdaEnvironmentAndKeepsFunctionVariables) {
   EXPECT_TRUE(has("LAMBDA_TASK_ROOT=/tmp"));
   EXPECT_TRUE(has("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256"));
   EXPECT_TRUE(has("AWS_LAMBDA_FUNCTION_VERSION=$LATEST"));
-  EXPECT_EQ(ls->argv, (std::vector<std::string>{"/usr/bin/python3", "-I", "/rt/python/bootstrap.py"}));
+  EXPECT_EQ(ls->argv,
+            (std::vector<std::string>{"/usr/bin/python3", "-I", "/rt/python/bootstrap.py"}));
 }
 
 TEST(LaunchSpec, ProvidedNeedsAnExecutableBootstrap) {
