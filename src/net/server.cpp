@@ -130,6 +130,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       : io(io), acceptor(io), limits(l), handler(std::move(h)) {}
 
   void accept();
+  void yield_read(std::shared_ptr<Session> session);
+  void drain_yielded();
 
   asio::io_context& io;
   tcp::acceptor acceptor;
@@ -137,6 +139,13 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Handler handler;
   bool accepting = false;
   std::unordered_set<Session*> sessions;
+  // Connections whose last answer was 429 read their next request from
+  // here, one per turn of the event loop, instead of all at once: a client
+  // flooding a throttled function then cannot push other clients' requests
+  // behind a batch of its own refusals (bench/spike). Its requests are still
+  // answered as fast as the loop has nothing else to do.
+  std::deque<std::shared_ptr<Session>> yielded;
+  bool draining = false;
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -173,6 +182,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     bool keep = keep_alive_ && server_->accepting;
     const unsigned status = static_cast<unsigned>(response.status);
+    refused_ = status == 429;
     std::string& head = out_head_;
     head.clear();
     head.reserve(128 + response.headers.size() * 48);
@@ -237,6 +247,13 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!keep) return close_after_write();
     // Large bodies should not stay with an idle connection.
     if (out_body_.capacity() > kKeepBodyCapacity) std::string().swap(out_body_);
+    if (refused_) return server_->yield_read(shared_from_this());
+    read_request(server_->limits.idle_timeout);
+  }
+
+  // The turn of a connection that waited in HttpServer::Impl::yielded.
+  void resume_read() {
+    if (closed_) return;
     read_request(server_->limits.idle_timeout);
   }
 
@@ -500,6 +517,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool timed_out_ = false;
   bool keep_alive_ = true;
   bool closed_ = false;
+  bool refused_ = false;  // the last response was a 429
   char discard_[256];
 };
 
@@ -568,6 +586,26 @@ void ResponseStream::on_close(std::function<void()> callback) {
   state_->on_close = std::move(callback);
 }
 
+void HttpServer::Impl::yield_read(std::shared_ptr<Session> session) {
+  yielded.push_back(std::move(session));
+  if (draining) return;
+  draining = true;
+  asio::post(io, [self = shared_from_this()] { self->drain_yielded(); });
+}
+
+// A posted handler runs after the event loop has polled the sockets once
+// more, so what became readable meanwhile goes first.
+void HttpServer::Impl::drain_yielded() {
+  if (yielded.empty()) {
+    draining = false;
+    return;
+  }
+  auto session = std::move(yielded.front());
+  yielded.pop_front();
+  session->resume_read();
+  asio::post(io, [self = shared_from_this()] { self->drain_yielded(); });
+}
+
 void HttpServer::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (!self->accepting) return;
@@ -629,6 +667,8 @@ void HttpServer::close_all() {
   impl_->handler = nullptr;
   std::vector<Session*> all(impl_->sessions.begin(), impl_->sessions.end());
   for (Session* s : all) s->close();
+  // Waiting sessions hold the server; let them go with their sockets.
+  impl_->yielded.clear();
 }
 
 size_t HttpServer::open_connections() const { return impl_->sessions.size(); }

@@ -1,13 +1,16 @@
 // The HTTP server and router over real loopback sockets.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <functional>
 #include <thread>
+#include <vector>
 
 #include "net/client.h"
 #include "net/http.h"
@@ -168,6 +171,61 @@ TEST_F(ServerTest, SlowHeadersGet408) {
 TEST_F(ServerTest, MalformedRequestIs400) {
   std::string out = raw("NOT HTTP AT ALL\r\n\r\n");
   EXPECT_NE(out.find("HTTP/1.1 400"), std::string::npos) << out;
+}
+
+// The spike story at the connection level: clients refused with 429 keep
+// sending, yet another client's request is read before their next batch.
+TEST(ServerYield, RefusedConnectionsReadTheirNextRequestAfterOthers) {
+  asio::io_context io;
+  std::vector<std::string> seen;
+  HttpServer server(io, {}, [&](Request req, Responder respond) {
+    seen.push_back(req.path);
+    respond(Response::json(req.path == "/a" ? 429 : 200, "{}"));
+  });
+  ASSERT_TRUE(server.listen("127.0.0.1", 0).ok());
+  const tcp::endpoint at(asio::ip::make_address("127.0.0.1"), server.port());
+  auto run_until = [&](const std::function<bool()>& done) {
+    for (int i = 0; i < 100'000 && !done(); ++i) io.run_one_for(std::chrono::seconds(1));
+    ASSERT_TRUE(done());
+  };
+  auto count = [&](const std::string& path) { return std::count(seen.begin(), seen.end(), path); };
+
+  asio::io_context client_io;
+  constexpr int kFlooders = 20;
+  constexpr int kPipelined = 3;
+  std::vector<tcp::socket> flooders;
+  for (int i = 0; i < kFlooders; ++i) flooders.emplace_back(client_io).connect(at);
+  tcp::socket shop(client_io);
+  shop.connect(at);
+  run_until([&] { return server.open_connections() == kFlooders + 1; });
+
+  std::string burst;
+  for (int i = 0; i < kPipelined; ++i) burst += "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (auto& s : flooders) asio::write(s, asio::buffer(burst));
+  run_until([&] { return count("/a") == kFlooders; });
+  // Every flooder has its next requests buffered and was just refused.
+  asio::write(shop, asio::buffer(std::string("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")));
+  run_until([&] { return count("/b") == 1; });
+  const auto refused_before_shop = count("/a") - kFlooders;
+  EXPECT_LE(refused_before_shop, 2) << "the shop's request waited behind the flood's";
+
+  // The flood is still served in full, in order, on every connection.
+  run_until([&] { return count("/a") == kFlooders * kPipelined; });
+  std::string answer(4096, '\0');
+  answer.resize(shop.read_some(asio::buffer(answer)));
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer;
+  for (auto& s : flooders) {
+    std::string got;
+    char buf[4096];
+    while (std::count(got.begin(), got.end(), '{') < kPipelined)
+      got.append(buf, s.read_some(asio::buffer(buf)));
+    size_t at429 = 0;
+    for (int i = 0; i < kPipelined; ++i, ++at429) {
+      at429 = got.find("HTTP/1.1 429", at429);
+      ASSERT_NE(at429, std::string::npos) << got;
+    }
+  }
+  server.close_all();
 }
 
 TEST(ServerListen, PortInUseIsAClearError) {
