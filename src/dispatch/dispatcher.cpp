@@ -1,6 +1,7 @@
 #include "dispatch/dispatcher.h"
 
 #include <fcntl.h>
+#include <fmt/compile.h>
 #include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
@@ -161,6 +162,7 @@ struct Instance {
   bool provisioned = false;  // kept warm: no idle timeout, replaced when it dies
   // Opened at the first REPORT, while the instance (and its cgroup) lives.
   std::unique_ptr<PeakMemoryReader> peak;
+  std::string function_arn;  // made at the first invocation
 };
 
 struct Pool {
@@ -734,15 +736,20 @@ struct Dispatcher::Impl {
     a.log_bytes = inst.pending_bytes;
     inst.pending_log.clear();
     inst.pending_bytes = 0;
-    append_log(a, fmt::format("START RequestId: {} Version: {}", a.request.request_id, fn.version));
+    append_log(a, "START RequestId: " + a.request.request_id + " Version: " + fn.version);
 
     runtime::Invocation inv;
     inv.request_id = a.request.request_id;
-    inv.payload = a.request.payload;
+    // Nothing reads the payload once the runtime has it.
+    inv.payload = std::move(a.request.payload);
     inv.deadline_ms = clock.wall_ms() + int64_t(fn.config.timeout_s) * 1000;
-    inv.function_arn =
-        fmt::format("arn:aws:lambda:{}:000000000000:function:{}{}", settings.region, fn.name,
-                    fn.version == registry::kLatest ? "" : ":" + fn.version);
+    // An instance serves one version of one function: its ARN is made once.
+    if (inst.function_arn.empty()) {
+      inst.function_arn =
+          fmt::format("arn:aws:lambda:{}:000000000000:function:{}{}", settings.region, fn.name,
+                      fn.version == registry::kLatest ? "" : ":" + fn.version);
+    }
+    inv.function_arn = inst.function_arn;
     inv.trace_id = a.request.trace_id;
     inv.client_context = a.request.client_context;
     inst.endpoint->deliver(std::move(inv));
@@ -950,10 +957,11 @@ struct Dispatcher::Impl {
     if (!log_message.empty()) {
       append_log(a, fmt::format("{} {}", format_iso8601(clock.wall_ms()), log_message));
     }
-    append_log(a, fmt::format("END RequestId: {}", r.request_id));
+    append_log(a, "END RequestId: " + r.request_id);
+    // Compiled format: parsed at build time, not on every invocation.
     std::string report = fmt::format(
-        "REPORT RequestId: {}\tDuration: {:.2f} ms\tBilled Duration: {} ms\tMemory Size: {} MB\t"
-        "Max Memory Used: {} MB",
+        FMT_COMPILE("REPORT RequestId: {}\tDuration: {:.2f} ms\tBilled Duration: {} ms\tMemory "
+                    "Size: {} MB\tMax Memory Used: {} MB"),
         r.request_id, r.duration_ms, r.billed_ms, r.memory_mb, r.max_memory_used_mb);
     if (r.cold) report += fmt::format("\tInit Duration: {:.2f} ms", r.init_ms);
     if (is_error && !reuse) report += fmt::format("\tStatus: error\tError Type: {}", r.error_type);

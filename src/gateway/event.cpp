@@ -148,6 +148,18 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   size_t i = 0;
   while (i < s.size()) {
+    // A run of characters that stand for themselves goes in at once.
+    size_t run = i;
+    while (run < s.size()) {
+      unsigned char r = static_cast<unsigned char>(s[run]);
+      if (r < 0x20 || r >= 0x80 || r == '"' || r == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      continue;
+    }
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
       size_t n = utf8_sequence_length(s.substr(i));
@@ -307,10 +319,16 @@ std::string clf_time(int64_t time_ms) {
   static const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   time_t secs = time_ms / 1000;
+  // Every event carries one; the requests of a second share it.
+  thread_local time_t cached_secs = 0;
+  thread_local std::string cached;
+  if (secs == cached_secs && !cached.empty()) return cached;
   std::tm tm{};
   gmtime_r(&secs, &tm);
-  return fmt::format("{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000", tm.tm_mday, kMonths[tm.tm_mon],
-                     tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  cached = fmt::format("{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000", tm.tm_mday, kMonths[tm.tm_mon],
+                       tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  cached_secs = secs;
+  return cached;
 }
 
 std::string build_event_v2(const net::Request& r, const EventContext& c) {
@@ -477,6 +495,177 @@ std::string build_event_v1(const net::Request& r, const EventContext& c) {
   return event.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// The common answer (a JSON object or array without a top-level
+// statusCode: the body of a 200 as it is) recognised in one pass that copies
+// nothing: nlohmann's SAX lexer builds a string per key and value. A strict
+// subset of JSON: true only for text nlohmann accepts too. Whatever is
+// unusual (a \u escape, an exponent, a long number, deep nesting, a
+// top-level scalar) answers false and goes the full way, which decides.
+class PlainContainer {
+ public:
+  explicit PlainContainer(std::string_view s) : s_(s) {}
+
+  bool check() {
+    skip_ws();
+    if (end() || (s_[i_] != '{' && s_[i_] != '[')) return false;
+    if (!value(0)) return false;
+    skip_ws();
+    return end();
+  }
+
+ private:
+  static constexpr int kMaxDepth = 64;
+  static constexpr size_t kMaxNumberChars = 32;  // no overflow without an exponent
+
+  bool end() const { return i_ >= s_.size(); }
+  void skip_ws() {
+    while (!end() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
+  }
+  bool digit() const { return !end() && s_[i_] >= '0' && s_[i_] <= '9'; }
+
+  bool value(int depth) {
+    if (end()) return false;
+    switch (s_[i_]) {
+      case '{':
+        return object(depth + 1);
+      case '[':
+        return array(depth + 1);
+      case '"':
+        return string();
+      case 't':
+        return literal("true");
+      case 'f':
+        return literal("false");
+      case 'n':
+        return literal("null");
+      default:
+        return number();
+    }
+  }
+
+  bool object(int depth) {
+    if (depth > kMaxDepth) return false;
+    ++i_;
+    skip_ws();
+    if (!end() && s_[i_] == '}') {
+      ++i_;
+      return true;
+    }
+    while (true) {
+      skip_ws();
+      if (end() || s_[i_] != '"') return false;
+      const size_t key = i_ + 1;
+      if (!string()) return false;
+      // A top-level statusCode makes it an API Gateway answer to map.
+      if (depth == 1 && s_.substr(key, i_ - 1 - key) == "statusCode") return false;
+      skip_ws();
+      if (end() || s_[i_] != ':') return false;
+      ++i_;
+      skip_ws();
+      if (!value(depth)) return false;
+      skip_ws();
+      if (end()) return false;
+      if (s_[i_] == ',') {
+        ++i_;
+        continue;
+      }
+      if (s_[i_] != '}') return false;
+      ++i_;
+      return true;
+    }
+  }
+
+  bool array(int depth) {
+    if (depth > kMaxDepth) return false;
+    ++i_;
+    skip_ws();
+    if (!end() && s_[i_] == ']') {
+      ++i_;
+      return true;
+    }
+    while (true) {
+      skip_ws();
+      if (!value(depth)) return false;
+      skip_ws();
+      if (end()) return false;
+      if (s_[i_] == ',') {
+        ++i_;
+        continue;
+      }
+      if (s_[i_] != ']') return false;
+      ++i_;
+      return true;
+    }
+  }
+
+  bool string() {
+    ++i_;  // the opening quote
+    while (!end()) {
+      const unsigned char c = static_cast<unsigned char>(s_[i_]);
+      if (c == '"') {
+        ++i_;
+        return true;
+      }
+      if (c == '\\') {
+        if (i_ + 1 >= s_.size()) return false;
+        switch (s_[i_ + 1]) {
+          case '"':
+          case '\\':
+          case '/':
+          case 'b':
+          case 'f':
+          case 'n':
+          case 'r':
+          case 't':
+            i_ += 2;
+            continue;
+          default:
+            return false;  // \u (surrogates) or not an escape
+        }
+      }
+      if (c < 0x20) return false;
+      if (c >= 0x80) {
+        // The same rule as nlohmann's (RFC 3629).
+        const size_t n = utf8_sequence_length(s_.substr(i_));
+        if (n == 0) return false;
+        i_ += n;
+        continue;
+      }
+      ++i_;
+    }
+    return false;
+  }
+
+  bool literal(std::string_view word) {
+    if (s_.substr(i_, word.size()) != word) return false;
+    i_ += word.size();
+    return true;
+  }
+
+  bool number() {
+    const size_t start = i_;
+    if (!end() && s_[i_] == '-') ++i_;
+    if (end()) return false;
+    if (s_[i_] == '0') {
+      ++i_;
+    } else if (s_[i_] >= '1' && s_[i_] <= '9') {
+      while (digit()) ++i_;
+    } else {
+      return false;
+    }
+    if (!end() && s_[i_] == '.') {
+      ++i_;
+      if (!digit()) return false;
+      while (digit()) ++i_;
+    }
+    if (!end() && (s_[i_] == 'e' || s_[i_] == 'E')) return false;
+    return i_ - start <= kMaxNumberChars;
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
 // Whether a response is valid JSON and, without building a document, whether
 // it is an object with a top-level statusCode (or a JSON string): only those
 // need the document. Most plain-JSON answers then cost one validating pass.
@@ -528,6 +717,11 @@ class ResponseShape : public nlohmann::json_sax<json> {
 };
 
 Result<net::Response> map_response_v2(std::string_view payload) {
+  if (PlainContainer(payload).check()) {
+    net::Response res{200, {}, std::string(payload)};
+    res.set_header("Content-Type", "application/json");
+    return res;
+  }
   ResponseShape shape;
   bool valid = json::sax_parse(payload, &shape);
   if (!shape.needs_document) {

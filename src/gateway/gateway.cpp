@@ -149,6 +149,27 @@ static void append_json_string(std::string& out, std::string_view v) {
   out += json(std::string(v)).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// Appends format_iso8601(ms) as a JSON string; the date and time to the
+// second are formatted once per second, as the requests of a second share them.
+static void append_iso8601(std::string& out, int64_t ms) {
+  if (ms < 0) return append_json_string(out, format_iso8601(ms));
+  thread_local int64_t cached_secs = -1;
+  thread_local std::string cached;  // "2026-11-25T22:30:00." of cached_secs
+  const int64_t secs = ms / 1000;
+  if (secs != cached_secs) {
+    cached = format_iso8601(secs * 1000);
+    cached.resize(cached.size() - 4);  // "000Z"
+    cached_secs = secs;
+  }
+  const int frac = int(ms % 1000);
+  out += '"';
+  out += cached;
+  out += char('0' + frac / 100);
+  out += char('0' + frac / 10 % 10);
+  out += char('0' + frac % 10);
+  out += "Z\"";
+}
+
 struct KeyState {
   ApiKey key;
   std::optional<TokenBucket> bucket;
@@ -392,7 +413,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     text += ",\"target\":";
     append_json_string(text, ex.target);
     text += ",\"time\":";
-    append_json_string(text, format_iso8601(ex.wall_ms));
+    append_iso8601(text, ex.wall_ms);
     text += '}';
     if (access_file) {
       access_buffer += text;

@@ -57,12 +57,13 @@ void Endpoint::deliver(Invocation invocation) {
 void Endpoint::send_invocation(net::Responder& respond) {
   Invocation inv = std::move(*queued_);
   queued_.reset();
-  current_ = inv.request_id;
   net::Response r = net::Response::json(200, std::move(inv.payload));
+  r.headers.reserve(6);  // no reallocation for the headers below
   r.set_header("Lambda-Runtime-Aws-Request-Id", inv.request_id);
+  current_ = std::move(inv.request_id);
   r.set_header("Lambda-Runtime-Deadline-Ms", std::to_string(inv.deadline_ms));
-  r.set_header("Lambda-Runtime-Invoked-Function-Arn", inv.function_arn);
-  if (!inv.trace_id.empty()) r.set_header("Lambda-Runtime-Trace-Id", inv.trace_id);
+  r.set_header("Lambda-Runtime-Invoked-Function-Arn", std::move(inv.function_arn));
+  if (!inv.trace_id.empty()) r.set_header("Lambda-Runtime-Trace-Id", std::move(inv.trace_id));
   if (!inv.client_context.empty()) {
     r.set_header("Lambda-Runtime-Client-Context", inv.client_context);
   }

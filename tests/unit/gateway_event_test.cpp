@@ -205,6 +205,93 @@ TEST(GatewayResponse, V2OtherJsonIsA200JsonBody) {
   EXPECT_EQ(s->body, "Hello from Lambda!");
 }
 
+// map_response_v2 answers most payloads without nlohmann (a quick check of
+// a strict subset of JSON): whatever it says must be what nlohmann's parse
+// implies, for tricky texts and for many mutations of them.
+TEST(GatewayResponse, V2QuickPathAgreesWithNlohmann) {
+  std::vector<std::string> seeds = {R"({"a":1})",
+                                    "[1,2]",
+                                    "{}",
+                                    "[]",
+                                    " {\"a\" : [ 1 , -2.5 , 0 , true , false , null ] }\n",
+                                    R"({"k":"v\"\\\/\b\f\n\r\t"})",
+                                    R"({"k":"\u0041"})",
+                                    R"({"k":"\ud83d\ude00"})",
+                                    R"({"k":"\ud83d"})",
+                                    "{\"k\":\"\xc3\xa9\"}",
+                                    "{\"k\":\"\xc3\"}",
+                                    "{\"k\":\"\xed\xa0\x80\"}",
+                                    "{\"k\":\"\xf4\x90\x80\x80\"}",
+                                    "{\"k\":\"\xf0\x9f\x98\x80\"}",
+                                    "\xef\xbb\xbf{\"a\":1}",
+                                    R"({"a":01})",
+                                    R"({"a":1.})",
+                                    R"({"a":.5})",
+                                    R"({"a":-})",
+                                    R"({"a":1e5})",
+                                    R"({"a":1e999})",
+                                    R"({"a":123456789012345678901234567890})",
+                                    R"({"a":-0.000000000000000000000000001})",
+                                    R"({"statusCode":200,"body":"x"})",
+                                    R"({"a":{"statusCode":1}})",
+                                    R"([{"statusCode":1}])",
+                                    R"({"statusCod":1})",
+                                    R"({"a":1,})",
+                                    R"([1,])",
+                                    R"({"a" 1})",
+                                    R"({"a":1}x)",
+                                    R"({"a":1}{})",
+                                    "{\"a\":\"\t\"}",
+                                    "{\"a\":\"\x7f\"}",
+                                    R"({"a":tru})",
+                                    R"({"a":truex})",
+                                    R"({"a":nul})",
+                                    R"({"a":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]})",
+                                    "[",
+                                    "{",
+                                    "",
+                                    " ",
+                                    "\"s\"",
+                                    "42",
+                                    R"({"a":"x\q"})",
+                                    R"({1:2})",
+                                    R"({"a":[1 2]})"};
+  std::string deep(100, '[');
+  deep += std::string(100, ']');
+  seeds.push_back(deep);
+  auto check = [](const std::string& payload) {
+    json doc = json::parse(payload, nullptr, false);
+    if (!doc.is_discarded() && doc.is_object() && doc.contains("statusCode")) return;
+    auto r = map_response_v2(payload);
+    ASSERT_EQ(r.ok(), !doc.is_discarded()) << payload;
+    if (!r.ok()) return;
+    EXPECT_EQ(r->status, 200) << payload;
+    EXPECT_EQ(r->body, doc.is_string() ? doc.get<std::string>() : payload) << payload;
+  };
+  for (const auto& s : seeds) check(s);
+  // Mutations: one byte replaced, dropped or doubled, from a fixed seed.
+  uint32_t rng = 12345;
+  auto next = [&] { return rng = rng * 1103515245u + 12345u, rng >> 8; };
+  const char alphabet[] = "{}[]\",:\\ 0123456789.-+eEtrufalsn\x80\xc3\xa9\xff\x01u/";
+  for (int round = 0; round < 20000; ++round) {
+    std::string s = seeds[next() % seeds.size()];
+    if (s.empty()) continue;
+    size_t at = next() % s.size();
+    switch (next() % 3) {
+      case 0:
+        s[at] = alphabet[next() % (sizeof alphabet - 1)];
+        break;
+      case 1:
+        s.erase(at, 1);
+        break;
+      default:
+        s.insert(at, 1, s[at]);
+    }
+    check(s);
+    if (HasFatalFailure()) return;
+  }
+}
+
 TEST(GatewayResponse, MalformedAnswersAreErrors) {
   EXPECT_FALSE(map_response_v2("not json").ok());
   EXPECT_FALSE(map_response_v2(R"({"statusCode":"abc"})").ok());
