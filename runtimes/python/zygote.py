@@ -40,8 +40,9 @@ So the fork, its copy-on-write faults, the namespaces and mounts are off the req
 every wall that depends on the instance comes after the request, as for a child forked on
 demand. An offered child that is closed unused exits. _rehearse runs, on made-up data, the code
 the child runs after "go" up to the first response (specialising, the environment, the client's
-first GET, the handler's call, the POST), so that almost none of its copy-on-write faults are
-left for the request.
+first GET, the handler's call, the POST), so that the request finds it warm. Every offered child
+first copies the pages it and the zygote are known to write soon, in bulk (_populate), and the
+zygote has run that code once itself before gc.freeze (_warm_up).
 """
 
 import sys
@@ -58,6 +59,8 @@ import os
 import select
 import signal
 import socket
+import struct
+import time
 
 MAX_MESSAGE_BYTES = 1 << 20
 REHEARSAL_ENV_VARS = 40  # the daemon sets ~20 (AWS_*, LAMBDA_*, _HANDLER, TZ, …) plus the function's
@@ -83,8 +86,12 @@ SECCOMP_MODE_FILTER = 2
 PR_SET_MM = 35
 PR_SET_MM_MAP = 14
 PR_SET_DUMPABLE = 4
+MADV_POPULATE_WRITE = 23  # Linux 5.14; older kernels refuse it (EINVAL) and nothing changes
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 _own_pidns = None  # the zygote's pid namespace, to return to after each fork
+_ctl = None  # the control socket to the daemon
+_wake_r = None  # the read end of the SIGCHLD wake-up pipe
 
 
 def _check(rc, what):
@@ -152,6 +159,135 @@ def _prepare(tmp_bytes):
     return {"tmp_bytes": int(tmp_bytes), "mm": _mm_fields()}
 
 
+# --- copy-on-write in bulk ----------------------------------------------------------------------
+# After a fork, the first write to each page the child shares with the zygote copies it. On this
+# project's 2-CPU virtual machine (measured with perf and a C test: 700 pages written one by one
+# ~25 us each, populated in one call ~5 us each) that is a trap, a copy and a TLB flush per page,
+# and in the zygote, whose memory has been used on both CPUs, the flush also interrupts the other
+# CPU. A child ready for a request writes ~700 such pages (interpreter state, reference counts,
+# allocator pools), the zygote ~150 per child it forks (its own loop). madvise
+# (MADV_POPULATE_WRITE) makes the same copies for whole ranges without the traps. So each
+# offered child first populates the pages known to be written soon, the zygote's included, while
+# the zygote waits (_fork): the zygote's own writes then find pages that are its alone, which
+# need no copy and no flush. Which pages: the first offered child reports the pages it wrote up
+# to its "hello" (its rehearsal covers the request path), and the zygote compares its own page
+# map across its first forks (frame numbers, which root can read). Nothing is populated before
+# that is known, and an instance's memory is what it would have been: the pages populated are
+# ones it (or the zygote, leaving it the old copy) would have copied anyway.
+
+# Forks whose writes in the zygote are learnt (the loop is the same each time).
+ZYGOTE_LEARN_FORKS = 2
+# Runs of written pages this close together are populated as one range (one madvise). 0: only
+# pages known to be written are copied, so an instance holds no page it would not have copied.
+HOT_GAP_PAGES = 0
+# How long the zygote waits for a child to populate before going on regardless.
+POPULATE_WAIT_S = 1.0
+_PFN_MASK = (1 << 55) - 1
+
+_hot_pages = set()  # page addresses learnt so far
+_hot_ranges = ()  # the same as [(start, length)], what each new child populates
+_child_learnt = False  # a child has reported (or cannot)
+_learning = None  # the zygote's end of the pipe the learning child reports on
+_zygote_snapshot = None  # the zygote's page map at its last fork, while it learns its own writes
+_zygote_forks_to_learn = ZYGOTE_LEARN_FORKS
+
+
+def _writable_ranges():
+    """(start, end) of this process's private writable mappings."""
+    fd = os.open("/proc/self/maps", os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    out = []
+    for line in b"".join(chunks).split(b"\n"):
+        fields = line.split(None, 2)
+        if len(fields) >= 2 and fields[1] == b"rw-p":
+            lo, _, hi = fields[0].partition(b"-")
+            out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+def _page_map(ranges):
+    """The /proc/self/pagemap entries of `ranges`: (ranges, [bytes, 8 per page])."""
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        return ranges, [os.pread(fd, (hi - lo) // PAGE_BYTES * 8, lo // PAGE_BYTES * 8) for lo, hi in ranges]
+    finally:
+        os.close(fd)
+
+
+def _written(before, after):
+    """Pages present in `after` that were absent in `before` or are another frame now (a copy
+    made on a write). Without frame numbers (no CAP_SYS_ADMIN) every page mapped exclusively in
+    `after` counts, which can include some another process wrote."""
+    pages = []
+    for (lo, _), old, new in zip(before[0], before[1], after[1]):
+        if old == new:
+            continue
+        was, now = memoryview(old).cast("Q"), memoryview(new).cast("Q")
+        for i in range(min(len(was), len(now))):
+            a, b = was[i], now[i]
+            if not b >> 63:
+                continue
+            if not a >> 63 or (a ^ b) & _PFN_MASK or (not b & _PFN_MASK and b >> 56 & 1):
+                pages.append(lo + i * PAGE_BYTES)
+    return pages
+
+
+def _has_frame_numbers(snapshot):
+    for entries in snapshot[1]:
+        for entry in memoryview(entries).cast("Q"):
+            if entry >> 63:
+                return bool(entry & _PFN_MASK)
+    return False
+
+
+def _learn(pages):
+    """Adds pages to those each new child populates."""
+    global _hot_ranges
+    _hot_pages.update(pages)
+    ranges = []
+    for page in sorted(_hot_pages):
+        if ranges and page - (ranges[-1][0] + ranges[-1][1]) <= HOT_GAP_PAGES * PAGE_BYTES:
+            ranges[-1][1] = page + PAGE_BYTES - ranges[-1][0]
+        else:
+            ranges.append([page, PAGE_BYTES])
+    _hot_ranges = tuple((start, length) for start, length in ranges)
+
+
+def _learn_zygote_writes():
+    """Before a fork, while learning: the pages this zygote copied since its last fork."""
+    global _zygote_snapshot, _zygote_forks_to_learn
+    try:
+        now = _page_map(_writable_ranges())
+    except OSError:
+        _zygote_forks_to_learn = 0
+        return
+    if _zygote_snapshot is None:
+        if not _has_frame_numbers(now):
+            _zygote_forks_to_learn = 0  # the exclusive bit cannot tell our writes from a child's
+            return
+    else:
+        _learn(_written(_zygote_snapshot, _page_map(_zygote_snapshot[0])))
+        _zygote_forks_to_learn -= 1
+    _zygote_snapshot = now if _zygote_forks_to_learn > 0 else None
+
+
+def _populate(ranges):
+    """Copies `ranges` of the zygote's memory into this child now, one madvise each. A range
+    the zygote has unmapped since is refused (ENOMEM) and skipped; all of them are the zygote's
+    own private mappings, so populating one changes no data."""
+    madvise = _libc.madvise
+    for start, length in ranges:
+        madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), MADV_POPULATE_WRITE)
+
+
 _REHEARSAL_MODULE = "tamaya_zygote_rehearsal"
 _REHEARSAL_SOURCE = (
     "import os\n"
@@ -163,12 +299,14 @@ _REHEARSAL_SOURCE = (
 def _rehearse(chan_fd):
     """Runs the code an instance runs after "go" once on made-up data, in the ready child.
 
-    After a fork every page is shared with the zygote, and the first write to one (a reference
-    count, a cache) copies it: tens of microseconds each on a virtual machine that has to shoot
-    down TLBs across its CPUs, hundreds of them per start. Taking those faults here, before the
-    request, leaves the request path only the pages its own data needs. Nothing of the function
-    runs: the module imported is this file's own, from this child's private /tmp, and it is
-    gone again (file, sys.modules, path caches) before the child waits."""
+    A child is a new address space, and its first run of any code path costs several times a
+    later one even when every page it writes is copied already (measured: ~3x for the code
+    after "go"; page faults explain only part of it). Running the request path here leaves it
+    warm for the request. Nothing of the function runs: the module imported is this file's own,
+    from this child's private /tmp, and it is gone again (file, sys.modules, path caches) before
+    the child waits. (Rehearsing after "hello" instead, in steps that stop when the request
+    comes, was measured slower back to back: the request waited for the step in progress and
+    then ran cold.)"""
     try:
         _rehearse_steps(chan_fd)
     finally:
@@ -225,11 +363,49 @@ def _rehearse_steps(chan_fd):
         os.rmdir(folder)
 
 
+def _warm_up():
+    """Runs the code every instance runs after "go" once in the zygote itself, before
+    gc.freeze, on made-up data and changing nothing: what CPython and ctypes set up on first use
+    (the compiler's AST types, ~2.5 ms; function lookups; the bytecode's specialisation) is then
+    done once and shared by every child instead of done again in each. No function code: the
+    handler is compiled from a string and called, nothing is imported or written to disk, the
+    specialising calls are given the values the zygote has."""
+    code = compile(_REHEARSAL_SOURCE, f"<{_REHEARSAL_MODULE}>", "exec")
+    module = type(sys)(_REHEARSAL_MODULE)
+    exec(code, module.__dict__)
+    for name in ("unshare", "setns", "mount", "prctl", "madvise", "sbrk"):
+        getattr(_libc, name)
+    json.loads(json.dumps({"env": {"K": "v"}, "specialise": {"tmp_bytes": 1, "rlimits": [[7, 1]], "uid": 1,
+                                                            "gid": 1, "seccomp": "00", "netns": False}}))
+    _mm_map({"K": "v"}, _mm_fields())
+    ctypes.byref(_SockFprog(1, ctypes.addressof(ctypes.create_string_buffer(8))))
+    for res in (resource.RLIMIT_NOFILE, resource.RLIMIT_FSIZE, resource.RLIMIT_CORE):
+        resource.setrlimit(res, resource.getrlimit(res))
+    os.setgroups(os.getgroups())
+    os.setresgid(*os.getresgid())
+    os.setresuid(*os.getresuid())
+    own_env = dict(os.environ)
+    for _ in range(3):
+        os.environ.clear()
+        os.environ.update({f"TAMAYA_REHEARSAL_{i}": "v" * 40 for i in range(REHEARSAL_ENV_VARS)})
+    os.environ.clear()
+    os.environ.update(own_env)
+    trace_id = os.environ.get("_X_AMZN_TRACE_ID")
+    try:
+        for _ in range(3):  # enough for CPython to specialise the loop's bytecode
+            _rehearse_client(module.handler)
+    finally:
+        if trace_id is None:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        else:
+            os.environ["_X_AMZN_TRACE_ID"] = trace_id
+
+
 _REHEARSAL_EVENT = (
     b"HTTP/1.1 200 OK\r\nServer: tamaya\r\nContent-Type: application/json\r\n"
     b"Lambda-Runtime-Aws-Request-Id: 00000000-0000-0000-0000-000000000000\r\n"
     b"Lambda-Runtime-Deadline-Ms: 1\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:::function:f\r\n"
-    b"Lambda-Runtime-Trace-Id: Root=1-0-0\r\nContent-Length: 11\r\n\r\n{\"k\": [1.5]}"
+    b"Lambda-Runtime-Trace-Id: Root=1-0-0\r\nContent-Length: 12\r\n\r\n{\"k\": [1.5]}"
 )
 _REHEARSAL_ACCEPTED = (
     b"HTTP/1.1 202 Accepted\r\nServer: tamaya\r\nContent-Type: application/json\r\n"
@@ -371,18 +547,71 @@ def _run_child(body):
             os._exit(code)
 
 
-def _fork(new_pidns):
+def _fork(new_pidns, populate=False):
     """os.fork(); with `new_pidns` the child is pid 1 of a pid namespace of its own, as a
-    directly started instance is, and the zygote goes back to its own namespace right after."""
+    directly started instance is, and the zygote goes back to its own namespace right after.
+    With `populate` the child first copies the pages learnt so far while the zygote waits (see
+    above). Only offered children do (at most `prefork` at a time): a child forked on demand is
+    in the zygote's cgroup until its "hello", and a burst of them each copying megabytes there
+    exhausted the zygote's memory limit (measured: 40 provisioned instances at once, 128 MB)."""
+    if _zygote_forks_to_learn > 0 and _libc is not None:
+        _learn_zygote_writes()
+    hot = _hot_ranges if populate and _libc is not None else ()
+    wait_r = wait_w = -1
+    if hot:
+        wait_r, wait_w = os.pipe()
     pid = -1
-    if new_pidns:
-        _check(_libc.unshare(CLONE_NEWPID), "unshare(pid)")
     try:
+        if new_pidns:
+            _check(_libc.unshare(CLONE_NEWPID), "unshare(pid)")
         pid = os.fork()
+        if pid == 0:
+            # Never raise here: the caller would take the child for the zygote.
+            if hot:
+                try:
+                    os.close(wait_r)
+                    _populate(hot)
+                except Exception:  # noqa: BLE001 - populating only saves time
+                    pass
+                finally:
+                    os.close(wait_w)  # the zygote's read ends
+            return 0
+        if hot:
+            os.close(wait_w)
+            wait_w = -1
+            _wait_for_populate(wait_r)
     finally:
-        if new_pidns and pid != 0:
-            _check(_libc.setns(_own_pidns, CLONE_NEWPID), "setns(own pid namespace)")
+        if pid != 0:
+            for fd in (wait_r, wait_w):
+                if fd >= 0:
+                    os.close(fd)
+            if new_pidns:
+                _check(_libc.setns(_own_pidns, CLONE_NEWPID), "setns(own pid namespace)")
     return pid
+
+
+def _wait_for_populate(wait_r):
+    """Waits (bounded) for a child's populate: the end of its pipe. Exits of instances are
+    reported meanwhile, as the main loop would: the daemon waits for those on its event loop."""
+    deadline = time.monotonic() + POPULATE_WAIT_S
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        watch = [wait_r] + ([_wake_r] if _wake_r is not None else [])
+        try:
+            readable, _, _ = select.select(watch, [], [], left)
+        except InterruptedError:
+            continue
+        if _wake_r is not None and _wake_r in readable:
+            os.read(_wake_r, 4096)
+            try:
+                _reap(_ctl)
+            except OSError:
+                pass  # the daemon is gone: the main loop ends when it reads the socket
+        if wait_r in readable:
+            os.read(wait_r, 1)
+            return
 
 
 def _offer(ctl, tmp_bytes):
@@ -390,25 +619,45 @@ def _offer(ctl, tmp_bytes):
     docstring): {"offer": pid} with the socket as SCM_RIGHTS. The socket has SO_PASSCRED, so
     the child's "hello" tells the daemon its pid. A fork that fails is said as
     {"offer_error": "..."}; spawns then fork on demand."""
+    global _learning, _child_learnt
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    report = before = None
+    if not _child_learnt and _learning is None:
+        # This child learns which pages an instance writes: our page map now, its own at "hello".
+        try:
+            before = _page_map(_writable_ranges())
+            _learning, report = os.pipe()
+        except OSError:
+            _child_learnt = True
     try:
-        pid = _fork(True)
+        pid = _fork(True, populate=True)
     except OSError as e:
         ours.close()
         theirs.close()
+        if report is not None:
+            os.close(report)
+            os.close(_learning)
+            _learning = None
         _send(ctl, {"offer_error": f"fork failed: {e}"})
         return
     if pid == 0:
         def wait_for_instance():
             ours.detach()  # closed by _detach, with the rest of the zygote's fds
-            _detach([theirs.fileno()])
+            _detach([theirs.fileno()] + ([report] if report is not None else []))
             try:
                 prepared = _prepare(tmp_bytes)
                 _rehearse(theirs.fileno())
             except Exception as e:  # noqa: BLE001 - said to the daemon, which forks on demand instead
                 theirs.send(f"error: {e}".encode()[:4000])
                 os._exit(127)
+            if report is not None:
+                try:
+                    pages = _written(before, _page_map(before[0]))
+                    os.write(report, struct.pack(f"{len(pages)}Q", *pages))
+                except OSError:
+                    pass
+                os.close(report)
             theirs.send(b"hello")
             msg, fds, _, _ = socket.recv_fds(theirs, MAX_MESSAGE_BYTES, 3)
             if not msg:
@@ -417,10 +666,29 @@ def _offer(ctl, tmp_bytes):
 
         _run_child(wait_for_instance)
     theirs.close()
+    if report is not None:
+        os.close(report)
     try:
         socket.send_fds(ctl, [json.dumps({"offer": pid}).encode()], [ours.fileno()])
     finally:
         ours.close()
+
+
+def _read_learnt(learnt):
+    """Reads the learning child's report (page addresses); at its end (the child closed the
+    pipe) learns them. A child that reported nothing leaves it to the next offered child."""
+    global _learning, _child_learnt
+    chunk = os.read(_learning, 65536)
+    if chunk:
+        learnt.append(chunk)
+        return
+    os.close(_learning)
+    _learning = None
+    data = b"".join(learnt)
+    learnt.clear()
+    if len(data) >= 8:
+        _child_learnt = True
+        _learn(struct.unpack(f"{len(data) // 8}Q", data[: len(data) // 8 * 8]))
 
 
 def _reap(ctl):
@@ -442,14 +710,17 @@ def _prefork_tmp_bytes(argv):
 
 
 def main():
-    global _own_pidns
-    ctl = socket.socket(fileno=0)
+    global _own_pidns, _ctl, _wake_r
+    ctl = _ctl = socket.socket(fileno=0)
     _own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     wake_r, wake_w = os.pipe()
+    _wake_r = wake_r
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     prefork_tmp = _prefork_tmp_bytes(sys.argv[1:])
+    if _libc is not None:
+        _warm_up()
     # Everything imported so far is shared with every instance; keep the collector off it.
     gc.collect()
     gc.freeze()
@@ -459,14 +730,17 @@ def main():
         _send(ctl, {"offer_error": "offered children need ctypes, which this Python lacks"})
     if prefork_tmp is not None:
         _offer(ctl, prefork_tmp)
+    learnt = []
     while True:
         try:
-            readable, _, _ = select.select([ctl, wake_r], [], [])
+            readable, _, _ = select.select([ctl, wake_r] + ([_learning] if _learning is not None else []), [], [])
         except InterruptedError:
             continue
         if wake_r in readable:
             os.read(wake_r, 4096)
             _reap(ctl)
+        if _learning is not None and _learning in readable:
+            _read_learnt(learnt)
         if ctl not in readable:
             continue
         msg, fds, _, _ = socket.recv_fds(ctl, MAX_MESSAGE_BYTES, 4)

@@ -195,15 +195,40 @@ TEST_F(Zygotes, TwoChildrenAheadOfNeedServeTwoStartsInARowEachWalledIn) {
   EXPECT_TRUE(wait_for_offer(zygotes, python("x"), 2));
 }
 
+// The first offered child reports the pages it writes and the zygote learns
+// its own over its next forks; from then on every child copies those pages in
+// bulk before anything else (runtimes/python/zygote.py, _populate). Those
+// later children must be walled in exactly like the first.
+TEST_F(Zygotes, ChildrenForkedAfterThePagesAreLearntAreWalledInToo) {
+  ZygoteLauncher zygotes(*direct_, {});
+  ASSERT_TRUE(run(zygotes, python("first")).forked);
+  for (int i = 0; i < 5; ++i) {
+    const std::string marker = "offered" + std::to_string(i);
+    const LaunchSpec spec = python(marker);
+    ASSERT_TRUE(wait_for_offer(zygotes, spec)) << i;
+    Finished f = run(zygotes, spec);
+    ASSERT_TRUE(f.forked) << f.err;
+    expect_walled_in(f, spec, marker);
+    EXPECT_EQ(fields(f.out)["nofile"], "1");
+  }
+  EXPECT_EQ(zygotes.counters().offered, 5);
+  EXPECT_EQ(zygotes.counters().fallbacks, 0);
+}
+
 TEST_F(Zygotes, WithoutPreforkAChildForkedOnDemandHasTheSameWalls) {
   ZygoteOptions options;
   options.prefork = 0;
   ZygoteLauncher zygotes(*direct_, options);
-  const LaunchSpec spec = python("on-demand");
-  Finished f = run(zygotes, spec);
-  ASSERT_TRUE(f.forked) << f.err;
-  expect_walled_in(f, spec, "on-demand");
-  EXPECT_EQ(zygotes.counters().forked, 1);
+  // From the third fork on, the zygote's children copy the pages its loop
+  // writes first (learnt over its first forks): the same walls.
+  for (int i = 0; i < 4; ++i) {
+    const std::string marker = "on-demand" + std::to_string(i);
+    const LaunchSpec spec = python(marker);
+    Finished f = run(zygotes, spec);
+    ASSERT_TRUE(f.forked) << f.err;
+    expect_walled_in(f, spec, marker);
+  }
+  EXPECT_EQ(zygotes.counters().forked, 4);
   EXPECT_EQ(zygotes.counters().offered, 0);
 }
 
