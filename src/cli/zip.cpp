@@ -2,6 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -172,12 +173,12 @@ Result<std::string> zip_file(const fs::path& file) {
     // A symlink given as PATH is the user pointing at its target.
     struct stat st {};
     if (::stat(file.c_str(), &st) != 0) {
-      return Status::Invalid("'" + file.string() + "' is a dangling symlink");
+      return Status::Invalid(fmt::format("'{}' is a dangling symlink", file.string()));
     }
     mode = st.st_mode;
   }
   if (!S_ISREG(mode)) {
-    return Status::Invalid("'" + file.string() + "' is not a regular file");
+    return Status::Invalid(fmt::format("'{}' is not a regular file", file.string()));
   }
   return write_zip({Entry{file.filename().string(), file, mode}});
 }
@@ -186,8 +187,8 @@ Result<std::string> package_code(const fs::path& path) {
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
   if (ec || !fs::exists(status)) {
-    return Status::Invalid("code path '" + path.string() +
-                           "' does not exist; give a directory, a file or a .zip");
+    return Status::Invalid(fmt::format(
+        "code path '{}' does not exist; give a directory, a file or a .zip", path.string()));
   }
   if (fs::is_directory(status)) return zip_directory(path);
   if (!ends_with_zip(path)) return zip_file(path);
@@ -197,9 +198,9 @@ Result<std::string> package_code(const fs::path& path) {
   const bool looks_like_zip = bytes.rfind(std::string("PK\x03\x04", 4), 0) == 0 ||
                               bytes.rfind(std::string("PK\x05\x06", 4), 0) == 0;
   if (!looks_like_zip) {
-    return Status::Invalid("'" + path.string() +
-                           "' ends in .zip but is not a zip archive; rebuild it or pass the "
-                           "directory instead");
+    return Status::Invalid(fmt::format(
+        "'{}' ends in .zip but is not a zip archive; rebuild it or pass the directory instead",
+        path.string()));
   }
   return bytes;
 }
