@@ -67,20 +67,12 @@ process.exit(3);
 using testing::fields;
 using testing::Finished;
 
-class NodePool : public ::testing::Test {
+class NodePool : public testing::SandboxSuite<NodePool> {
  protected:
-  static void SetUpTestSuite() {
-    host_ = testing::make_test_host("np", "app.js", kApp);
-    dir_ = &host_->dir;
-    caps_ = &host_->caps;
-    direct_ = host_->launcher;
-    ASSERT_NE(direct_, nullptr);
-  }
-  static void TearDownTestSuite() { testing::drop_test_host(host_); }
+  static void SetUpTestSuite() { set_up_host("np", "app.js", kApp); }
   void SetUp() override {
-    if (!caps_->namespaces || !caps_->uid_switch || !caps_->seccomp) {
-      GTEST_SKIP() << "host lacks the sandbox's layers: " << summary(*caps_);
-    }
+    SandboxSuite::SetUp();
+    if (IsSkipped()) return;
     if (access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/node";
   }
 
@@ -123,19 +115,7 @@ class NodePool : public ::testing::Test {
     }
     return false;
   }
-
-  static testing::TestHost* host_;
-  static std::string* dir_;
-  static HostCapabilities* caps_;
-  static ProcessLauncher* direct_;
-  static int counter_;
 };
-
-testing::TestHost* NodePool::host_ = nullptr;
-std::string* NodePool::dir_ = nullptr;
-HostCapabilities* NodePool::caps_ = nullptr;
-ProcessLauncher* NodePool::direct_ = nullptr;
-int NodePool::counter_ = 0;
 
 TEST_F(NodePool, PooledInstanceIsWalledInLikeADirectOne) {
   NodePoolLauncher pool(*direct_, *direct_, {.size = 1});

@@ -58,6 +58,35 @@ inline void drop_test_host(TestHost* h) {
   delete h;
 }
 
+// The fixture of a suite that runs real runtime instances in the sandbox:
+// one TestHost for the whole suite (made by the suite's SetUpTestSuite with
+// set_up_host), its tests skipped where the host lacks the sandbox's layers.
+// `Suite` (the deriving class) gives each suite statics of its own.
+template <typename Suite>
+class SandboxSuite : public ::testing::Test {
+ protected:
+  static void set_up_host(const std::string& tag, const std::string& file,
+                          const std::string& content) {
+    host_ = make_test_host(tag, file, content);
+    dir_ = &host_->dir;
+    caps_ = &host_->caps;
+    direct_ = host_->launcher;
+    ASSERT_NE(direct_, nullptr);
+  }
+  static void TearDownTestSuite() { drop_test_host(host_); }
+  void SetUp() override {
+    if (!caps_->namespaces || !caps_->uid_switch || !caps_->seccomp) {
+      GTEST_SKIP() << "host lacks the sandbox's layers: " << summary(*caps_);
+    }
+  }
+
+  static inline TestHost* host_ = nullptr;
+  static inline std::string* dir_ = nullptr;
+  static inline HostCapabilities* caps_ = nullptr;
+  static inline ProcessLauncher* direct_ = nullptr;
+  static inline int counter_ = 0;  // for unique instance names
+};
+
 struct Finished {
   std::string out, err;
   int status = -1;

@@ -62,21 +62,9 @@ struct Finished : testing::Finished {
   bool forked = false;  // came from a zygote (reaped through it)
 };
 
-class Zygotes : public ::testing::Test {
+class Zygotes : public testing::SandboxSuite<Zygotes> {
  protected:
-  static void SetUpTestSuite() {
-    host_ = testing::make_test_host("zyg", "app.py", kApp);
-    dir_ = &host_->dir;
-    caps_ = &host_->caps;
-    direct_ = host_->launcher;
-    ASSERT_NE(direct_, nullptr);
-  }
-  static void TearDownTestSuite() { testing::drop_test_host(host_); }
-  void SetUp() override {
-    if (!caps_->namespaces || !caps_->uid_switch || !caps_->seccomp) {
-      GTEST_SKIP() << "host lacks the sandbox's layers: " << summary(*caps_);
-    }
-  }
+  static void SetUpTestSuite() { set_up_host("zyg", "app.py", kApp); }
 
   static LaunchSpec python(const std::string& marker) {
     const std::string runtimes = std::string(kRuntimesRoot);
@@ -129,19 +117,7 @@ class Zygotes : public ::testing::Test {
         });
     return f;
   }
-
-  static testing::TestHost* host_;
-  static std::string* dir_;
-  static HostCapabilities* caps_;
-  static ProcessLauncher* direct_;
-  static int counter_;
 };
-
-testing::TestHost* Zygotes::host_ = nullptr;
-std::string* Zygotes::dir_ = nullptr;
-HostCapabilities* Zygotes::caps_ = nullptr;
-ProcessLauncher* Zygotes::direct_ = nullptr;
-int Zygotes::counter_ = 0;
 
 TEST_F(Zygotes, ForkedInstanceIsWalledInLikeADirectOne) {
   ZygoteLauncher zygotes(*direct_, {});
