@@ -543,16 +543,33 @@ class PlainContainer {
     }
   }
 
-  bool object(int depth) {
+  // `{…}` or `[…]`: `item` reads one member or element; a comma goes on to
+  // the next, `close` ends it.
+  template <typename Item>
+  bool container(int depth, char close, Item item) {
     if (depth > kMaxDepth) return false;
     ++i_;
     skip_ws();
-    if (!end() && s_[i_] == '}') {
+    if (!end() && s_[i_] == close) {
       ++i_;
       return true;
     }
     while (true) {
       skip_ws();
+      if (!item()) return false;
+      skip_ws();
+      if (end()) return false;
+      if (s_[i_] == close) {
+        ++i_;
+        return true;
+      }
+      if (s_[i_] != ',') return false;
+      ++i_;
+    }
+  }
+
+  bool object(int depth) {
+    return container(depth, '}', [&] {
       if (end() || s_[i_] != '"') return false;
       const size_t key = i_ + 1;
       if (!string()) return false;
@@ -562,40 +579,12 @@ class PlainContainer {
       if (end() || s_[i_] != ':') return false;
       ++i_;
       skip_ws();
-      if (!value(depth)) return false;
-      skip_ws();
-      if (end()) return false;
-      if (s_[i_] == ',') {
-        ++i_;
-        continue;
-      }
-      if (s_[i_] != '}') return false;
-      ++i_;
-      return true;
-    }
+      return value(depth);
+    });
   }
 
   bool array(int depth) {
-    if (depth > kMaxDepth) return false;
-    ++i_;
-    skip_ws();
-    if (!end() && s_[i_] == ']') {
-      ++i_;
-      return true;
-    }
-    while (true) {
-      skip_ws();
-      if (!value(depth)) return false;
-      skip_ws();
-      if (end()) return false;
-      if (s_[i_] == ',') {
-        ++i_;
-        continue;
-      }
-      if (s_[i_] != ']') return false;
-      ++i_;
-      return true;
-    }
+    return container(depth, ']', [&] { return value(depth); });
   }
 
   bool string() {
@@ -717,27 +706,20 @@ class ResponseShape : public nlohmann::json_sax<json> {
 };
 
 Result<net::Response> map_response_v2(std::string_view payload) {
-  if (PlainContainer(payload).check()) {
-    net::Response res{200, {}, std::string(payload)};
-    res.set_header("Content-Type", "application/json");
-    return res;
-  }
+  if (PlainContainer(payload).check()) return net::Response::json(200, std::string(payload));
   ResponseShape shape;
   bool valid = json::sax_parse(payload, &shape);
   if (!shape.needs_document) {
     if (!valid) return Status::Invalid("the function's response is not JSON");
     // Any other JSON is the body of a 200.
-    net::Response res{200, {}, std::string(payload)};
-    res.set_header("Content-Type", "application/json");
-    return res;
+    return net::Response::json(200, std::string(payload));
   }
   json doc = json::parse(payload, nullptr, false);
   if (doc.is_discarded()) return Status::Invalid("the function's response is not JSON");
   if (!doc.is_object() || !doc.contains("statusCode")) {
     // Any other JSON is the body of a 200; a JSON string is the body itself.
-    net::Response res{200, {}, doc.is_string() ? doc.get<std::string>() : std::string(payload)};
-    res.set_header("Content-Type", "application/json");
-    return res;
+    return net::Response::json(200,
+                               doc.is_string() ? doc.get<std::string>() : std::string(payload));
   }
   TAMAYA_ASSIGN_OR_RETURN(int code, status_code(doc));
   TAMAYA_ASSIGN_OR_RETURN(std::string body, response_body(doc));
