@@ -5,7 +5,7 @@ the markdown file it writes.
   summarize.py RESULTS.jsonl META.json OUT.md
 
 RESULTS.jsonl has one line per wrk run: {"target", "c", "round", and the
-BENCH_RESULT fields of post.lua}. With several rounds, each cell is the
+BENCH_RESULT fields of bench/lib/post.lua}. With several rounds, each cell is the
 median over rounds. Ratios compare tamaya to the nginx proxy pair measured in
 the same run, which is the only comparison that survives a shared, noisy
 machine.
