@@ -9,8 +9,10 @@
 #include <set>
 
 #include "api/events_api.h"
+#include "api/invoke_answer.h"
 #include "common/encoding.h"
 #include "common/time_format.h"
+#include "net/json_body.h"
 
 namespace tamaya::api {
 
@@ -35,20 +37,6 @@ json to_json(const registry::FunctionVersion& f) {
           {"revision_id", f.revision_id},
           {"created_at", format_iso8601(f.created_ms)},
           {"updated_at", format_iso8601(f.updated_ms)}};
-}
-
-net::Response ok_json(int status, const json& body) {
-  return net::Response::json(status, body.dump());
-}
-
-Result<json> parse_object(const std::string& body) {
-  if (body.empty()) return Status::Invalid("the request body is empty; send a JSON object");
-  auto doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded()) {
-    return Status::Invalid("the request body is not valid JSON; send a JSON object");
-  }
-  if (!doc.is_object()) return Status::Invalid("the request body must be a JSON object");
-  return doc;
 }
 
 // Reads an optional typed field, with an error that names the field.
@@ -160,7 +148,7 @@ class Handlers {
   explicit Handlers(Services s) : s_(s) {}
 
   void create(net::Request req, net::Params, net::Responder respond) {
-    auto doc = parse_object(req.body);
+    auto doc = net::parse_json_object(req.body);
     if (!doc.ok()) return respond(net::Response::error(doc.status()));
     auto scaling = read_scaling(*doc);
     if (!scaling.ok()) return respond(net::Response::error(scaling.status()));
@@ -202,19 +190,19 @@ class Handlers {
       s_.registry.remove(name).ok();
       return respond(net::Response::error(st));
     }
-    respond(ok_json(201, with_scaling(to_json(*created))));
+    respond(net::json_response(201, with_scaling(to_json(*created))));
   }
 
   void list(net::Request, net::Params, net::Responder respond) {
     json arr = json::array();
     for (const auto& f : s_.registry.list()) arr.push_back(to_json(f));
-    respond(ok_json(200, {{"functions", arr}}));
+    respond(net::json_response(200, {{"functions", arr}}));
   }
 
   void get(net::Request req, net::Params p, net::Responder respond) {
     auto f = s_.registry.get(p["name"], req.query_param("qualifier").value_or(""));
     if (!f.ok()) return respond(net::Response::error(f.status()));
-    respond(ok_json(200, with_scaling(to_json(*f))));
+    respond(net::json_response(200, with_scaling(to_json(*f))));
   }
 
   void update_code(net::Request req, net::Params p, net::Responder respond) {
@@ -223,7 +211,7 @@ class Handlers {
     std::string zip;
     auto ct = req.header("Content-Type").value_or("");
     if (ct.substr(0, 16) == "application/json") {
-      auto doc = parse_object(req.body);
+      auto doc = net::parse_json_object(req.body);
       if (!doc.ok()) return respond(net::Response::error(doc.status()));
       auto bytes = zip_from_json(*doc);
       if (!bytes.ok()) return respond(net::Response::error(bytes.status()));
@@ -240,11 +228,11 @@ class Handlers {
     auto f = s_.registry.update_code(name, *artifact);
     if (!f.ok()) return respond(net::Response::error(f.status()));
     s_.dispatcher.retire(name);
-    respond(ok_json(200, to_json(*f)));
+    respond(net::json_response(200, to_json(*f)));
   }
 
   void update_config(net::Request req, net::Params p, net::Responder respond) {
-    auto doc = parse_object(req.body);
+    auto doc = net::parse_json_object(req.body);
     if (!doc.ok()) return respond(net::Response::error(doc.status()));
     if (doc->contains("name") || doc->contains("code")) {
       return respond(
@@ -266,7 +254,7 @@ class Handlers {
     if (Status st = apply_scaling(p["name"], *scaling); !st.ok()) {
       return respond(net::Response::error(st));
     }
-    respond(ok_json(200, with_scaling(to_json(*f))));
+    respond(net::json_response(200, with_scaling(to_json(*f))));
   }
 
   void remove(net::Request, net::Params p, net::Responder respond) {
@@ -280,7 +268,7 @@ class Handlers {
   void publish(net::Request req, net::Params p, net::Responder respond) {
     std::string description;
     if (!req.body.empty()) {
-      auto doc = parse_object(req.body);
+      auto doc = net::parse_json_object(req.body);
       if (!doc.ok()) return respond(net::Response::error(doc.status()));
       std::optional<std::string> d;
       if (Status st = read_field(*doc, "description", &d); !st.ok()) {
@@ -291,7 +279,7 @@ class Handlers {
     bool created = false;
     auto v = s_.registry.publish(p["name"], description, &created);
     if (!v.ok()) return respond(net::Response::error(v.status()));
-    respond(ok_json(created ? 201 : 200, to_json(*v)));
+    respond(net::json_response(created ? 201 : 200, to_json(*v)));
   }
 
   void versions(net::Request, net::Params p, net::Responder respond) {
@@ -299,7 +287,7 @@ class Handlers {
     if (!vs.ok()) return respond(net::Response::error(vs.status()));
     json arr = json::array();
     for (const auto& f : *vs) arr.push_back(to_json(f));
-    respond(ok_json(200, {{"versions", arr}}));
+    respond(net::json_response(200, {{"versions", arr}}));
   }
 
   void invoke(net::Request req, net::Params p, net::Responder respond) {
@@ -360,12 +348,7 @@ class Handlers {
         e.set_header("X-Tamaya-Request-Id", r.request_id);
         return respond(std::move(e));
       }
-      net::Response res = net::Response::json(200, std::move(r.payload));
-      res.set_header("X-Tamaya-Request-Id", r.request_id);
-      res.set_header("X-Tamaya-Executed-Version", r.executed_version);
-      if (r.function_error) res.set_header("X-Tamaya-Function-Error", "Unhandled");
-      if (!r.log_tail.empty()) res.set_header("X-Tamaya-Log-Result", base64_encode(r.log_tail));
-      respond(std::move(res));
+      respond(invoke_answer(std::move(r), kTamayaInvokeHeaders));
     });
   }
 
@@ -392,7 +375,7 @@ class Handlers {
                      {"message", e.message}});
       next = std::max(next, e.id);
     }
-    respond(ok_json(200, {{"events", arr}, {"next_since_id", next}}));
+    respond(net::json_response(200, {{"events", arr}, {"next_since_id", next}}));
   }
 
  private:

@@ -6,6 +6,7 @@
 
 #include "api/lambda_shared.h"
 #include "common/time_format.h"
+#include "net/json_body.h"
 
 namespace tamaya::api {
 
@@ -55,13 +56,10 @@ json dead_letter_json(const events::DeadLetter& d) {
           {"record", record.is_discarded() ? json(d.record) : record}};
 }
 
+// An empty body is an empty object: every field of these requests is optional.
 Result<json> object_of(const std::string& body) {
   if (body.empty()) return json::object();
-  auto doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    return Status::Invalid("the request body must be a JSON object");
-  }
-  return doc;
+  return net::parse_json_object(body);
 }
 
 Status read_int(const json& doc, const char* key, int* out) {
@@ -113,9 +111,9 @@ class Handlers {
       d.function = p["name"];
       json body = native_config(d);
       body["default"] = true;
-      return respond(net::Response::json(200, body.dump()));
+      return respond(net::json_response(200, body));
     }
-    respond(net::Response::json(200, native_config(*c).dump()));
+    respond(net::json_response(200, native_config(*c)));
   }
 
   void put_config(net::Request req, net::Params p, net::Responder respond) {
@@ -135,7 +133,7 @@ class Handlers {
     }
     events_.put_config(std::move(c), [respond](Result<events::InvokeConfig> r) {
       if (!r.ok()) return respond(net::Response::error(r.status()));
-      respond(net::Response::json(200, native_config(*r).dump()));
+      respond(net::json_response(200, native_config(*r)));
     });
   }
 
@@ -164,7 +162,7 @@ class Handlers {
       if (!r.ok()) return respond(net::Response::error(r.status()));
       json arr = json::array();
       for (const auto& d : *r) arr.push_back(dead_letter_json(d));
-      respond(net::Response::json(200, json{{"dead_letters", arr}}.dump()));
+      respond(net::json_response(200, json{{"dead_letters", arr}}));
     });
   }
 
@@ -181,7 +179,7 @@ class Handlers {
     }
     events_.redrive(function, id, [respond](Result<int> n) {
       if (!n.ok()) return respond(net::Response::error(n.status()));
-      respond(net::Response::json(200, json{{"redriven", *n}}.dump()));
+      respond(net::json_response(200, json{{"redriven", *n}}));
     });
   }
 
@@ -194,7 +192,7 @@ class Handlers {
                  {"throttles", s.throttles},     {"failed", s.failed},
                  {"redelivered", s.redelivered}, {"destination_events", s.destination_events},
                  {"commits", s.commits}};
-    respond(net::Response::json(200, body.dump()));
+    respond(net::json_response(200, body));
   }
 
   // --- Lambda 2019-09-25 EventInvokeConfig ---
@@ -204,7 +202,7 @@ class Handlers {
     if (!ref) return;
     auto c = events_.config(*ref);
     if (!c.ok()) return respond(aws_error(c.status()));
-    respond(net::Response::json(200, lambda_config(*c, settings_).dump()));
+    respond(net::json_response(200, lambda_config(*c, settings_)));
   }
 
   // PUT replaces the whole config; POST (Update) changes only what it names.
@@ -228,7 +226,7 @@ class Handlers {
     const Settings& s = settings_;
     events_.put_config(std::move(c), [respond, &s](Result<events::InvokeConfig> r) {
       if (!r.ok()) return respond(aws_error(r.status()));
-      respond(net::Response::json(200, lambda_config(*r, s).dump()));
+      respond(net::json_response(200, lambda_config(*r, s)));
     });
   }
 
@@ -266,7 +264,7 @@ class Handlers {
 void enqueue_async(events::Events& events, events::EnqueueRequest request, net::Responder respond) {
   events.enqueue(std::move(request), [respond](Result<std::string> id) {
     if (!id.ok()) return respond(net::Response::error(id.status()));
-    net::Response r = net::Response::json(202, json{{"request_id", *id}}.dump());
+    net::Response r = net::json_response(202, json{{"request_id", *id}});
     r.set_header("X-Tamaya-Request-Id", *id);
     respond(std::move(r));
   });

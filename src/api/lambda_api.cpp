@@ -12,6 +12,7 @@
 #include <regex>
 #include <sstream>
 
+#include "api/invoke_answer.h"
 #include "api/lambda_shared.h"
 #include "api/lambda_sigv4.h"
 #include "common/encoding.h"
@@ -226,31 +227,22 @@ struct Call {
 
 class Handlers {
  public:
-  explicit Handlers(Services s) : s_(s), rng_(std::random_device{}()) {
-    if (s_.settings.lambda_api_verify_sigv4 != 0) {
-      auto keys = parse_keys(s_.settings.lambda_api_keys);
-      if (keys.ok()) {
-        keys_ = std::move(*keys);
-      } else {
-        keys_status_ = keys.status();
-        spdlog::error("lambda API: {}", keys_status_.message());
-      }
-    }
+  explicit Handlers(Services s)
+      : s_(s),
+        door_(s_.settings.lambda_api_verify_sigv4 != 0, s_.settings.lambda_api_keys),
+        rng_(std::random_device{}()) {
+    if (!door_.keys_status().ok()) spdlog::error("lambda API: {}", door_.keys_status().message());
   }
 
   // Who is calling (the account of ARNs) and, when verification is on,
   // whether the signature holds; then the operation.
   void run(void (Handlers::*op)(Call&), net::Request req, net::Params params,
            net::Responder respond) {
-    Call call{std::move(req), std::move(params), std::move(respond), kDefaultAccount};
-    auto auth = call.req.header("Authorization");
-    std::optional<SigV4Credential> cred;
-    if (auth) cred = parse_authorization(*auth);
-    if (cred) call.account = account_for(cred->access_key);
-    if (s_.settings.lambda_api_verify_sigv4 != 0) {
-      Status st = keys_status_.ok() ? verify_sigv4(call.req, keys_) : keys_status_;
-      if (!st.ok()) return call.respond(aws_error(403, "InvalidSignatureException", st.message()));
+    auto account = door_.account_of(req);
+    if (!account.ok()) {
+      return respond(aws_error(403, "InvalidSignatureException", account.status().message()));
     }
+    Call call{std::move(req), std::move(params), std::move(respond), std::move(*account)};
     (this->*op)(call);
   }
 
@@ -607,12 +599,7 @@ class Handlers {
             }
             return respond(std::move(e));
           }
-          net::Response res = net::Response::json(200, std::move(r.payload));
-          res.set_header("x-amzn-RequestId", r.request_id);
-          res.set_header("X-Amz-Executed-Version", r.executed_version);
-          if (r.function_error) res.set_header("X-Amz-Function-Error", "Unhandled");
-          if (!r.log_tail.empty()) res.set_header("X-Amz-Log-Result", base64_encode(r.log_tail));
-          respond(std::move(res));
+          respond(invoke_answer(std::move(r), kLambdaInvokeHeaders));
         });
   }
 
@@ -979,9 +966,8 @@ class Handlers {
   }
 
   Services s_;
+  SigV4Door door_;
   std::mt19937_64 rng_;
-  std::map<std::string, std::string> keys_;
-  Status keys_status_;
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/encoding.h"
+#include "common/strings.h"
 
 namespace tamaya::api {
 
@@ -52,14 +53,7 @@ net::Response aws_error(const Status& s) {
 }
 
 Result<FunctionRef> parse_function_name(const std::string& raw) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    size_t colon = raw.find(':', start);
-    parts.push_back(raw.substr(start, colon - start));
-    if (colon == std::string::npos) break;
-    start = colon + 1;
-  }
+  std::vector<std::string_view> parts = split(raw, ':');
   auto bad = [&] {
     return Status::Invalid(fmt::format(
         "FunctionName '{}' is not a function name, name:qualifier, partial ARN "

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/encoding.h"
+#include "common/strings.h"
 
 namespace tamaya::api {
 
@@ -33,19 +34,6 @@ std::string hex(std::string_view bytes) {
     out += kDigits[c & 15];
   }
   return out;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
 }
 
 // Clients sign the path as they sent it (already percent-encoded), encoded
@@ -128,14 +116,7 @@ std::optional<SigV4Credential> parse_authorization(std::string_view header) {
     if (key == "Signature") c.signature = lower(value);
   }
   // AKID/date/region/service/aws4_request
-  std::vector<std::string> scope;
-  size_t start = 0;
-  while (true) {
-    size_t slash = credential.find('/', start);
-    scope.push_back(credential.substr(start, slash - start));
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
+  std::vector<std::string_view> scope = split(credential, '/');
   if (scope.size() != 5 || scope[0].empty() || scope[4] != "aws4_request") return std::nullopt;
   c.access_key = scope[0];
   c.date = scope[1];
@@ -233,6 +214,28 @@ Status verify_sigv4(const net::Request& request, const std::map<std::string, std
                   "provided. Check your AWS Secret Access Key and signing method.");
   }
   return Status::Ok();
+}
+
+SigV4Door::SigV4Door(bool verify, const std::string& keys_setting) : verify_(verify) {
+  if (!verify_) return;
+  auto keys = parse_keys(keys_setting);
+  if (keys.ok()) {
+    keys_ = std::move(*keys);
+  } else {
+    keys_status_ = keys.status();
+  }
+}
+
+Result<std::string> SigV4Door::account_of(const net::Request& request) const {
+  std::string account = kDefaultAccount;
+  if (auto auth = request.header("Authorization")) {
+    if (auto cred = parse_authorization(*auth)) account = account_for(cred->access_key);
+  }
+  if (verify_) {
+    Status st = keys_status_.ok() ? verify_sigv4(request, keys_) : keys_status_;
+    if (!st.ok()) return st;
+  }
+  return account;
 }
 
 }  // namespace tamaya::api

@@ -43,4 +43,25 @@ Result<std::map<std::string, std::string>> parse_keys(const std::string& setting
 // PermissionDenied naming what is wrong otherwise.
 Status verify_sigv4(const net::Request& request, const std::map<std::string, std::string>& keys);
 
+// The Lambda API's door, shared by its operations and function URL configs:
+// who is calling and, when verification is on, whether the signature holds.
+// The keys are parsed once, at start.
+class SigV4Door {
+ public:
+  SigV4Door(bool verify, const std::string& keys_setting);
+
+  // The caller's account (kDefaultAccount when unsigned), or the reason the
+  // request must be refused when verification is on.
+  Result<std::string> account_of(const net::Request& request) const;
+
+  // Not ok when verification is on and lambda_api_keys does not parse: every
+  // signed call is then refused with this message.
+  const Status& keys_status() const { return keys_status_; }
+
+ private:
+  bool verify_;
+  std::map<std::string, std::string> keys_;
+  Status keys_status_;
+};
+
 }  // namespace tamaya::api

@@ -26,31 +26,21 @@ bool all_digits(const std::string& s) {
 
 class UrlHandlers {
  public:
-  UrlHandlers(Services s, FunctionUrlHooks hooks) : s_(s), hooks_(std::move(hooks)) {
-    if (s_.settings.lambda_api_verify_sigv4 != 0) {
-      auto keys = parse_keys(s_.settings.lambda_api_keys);
-      if (keys.ok()) {
-        keys_ = std::move(*keys);
-      } else {
-        keys_status_ = keys.status();
-      }
-    }
-  }
+  UrlHandlers(Services s, FunctionUrlHooks hooks)
+      : s_(s),
+        hooks_(std::move(hooks)),
+        door_(s_.settings.lambda_api_verify_sigv4 != 0, s_.settings.lambda_api_keys) {}
 
   // As the other Lambda operations: the caller's account from the SigV4
   // credential, and the signature checked when lambda_api_verify_sigv4 is on.
   void run(void (UrlHandlers::*op)(const net::Request&, const net::Params&, const std::string&,
                                    const net::Responder&),
            net::Request req, net::Params params, net::Responder respond) {
-    std::string account = kDefaultAccount;
-    if (auto auth = req.header("Authorization")) {
-      if (auto cred = parse_authorization(*auth)) account = account_for(cred->access_key);
+    auto account = door_.account_of(req);
+    if (!account.ok()) {
+      return respond(aws_error(403, "InvalidSignatureException", account.status().message()));
     }
-    if (s_.settings.lambda_api_verify_sigv4 != 0) {
-      Status st = keys_status_.ok() ? verify_sigv4(req, keys_) : keys_status_;
-      if (!st.ok()) return respond(aws_error(403, "InvalidSignatureException", st.message()));
-    }
-    (this->*op)(req, params, account, respond);
+    (this->*op)(req, params, *account, respond);
   }
 
   void create(const net::Request& req, const net::Params& p, const std::string& account,
@@ -181,8 +171,7 @@ class UrlHandlers {
 
   Services s_;
   FunctionUrlHooks hooks_;
-  std::map<std::string, std::string> keys_;
-  Status keys_status_;
+  SigV4Door door_;
 };
 
 }  // namespace

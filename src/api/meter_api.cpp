@@ -12,6 +12,7 @@
 
 #include "common/time_format.h"
 #include "meter/records.h"
+#include "net/json_body.h"
 
 namespace tamaya::api {
 
@@ -19,8 +20,6 @@ namespace {
 
 using nlohmann::json;
 namespace asio = boost::asio;
-
-net::Response ok_json(const json& body) { return net::Response::json(200, body.dump()); }
 
 json record_json(const meter::InvocationRecord& r) {
   return {{"id", r.id},
@@ -116,7 +115,7 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
     if (!records.ok()) return respond(net::Response::error(records.status()));
     json arr = json::array();
     for (const auto& r : *records) arr.push_back(record_json(r));
-    respond(ok_json({{"invocations", arr}}));
+    respond(net::json_response(200, {{"invocations", arr}}));
   }
 
   void usage(net::Request req, net::Params, net::Responder respond) {
@@ -155,17 +154,18 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
     json total = usage_row(u.total);
     total.erase("function");
     total["savings_usd"] = u.total.rented_cost_usd - u.total.cost_usd;
-    respond(ok_json({{"since", format_iso8601(u.since_ms)},
-                     {"until", format_iso8601(u.until_ms)},
-                     {"hours", u.hours},
-                     {"prices",
-                      {{"request_usd_per_million", prices.request_usd_per_million},
-                       {"gb_second_usd", prices.gb_second_usd},
-                       {"rented_instance_hourly_usd", prices.rented_instance_hourly_usd},
-                       {"rented_instance_memory_mb", prices.rented_instance_memory_mb}}},
-                     {"hourly", hourly},
-                     {"functions", functions},
-                     {"total", total}}));
+    respond(net::json_response(200,
+                               {{"since", format_iso8601(u.since_ms)},
+                                {"until", format_iso8601(u.until_ms)},
+                                {"hours", u.hours},
+                                {"prices",
+                                 {{"request_usd_per_million", prices.request_usd_per_million},
+                                  {"gb_second_usd", prices.gb_second_usd},
+                                  {"rented_instance_hourly_usd", prices.rented_instance_hourly_usd},
+                                  {"rented_instance_memory_mb", prices.rented_instance_memory_mb}}},
+                                {"hourly", hourly},
+                                {"functions", functions},
+                                {"total", total}}));
   }
 
   static std::string sse_events(const std::vector<meter::LogEvent>& events) {

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "common/encoding.h"
+#include "common/strings.h"
 #include "events/backoff.h"
 
 namespace tamaya::events {
@@ -434,22 +435,15 @@ Result<std::string> Events::parse_destination(const std::string& raw) {
   if (raw.empty()) return std::string();
   if (raw.rfind("arn:", 0) != 0) return raw;
   // arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    size_t colon = raw.find(':', start);
-    parts.push_back(raw.substr(start, colon - start));
-    if (colon == std::string::npos) break;
-    start = colon + 1;
-  }
+  std::vector<std::string_view> parts = split(raw, ':');
   if (parts.size() < 7 || parts[2] != "lambda" || parts[5] != "function") {
     return Status::Invalid(fmt::format(
         "destination '{}' is not a Lambda function ARN; tamaya sends destinations to functions "
         "only (arn:aws:lambda:<region>:<account>:function:<name>, or the name)",
         raw));
   }
-  std::string out = parts[6];
-  if (parts.size() > 7 && !parts[7].empty()) out += ":" + parts[7];
+  std::string out(parts[6]);
+  if (parts.size() > 7 && !parts[7].empty()) out.append(":").append(parts[7]);
   return out;
 }
 

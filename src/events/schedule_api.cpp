@@ -3,25 +3,13 @@
 #include <charconv>
 
 #include "common/time_format.h"
+#include "net/json_body.h"
 
 namespace tamaya::events {
 
 namespace {
 
 using nlohmann::json;
-
-net::Response ok_json(int status, const json& body) {
-  return net::Response::json(status, body.dump());
-}
-
-Result<json> parse_body(const std::string& body) {
-  if (body.empty()) return Status::Invalid("the request body is empty; send a JSON object");
-  json doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    return Status::Invalid("the request body is not a JSON object; send one");
-  }
-  return doc;
-}
 
 constexpr int kDefaultFiresShown = 20;
 
@@ -30,16 +18,16 @@ constexpr int kDefaultFiresShown = 20;
 void add_schedule_admin_routes(net::Router& router, Scheduler& sch) {
   router.add("POST", "/v1/schedules",
              [&sch](net::Request req, net::Params, net::Responder respond) {
-               auto doc = parse_body(req.body);
+               auto doc = net::parse_json_object(req.body);
                if (!doc.ok()) return respond(net::Response::error(doc.status()));
                auto s = sch.create(*doc);
                if (!s.ok()) return respond(net::Response::error(s.status()));
-               respond(ok_json(201, sch.to_json(*s)));
+               respond(net::json_response(201, sch.to_json(*s)));
              });
   router.add("GET", "/v1/schedules", [&sch](net::Request, net::Params, net::Responder respond) {
     json arr = json::array();
     for (const auto& s : sch.list()) arr.push_back(sch.to_json(s));
-    respond(ok_json(200, {{"schedules", arr}}));
+    respond(net::json_response(200, {{"schedules", arr}}));
   });
   router.add(
       "GET", "/v1/schedules/{name}",
@@ -60,7 +48,7 @@ void add_schedule_admin_routes(net::Router& router, Scheduler& sch) {
         json arr = json::array();
         for (const auto& f : *fires) arr.push_back(Scheduler::fire_to_json(f));
         body["recent_fires"] = arr;
-        respond(ok_json(200, body));
+        respond(net::json_response(200, body));
       });
   router.add("DELETE", "/v1/schedules/{name}",
              [&sch](net::Request, net::Params p, net::Responder respond) {
@@ -72,7 +60,7 @@ void add_schedule_admin_routes(net::Router& router, Scheduler& sch) {
                [&sch, enable](net::Request, net::Params p, net::Responder respond) {
                  auto s = sch.set_enabled(p["name"], enable);
                  if (!s.ok()) return respond(net::Response::error(s.status()));
-                 respond(ok_json(200, sch.to_json(*s)));
+                 respond(net::json_response(200, sch.to_json(*s)));
                });
   }
   if (!sch.manual_clock()) return;  // the test clock's endpoint exists only when it is on
@@ -81,11 +69,11 @@ void add_schedule_admin_routes(net::Router& router, Scheduler& sch) {
   };
   router.add("GET", "/v1/test/clock",
              [clock_json](net::Request, net::Params, net::Responder respond) {
-               respond(ok_json(200, clock_json()));
+               respond(net::json_response(200, clock_json()));
              });
   router.add("POST", "/v1/test/clock",
              [&sch, clock_json](net::Request req, net::Params, net::Responder respond) {
-               auto doc = parse_body(req.body);
+               auto doc = net::parse_json_object(req.body);
                if (!doc.ok()) return respond(net::Response::error(doc.status()));
                auto it = doc->find("advance_ms");
                if (it == doc->end() || !it->is_number_integer()) {
@@ -96,7 +84,7 @@ void add_schedule_admin_routes(net::Router& router, Scheduler& sch) {
                if (!fired.ok()) return respond(net::Response::error(fired.status()));
                json body = clock_json();
                body["fired"] = *fired;
-               respond(ok_json(200, body));
+               respond(net::json_response(200, body));
              });
 }
 

@@ -17,6 +17,12 @@ namespace tamaya::registry {
 
 namespace {
 
+// A patch's field replaces the current value only when the patch has it.
+template <typename T>
+void take(T& field, const std::optional<T>& patched) {
+  if (patched) field = *patched;
+}
+
 constexpr std::array<std::string_view, 3> kRuntimes = {"python3", "nodejs", "provided"};
 
 // Set by Lambda (or by tamaya's runtime in the sandbox); a user value would
@@ -555,39 +561,17 @@ Result<FunctionVersion> Registry::update_config(const std::string& name, const C
   TAMAYA_ASSIGN_OR_RETURN(Impl::Entry * entry, impl_->find(name));
   FunctionVersion v = entry->latest;
   FunctionConfig& c = v.config;
-  if (patch.runtime) {
-    c.runtime = *patch.runtime;
-  }
-  if (patch.handler) {
-    c.handler = *patch.handler;
-  }
-  if (patch.memory_mb) {
-    c.memory_mb = *patch.memory_mb;
-  }
-  if (patch.timeout_s) {
-    c.timeout_s = *patch.timeout_s;
-  }
-  if (patch.max_concurrency) {
-    c.max_concurrency = *patch.max_concurrency;
-  }
-  if (patch.environment) {
-    c.environment = *patch.environment;
-  }
-  if (patch.description) {
-    c.description = *patch.description;
-  }
-  if (patch.runtime_id) {
-    c.runtime_id = *patch.runtime_id;
-  }
-  if (patch.role) {
-    c.role = *patch.role;
-  }
-  if (patch.network) {
-    c.network = *patch.network;
-  }
-  if (patch.tmp_mb) {
-    c.tmp_mb = *patch.tmp_mb;
-  }
+  take(c.runtime, patch.runtime);
+  take(c.handler, patch.handler);
+  take(c.memory_mb, patch.memory_mb);
+  take(c.timeout_s, patch.timeout_s);
+  take(c.max_concurrency, patch.max_concurrency);
+  take(c.environment, patch.environment);
+  take(c.description, patch.description);
+  take(c.runtime_id, patch.runtime_id);
+  take(c.role, patch.role);
+  take(c.network, patch.network);
+  take(c.tmp_mb, patch.tmp_mb);
   TAMAYA_RETURN_IF_ERROR(validate(name, c));
   v.revision_id = new_request_id();
   v.updated_ms = impl_->clock.wall_ms();
@@ -835,12 +819,8 @@ Result<Alias> Registry::update_alias(const std::string& function, const std::str
                                 "; it changed since you read it: read it again and retry");
   }
   Alias a = it->second;
-  if (patch.version) {
-    a.version = *patch.version;
-  }
-  if (patch.description) {
-    a.description = *patch.description;
-  }
+  take(a.version, patch.version);
+  take(a.description, patch.description);
   if (patch.routing) {
     a.extra_version = patch.routing->first;
     a.extra_weight = a.extra_version.empty() ? 0.0 : patch.routing->second;

@@ -43,6 +43,18 @@ def test_malformed_json_on_create(seeded):
     assert_api_error(post_raw(seeded, b""), 400, "InvalidArgument")
 
 
+@pytest.mark.parametrize("path", ["/v1/functions", "/v1/routes", "/v1/keys", "/v1/schedules"])
+@pytest.mark.parametrize("body, needle", [
+    (b"", "the request body is empty; send a JSON object"),
+    (b'{"name": ', "the request body is not valid JSON; send a JSON object"),
+    (b"[1, 2]", "the request body must be a JSON object"),
+])
+def test_every_management_api_refuses_a_bad_body_alike(seeded, path, body, needle):
+    """Functions, routes, API keys and schedules parse a body with one parser: the same words."""
+    r = seeded.request("POST", path, data=body, headers={"Content-Type": "application/json"})
+    assert assert_api_error(r, 400, "InvalidArgument") == needle
+
+
 @pytest.mark.parametrize("change, needle", [
     ({"runtime": "cobol"}, "runtime"),
     ({"runtime": None}, "runtime"),

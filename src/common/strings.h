@@ -1,0 +1,22 @@
+// Small text helpers that several parsers share (cron expressions, ARNs,
+// SigV4 headers, gateway events). ASCII only and locale-independent, because
+// every caller parses protocol text, never prose.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tamaya {
+
+// The pieces between each `sep`, empty ones included: split("a::b", ':') is
+// {"a", "", "b"}, split("", ':') is {""}. The views point into `text`.
+std::vector<std::string_view> split(std::string_view text, char sep);
+
+// `text` without leading and trailing ASCII whitespace (space, \t, \r, \n, \v, \f).
+std::string_view trim(std::string_view text);
+
+// `text` with ASCII letters lower-cased.
+std::string lower(std::string_view text);
+
+}  // namespace tamaya

@@ -1,0 +1,38 @@
+#include <gtest/gtest.h>
+
+#include "common/strings.h"
+
+namespace tamaya {
+namespace {
+
+using Pieces = std::vector<std::string_view>;
+
+TEST(Split, KeepsEmptyPiecesBetweenAndAtTheEnds) {
+  EXPECT_EQ(split("a::b", ':'), (Pieces{"a", "", "b"}));
+  EXPECT_EQ(split(":a:", ':'), (Pieces{"", "a", ""}));
+  EXPECT_EQ(split("", ':'), (Pieces{""}));
+  EXPECT_EQ(split("no separator", ':'), (Pieces{"no separator"}));
+}
+
+TEST(Split, ALambdaArnHasItsEightFields) {
+  auto parts = split("arn:aws:lambda:us-east-1:123456789012:function:shop:live", ':');
+  ASSERT_EQ(parts.size(), 8u);
+  EXPECT_EQ(parts[2], "lambda");
+  EXPECT_EQ(parts[6], "shop");
+  EXPECT_EQ(parts[7], "live");
+}
+
+TEST(Trim, RemovesAsciiWhitespaceOnBothSidesOnly) {
+  EXPECT_EQ(trim(" \t a b \r\n"), "a b");
+  EXPECT_EQ(trim("   "), "");
+  EXPECT_EQ(trim(""), "");
+  EXPECT_EQ(trim("x"), "x");
+}
+
+TEST(Lower, LowersAsciiLettersAndLeavesOtherBytes) {
+  EXPECT_EQ(lower("Content-Type: ÄB"), "content-type: Äb");
+  EXPECT_EQ(lower(""), "");
+}
+
+}  // namespace
+}  // namespace tamaya
