@@ -27,7 +27,9 @@ the handler is imported:
 Offers (started with `--prefork-tmp-bytes=N`, as the daemon does): the zygote forks a child
 ahead of need, at start and on each {"prefork": true}, and sends the daemon
 {"offer": pid} + SCM_RIGHTS [a SOCK_SEQPACKET socket to that child, with SO_PASSCRED] (the
-daemon keeps `python_zygote_prefork` of them, asking for one more each time it takes one). The
+daemon keeps `python_zygote_prefork` of them, asking for one more each time it takes one). A
+spawn request is served before {"prefork"}s that came ahead of it: in a burst of cold starts,
+one forked on demand does not wait for children meant for later ones. The
 child does everything that needs nothing of the instance (its own pid, mount, ipc and uts
 namespaces, /proc, a /tmp of N bytes, the zygote's plumbing closed, _rehearse), says "hello"
 on that socket and waits, as root and running no function code. A cold start then talks to it
@@ -89,9 +91,12 @@ PR_SET_DUMPABLE = 4
 MADV_POPULATE_WRITE = 23  # Linux 5.14; older kernels refuse it (EINVAL) and nothing changes
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
+PREFORK_REQUEST = b'{"prefork":true}'  # as the daemon sends it (other spellings work, unhurried)
+
 _own_pidns = None  # the zygote's pid namespace, to return to after each fork
 _ctl = None  # the control socket to the daemon
 _wake_r = None  # the read end of the SIGCHLD wake-up pipe
+_offers_wanted = 0  # {"prefork"}s read and not yet served: spawn requests go first
 
 
 def _check(rc, what):
@@ -592,13 +597,17 @@ def _fork(new_pidns, populate=False):
 
 def _wait_for_populate(wait_r):
     """Waits (bounded) for a child's populate: the end of its pipe. Exits of instances are
-    reported meanwhile, as the main loop would: the daemon waits for those on its event loop."""
+    reported meanwhile, as the main loop would, and more {"prefork"}s are noted; a spawn request
+    ends the wait (the child goes on populating by itself; the zygote's writes then copy pages
+    as without it): a cold start forked on demand must not queue behind children for later
+    ones (measured back to back: one waited for two populates)."""
+    global _offers_wanted
     deadline = time.monotonic() + POPULATE_WAIT_S
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             return
-        watch = [wait_r] + ([_wake_r] if _wake_r is not None else [])
+        watch = [wait_r] + [fd for fd in (_wake_r, _ctl) if fd is not None]
         try:
             readable, _, _ = select.select(watch, [], [], left)
         except InterruptedError:
@@ -612,6 +621,17 @@ def _wait_for_populate(wait_r):
         if wait_r in readable:
             os.read(wait_r, 1)
             return
+        if _ctl is not None and _ctl in readable:
+            try:
+                head = _ctl.recv(len(PREFORK_REQUEST), socket.MSG_PEEK)
+            except OSError:
+                return
+            if head != PREFORK_REQUEST:
+                return  # a spawn (or the daemon is gone): the main loop answers it now
+            _, fds, _, _ = socket.recv_fds(_ctl, MAX_MESSAGE_BYTES, 4)
+            for fd in fds:
+                os.close(fd)
+            _offers_wanted += 1
 
 
 def _offer(ctl, tmp_bytes):
@@ -710,7 +730,7 @@ def _prefork_tmp_bytes(argv):
 
 
 def main():
-    global _own_pidns, _ctl, _wake_r
+    global _own_pidns, _ctl, _wake_r, _offers_wanted
     ctl = _ctl = socket.socket(fileno=0)
     _own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     wake_r, wake_w = os.pipe()
@@ -732,8 +752,11 @@ def main():
         _offer(ctl, prefork_tmp)
     learnt = []
     while True:
+        # Children for later cold starts are forked only when no request is waiting: a spawn
+        # that came in meanwhile is served first.
         try:
-            readable, _, _ = select.select([ctl, wake_r] + ([_learning] if _learning is not None else []), [], [])
+            readable, _, _ = select.select([ctl, wake_r] + ([_learning] if _learning is not None else []), [], [],
+                                           0 if _offers_wanted else None)
         except InterruptedError:
             continue
         if wake_r in readable:
@@ -742,6 +765,9 @@ def main():
         if _learning is not None and _learning in readable:
             _read_learnt(learnt)
         if ctl not in readable:
+            if _offers_wanted and not readable:
+                _offers_wanted -= 1
+                _offer(ctl, prefork_tmp)
             continue
         msg, fds, _, _ = socket.recv_fds(ctl, MAX_MESSAGE_BYTES, 4)
         if not msg:
@@ -754,7 +780,7 @@ def main():
                 for fd in fds:
                     os.close(fd)
                 if prefork_tmp is not None:
-                    _offer(ctl, prefork_tmp)
+                    _offers_wanted += 1
                 else:
                     _send(ctl, {"offer_error": "this zygote was started without --prefork-tmp-bytes"})
                 continue

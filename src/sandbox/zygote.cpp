@@ -20,9 +20,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -215,27 +218,25 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     std::lock_guard lock(mu_);
     // The zygote reports an exit right after its SIGCHLD; a dead zygote took
     // its children with it (they were in its pid namespace): SIGKILL.
+    drain_pending();
+    // Not reported yet: the zygote may be busy forking the next child, and
+    // this runs on the daemon's event loop. Our pidfd said the child ended,
+    // so it is a zombie until the zygote reaps it, and the kernel shows its
+    // wait status in /proc (the report that comes later is ignored).
+    if (exits_.count(pid) == 0 && !broken_) {
+      if (int status = zombie_status(pid); status >= 0) return ended(pid, status);
+    }
     const int64_t deadline = now_ms() + 1'000;
     while (true) {
       if (auto it = exits_.find(pid); it != exits_.end()) {
-        int status = it->second;
+        const int status = it->second;
         exits_.erase(it);
-        --live_;
-        return status;
+        return ended(pid, status);
       }
-      if (broken_) {
-        forget(pid);
-        --live_;
-        return SIGKILL;
-      }
+      if (broken_) return ended(pid, SIGKILL);
       auto msg = next_message(deadline, /*notices_too=*/true);
-      if (!msg.ok()) {
-        if (now_ms() >= deadline && !broken_) {
-          forget(pid);
-          --live_;
-          return SIGKILL;  // never answered: say killed rather than wait forever
-        }
-        continue;
+      if (!msg.ok() && now_ms() >= deadline && !broken_) {
+        return ended(pid, SIGKILL);  // never answered: say killed rather than wait forever
       }
     }
   }
@@ -389,6 +390,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
 
   Process handed_over(Prepared& p, pid_t host_pid, Fd& pidfd) {
     ++live_;
+    if (auto stat = proc_stat(host_pid); stat) started_[host_pid] = stat->start_ticks;
     Process out;
     out.pid = host_pid;
     out.pidfd = pidfd.release();
@@ -500,6 +502,50 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     return handed_over(p, host_pid, pidfd);
   }
 
+  // The fields of /proc/<pid>/stat that tell an ended child's wait status.
+  struct ProcStat {
+    char state = '?';
+    uint64_t start_ticks = 0;  // field 22: tells this process from a later one with its pid
+    int exit_code = -1;        // field 52: the wait status, as waitpid gives it
+  };
+  static std::optional<ProcStat> proc_stat(pid_t pid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+    Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return std::nullopt;
+    char buf[1024];
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+    if (n <= 0) return std::nullopt;
+    buf[n] = '\0';
+    // The name (field 2) may hold spaces and parentheses: fields count from the last ')'.
+    const char* p = std::strrchr(buf, ')');
+    if (p == nullptr) return std::nullopt;
+    ProcStat out;
+    int field = 2;
+    for (const char* f = p + 1; *f != '\0';) {
+      while (*f == ' ') ++f;
+      if (*f == '\0' || *f == '\n') break;
+      ++field;
+      if (field == 3) out.state = *f;
+      if (field == 22) out.start_ticks = std::strtoull(f, nullptr, 10);
+      if (field == 52) out.exit_code = int(std::strtol(f, nullptr, 10));
+      while (*f != ' ' && *f != '\0') ++f;
+    }
+    return out;
+  }
+
+  // The wait status of `pid`, a child of ours that ended but is not reaped
+  // yet; -1 when that cannot be told: reaped already, not the same process
+  // (its start time differs), or 0, which is also what the kernel shows a
+  // reader without CAP_SYS_PTRACE (a clean exit then waits for the report).
+  int zombie_status(pid_t pid) const {
+    auto started = started_.find(pid);
+    if (started == started_.end()) return -1;
+    auto stat = proc_stat(pid);
+    if (!stat || stat->state != 'Z' || stat->start_ticks != started->second) return -1;
+    return stat->exit_code > 0 ? stat->exit_code : -1;
+  }
+
   // Asks the zygote for offered children until `prefork_` are here or coming.
   void ask_prefork() {
     static const std::string kPrefork = R"({"prefork":true})";
@@ -509,6 +555,13 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       }
       ++offers_asked_;
     }
+  }
+
+  int ended(pid_t host_pid, int status) {
+    started_.erase(host_pid);
+    forget(host_pid);
+    --live_;
+    return status;
   }
 
   void forget(pid_t host_pid) {
@@ -637,6 +690,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
   std::string seccomp_hex_;   // the filter the children load, as the request carries it
   std::map<pid_t, pid_t> host_of_ns_;  // live children: the zygote's pid -> ours
   std::map<pid_t, int> exits_;         // ended children (our pid) -> wait status
+  std::map<pid_t, uint64_t> started_;  // live children (our pid) -> start time (/proc stat)
   int live_ = 0;
   int64_t last_used_ms_ = 0;
   std::string output_;

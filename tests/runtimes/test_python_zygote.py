@@ -3,9 +3,12 @@
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import time
+
+import pytest
 
 from runtime_api import PYTHON, REPO_ROOT, runtime_env, write_files
 
@@ -94,3 +97,58 @@ def test_bad_request_is_an_error_not_a_crash():
         assert "error" in z.recv()
     finally:
         z.close()
+
+
+def test_a_spawn_is_served_before_children_asked_for_later_ones(tmp_path):
+    """Cold starts in a burst: the daemon asks for children ahead of need after each start, so a
+    spawn can arrive behind several such asks. The zygote forks the spawn's child first and the
+    children ahead of need after it (all are still made)."""
+    if os.geteuid() != 0:
+        pytest.skip("children ahead of need unshare namespaces and mount /proc and /tmp: root only")
+    ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # A private mount namespace: the children's /proc and /tmp mounts stay there.
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", PYTHON, "-I", str(ZYGOTE),
+                             f"--prefork-tmp-bytes={8 << 20}"], stdin=theirs, env={"PATH": "/usr/bin:/bin"})
+    theirs.close()
+    offers = []
+
+    def recv(timeout=15):
+        ready, _, _ = select.select([ctl], [], [], timeout)
+        assert ready, "zygote did not answer"
+        msg, fds, _, _ = socket.recv_fds(ctl, 1 << 20, 4)
+        doc = json.loads(msg)
+        if "offer" in doc:
+            assert len(fds) == 1, doc
+            offers.append(socket.socket(fileno=fds[0]))
+        return doc
+
+    try:
+        assert recv()["ready"] is True
+        assert "offer" in recv()  # the first child ahead of need comes unasked
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        # Everything arrives at once: held while the zygote is stopped.
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                ctl.send(b'{"prefork":true}')
+            socket.send_fds(ctl, [json.dumps({"env": {}}).encode()], [out_w, err_w])
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        os.close(out_w)
+        os.close(err_w)
+        first = recv()
+        while "exit" in first:
+            first = recv()
+        assert "pid" in first, first
+        while len(offers) < 4:
+            assert "error" not in recv(30)
+    finally:
+        for chan in offers:
+            chan.close()  # an offered child closed unused exits
+        ctl.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -286,6 +286,33 @@ TEST_F(Zygotes, AnInstanceWhoseZygoteDiesIsReportedKilled) {
   release(*p);
 }
 
+// The daemon reaps on its event loop: an instance's exit status must not wait
+// for its zygote, which may be busy forking the next child (here: stopped).
+TEST_F(Zygotes, AnInstancesExitStatusDoesNotWaitForItsZygote) {
+  ZygoteLauncher zygotes(*direct_, {});
+  const LaunchSpec spec = python("busy");
+  auto p = zygotes.launch(spec);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  ASSERT_NE(p->exit_source, nullptr);
+  const pid_t zygote = zygotes.zygote_pid(spec);
+  ASSERT_GT(zygote, 0);
+  ASSERT_EQ(kill(zygote, SIGSTOP), 0);
+  pollfd pfd{p->pidfd, POLLIN, 0};
+  const bool exited = poll(&pfd, 1, 20'000) == 1;  // the module exits with kExitCode
+  auto status = exited ? reap(*p) : Result<int>(Status::Unavailable("did not exit"));
+  kill(zygote, SIGCONT);
+  ASSERT_TRUE(status.ok()) << status.status().to_string();
+  // Its own status, not the SIGKILL said of an instance whose zygote never answers.
+  EXPECT_EQ(*status, kExitCode << 8);
+  close_fds(*p);
+  release(*p);
+  // The zygote's own report, when it comes, changes nothing: the next start works.
+  const LaunchSpec after = python("after");
+  Finished f = run(zygotes, after);
+  ASSERT_TRUE(f.forked) << f.err;
+  expect_walled_in(f, after, "after");
+}
+
 TEST_F(Zygotes, SpecsWithoutAZygoteStartDirectly) {
   ZygoteLauncher zygotes(*direct_, {});
   LaunchSpec spec = python("plain");
