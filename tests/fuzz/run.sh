@@ -8,7 +8,8 @@ OUT="${FUZZ_OUT:-$ROOT/build/fuzz}"
 mkdir -p "$OUT"
 BIN="$OUT/gateway_fuzz"
 SRC=("$ROOT/tests/fuzz/gateway_fuzz.cpp" "$ROOT/src/gateway/routes.cpp" "$ROOT/src/gateway/event.cpp"
-     "$ROOT/src/common/encoding.cpp" "$ROOT/src/common/status.cpp" "$ROOT/src/net/server.cpp")
+     "$ROOT/src/common/encoding.cpp" "$ROOT/src/common/status.cpp" "$ROOT/src/common/strings.cpp"
+     "$ROOT/src/net/server.cpp")
 if [[ ! -x "$BIN" ]] || [[ -n "$(find "${SRC[@]}" -newer "$BIN" 2>/dev/null)" ]]; then
   clang++-14 -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I"$ROOT/src" "${SRC[@]}" \
     -o "$BIN" -lcrypto -lfmt -lspdlog -lboost_system -lpthread
