@@ -56,30 +56,23 @@ TMP="$(mktemp -d "/tmp/tamaya-bench-$NAME.XXXXXX")"
 chmod 755 "$TMP"
 PIDS=()
 
+# shellcheck source=bench/lib/procs.sh
+source "$ROOT/bench/lib/procs.sh"
+
 cleanup() {
   local rc=$?
   set +e
   # Newest first: tamaya before the nginx pair it does not depend on.
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${PIDS[i]}" 2>/dev/null
-  done
-  for pid in "${PIDS[@]}"; do
-    # Bounded wait: 5 s, then SIGKILL.
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
+  local newest_first=()
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do newest_first+=("${PIDS[i]}"); done
+  stop_processes "${newest_first[@]}"
   if ((rc != 0)); then
     echo "bench/$NAME: failed; last lines of the server logs:" >&2
     for f in "$TMP"/tamaya.log "${FAILURE_LOGS[@]}" "$TMP"/origin/error.log "$TMP"/proxy/error.log; do
       [[ -s "$f" ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
     done
   fi
-  if [[ "${BENCH_KEEP_TMP:-}" == 1 || $rc -ne 0 ]]; then
-    echo "bench/$NAME: kept $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
+  finish_tmp "$NAME" "$TMP" "$rc"
   exit "$rc"
 }
 trap cleanup EXIT

@@ -53,24 +53,19 @@ chmod 755 "$TMP"
 DAEMON_PID=""
 FLOOD_PID=""
 
+# shellcheck source=bench/lib/procs.sh
+source "$ROOT/bench/lib/procs.sh"
+
 cleanup() {
   local rc=$?
   set +e
-  for pid in $FLOOD_PID $DAEMON_PID; do
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
+  # shellcheck disable=SC2086  # unset ones are left out
+  stop_processes $FLOOD_PID $DAEMON_PID
   if ((rc != 0)); then
     echo "bench/spike: failed; last lines of the daemon's log:" >&2
     tail -n 20 "$TMP/tamaya.log" >&2
   fi
-  if [[ "${BENCH_KEEP_TMP:-}" == 1 || $rc -ne 0 ]]; then
-    echo "bench/spike: kept $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
+  finish_tmp spike "$TMP" "$rc"
   exit "$rc"
 }
 trap cleanup EXIT
