@@ -45,7 +45,10 @@ wrk -t1 -c"$C" -d"${WARM}s" -s "$ROOT/bench/lib/post.lua" "$URL" >/dev/null
 
 ticks() { awk '{print $14 + $15}' "$1"; }  # utime + stime, in clock ticks
 threads() { for t in /proc/$PID/task/*; do echo "$(basename "$t")-$(cat "$t/comm") $(ticks "$t/stat")"; done | sort; }
-instances() { for p in $(pgrep -P $PID); do ticks "/proc/$p/stat"; done | awk '{s += $1} END {print s + 0}'; }
+# Every process below the daemon: direct starts are its children, Python
+# instances the zygote's.
+descendants() { local p; for p in $(pgrep -P "$1"); do echo "$p"; descendants "$p"; done; }
+instances() { for p in $(descendants $PID); do ticks "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
 machine() { awk '/^cpu /{print $2 + $3 + $4, $5}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 
@@ -62,7 +65,7 @@ echo "CPU per request (µs):"
 join "$T/t0" "$T/t1" | while read -r name a b; do
   if ((b > a)); then echo "  daemon thread ${name#*-} (tid ${name%%-*}): $(per $((b - a)))"; fi
 done
-echo "  instances ($(pgrep -c -P $PID) processes): $(per $((I1 - I0)))"
+echo "  instances and zygotes ($(descendants $PID | wc -l) processes): $(per $((I1 - I0)))"
 read -r wu ws <"$T/wrk_time"
 echo "  wrk: $(awk -v u="$wu" -v s="$ws" -v r="$REQ" 'BEGIN {printf "%.1f", (u + s) * 1e6 / r}')"
 echo "  machine busy: $(per $((B1 - B0))), idle: $(per $((IDLE1 - IDLE0)))"
