@@ -47,16 +47,15 @@ mkdir -p "$DATA_PARENT"
 TMP="$(mktemp -d "$DATA_PARENT/tamaya-bench-async.XXXXXX")"
 chmod 755 "$TMP"
 PID=""
+# shellcheck source=bench/lib/procs.sh
+source "$ROOT/bench/lib/procs.sh"
 cleanup() {
   local rc=$?
   set +e
-  if [[ -n "$PID" ]]; then
-    kill -TERM "$PID" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$PID" 2>/dev/null
-    wait "$PID" 2>/dev/null
-  fi
-  if ((rc != 0)); then tail -n 30 "$TMP"/tamaya-*.log >&2; echo "bench/async: kept $TMP" >&2; else rm -rf "$TMP"; fi
+  # shellcheck disable=SC2086  # unset, it is left out
+  stop_processes $PID
+  if ((rc != 0)); then tail -n 30 "$TMP"/tamaya-*.log >&2; fi
+  finish_tmp async "$TMP" "$rc"
 }
 trap cleanup EXIT
 

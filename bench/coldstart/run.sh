@@ -44,7 +44,9 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 TMP="$(mktemp -d /tmp/tamaya-bench-coldstart.XXXXXX)"
 # Instances run under their own uids: they must reach the data dir below.
 chmod 755 "$TMP"
-trap 'rc=$?; if ((rc != 0)); then echo "bench/coldstart: kept $TMP" >&2; else rm -rf "$TMP"; fi' EXIT
+# shellcheck source=bench/lib/procs.sh
+source "$ROOT/bench/lib/procs.sh"
+trap 'finish_tmp coldstart "$TMP" "$?"' EXIT
 
 cc -O2 -o "$TMP/spawn_time" "$HERE/spawn_time.c"
 cc -O2 -o "$TMP/echo_bootstrap" "$ROOT/bench/invoke/echo_bootstrap.c"
