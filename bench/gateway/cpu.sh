@@ -32,11 +32,11 @@ python3 "$ROOT/bench/invoke/admin.py" wait-http "$ADMIN/v1/health" 20
 mkdir -p "$T/fn"
 if [[ $FN == native ]]; then
   cc -O2 -o "$T/fn/bootstrap" "$ROOT/bench/invoke/echo_bootstrap.c"
-  python3 "$ROOT/bench/invoke/admin.py" deploy "$ADMIN" echo provided - "$C" \
+  python3 "$ROOT/bench/invoke/admin.py" deploy "$ADMIN" echo provided - "${MAXC:-$C}" \
     "$T/fn/bootstrap=bootstrap" >/dev/null
 else
   printf 'def handler(event, context):\n    return event\n' >"$T/fn/app.py"
-  python3 "$ROOT/bench/invoke/admin.py" deploy "$ADMIN" echo python3 app.handler "$C" \
+  python3 "$ROOT/bench/invoke/admin.py" deploy "$ADMIN" echo python3 app.handler "${MAXC:-$C}" \
     "$T/fn/app.py=app.py" >/dev/null
 fi
 python3 "$ROOT/bench/gateway/setup.py" route "$ADMIN" "POST /open" echo none >/dev/null

@@ -16,8 +16,10 @@ ROUNDS="${BENCH_ROUNDS:-$DEFAULT_ROUNDS}"
 LIB="$ROOT/bench/lib"
 # 64 concurrent connections and as many instances: enough to saturate two
 # cores without the daemon's per-function queue (100) turning requests away.
+# BENCH_MAX_CONCURRENCY caps the functions lower: what beyond it waits in
+# that queue for a free instance (fewer processes on the same cores).
 C_HIGH=64
-MAX_CONCURRENCY=64
+MAX_CONCURRENCY="${BENCH_MAX_CONCURRENCY:-64}"
 # wrk's own per-request timeout; a slower answer counts as an error.
 WRK_TIMEOUT=5s
 # Hard bound on any single wrk run beyond its -d, in case it hangs.
@@ -37,6 +39,8 @@ for tool in nginx wrk cc python3 timeout; do
 done
 [[ -x "$TAMAYA_BIN" ]] || die "no tamaya binary at $TAMAYA_BIN; build it or set TAMAYA_BIN"
 [[ "$ROUNDS" =~ ^[1-9][0-9]?$ ]] || die "BENCH_ROUNDS must be 1..99, got '$ROUNDS'"
+[[ "$MAX_CONCURRENCY" =~ ^[1-9][0-9]?$ ]] && ((MAX_CONCURRENCY <= C_HIGH)) ||
+  die "BENCH_MAX_CONCURRENCY must be 1..$C_HIGH, got '$MAX_CONCURRENCY'"
 for d in "$DURATION" "$WARM_DURATION"; do
   [[ "$d" =~ ^[1-9][0-9]*s$ ]] || die "durations are whole seconds like 10s, got '$d'"
 done
@@ -46,7 +50,8 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 # How this run was started, for the report: the settings that change it.
 COMMAND="bench/$NAME/run.sh"
-for v in BENCH_ROUNDS BENCH_WARM_DURATION BENCH_DURATION TAMAYA_BIN BENCH_TAMAYA_SET; do
+for v in BENCH_ROUNDS BENCH_WARM_DURATION BENCH_DURATION TAMAYA_BIN BENCH_TAMAYA_SET \
+  BENCH_MAX_CONCURRENCY; do
   if [[ -n "${!v:-}" ]]; then COMMAND="$v='${!v}' $COMMAND"; fi
 done
 
