@@ -5,8 +5,10 @@
 # request moves far less with the machine's load than throughput does, so
 # A/B comparisons of two builds or settings can be made on a shared host.
 #
-#   TAMAYA_BIN=build/release/tamaya [FN=native|python] [C=64] [D=5] [WARM=5] \
+#   TAMAYA_BIN=build/release/tamaya [FN=native|python] [C=64] [MAXC=C] [D=5] [WARM=5] \
 #     [BENCH_TAMAYA_SET="key=value ..."] bench/gateway/cpu.sh
+# MAXC is the function's max_concurrency (instances at most; requests beyond
+# them wait in the daemon's queue).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN=${TAMAYA_BIN:-$ROOT/build/release/tamaya}
