@@ -9,6 +9,8 @@ packages=(
   libcli11-dev libssl-dev libarchive-dev libgtest-dev libgmock-dev libseccomp-dev
   python3 python3-pytest python3-requests nodejs
   curl zip unzip nginx-light wrk procps ccache clang-14 libclang-rt-14-dev
+  # scripts/lint.sh (clang-tidy brings run-clang-tidy)
+  clang-format clang-tidy
   # The Lambda API's tests drive the real AWS clients; the npm aws-lambda-ric
   # builds curl and aws-lambda-cpp from source when installed.
   awscli python3-boto3 autoconf automake libtool make

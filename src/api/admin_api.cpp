@@ -147,7 +147,7 @@ class Handlers {
  public:
   explicit Handlers(Services s) : s_(s) {}
 
-  void create(net::Request req, net::Params, net::Responder respond) {
+  void create(const net::Request& req, const net::Params&, const net::Responder& respond) {
     auto doc = net::parse_json_object(req.body);
     if (!doc.ok()) return respond(net::Response::error(doc.status()));
     auto scaling = read_scaling(*doc);
@@ -193,19 +193,19 @@ class Handlers {
     respond(net::json_response(201, with_scaling(to_json(*created))));
   }
 
-  void list(net::Request, net::Params, net::Responder respond) {
+  void list(const net::Request&, const net::Params&, const net::Responder& respond) {
     json arr = json::array();
     for (const auto& f : s_.registry.list()) arr.push_back(to_json(f));
     respond(net::json_response(200, {{"functions", arr}}));
   }
 
-  void get(net::Request req, net::Params p, net::Responder respond) {
+  void get(const net::Request& req, net::Params p, const net::Responder& respond) {
     auto f = s_.registry.get(p["name"], req.query_param("qualifier").value_or(""));
     if (!f.ok()) return respond(net::Response::error(f.status()));
     respond(net::json_response(200, with_scaling(to_json(*f))));
   }
 
-  void update_code(net::Request req, net::Params p, net::Responder respond) {
+  void update_code(net::Request req, net::Params p, const net::Responder& respond) {
     const std::string& name = p["name"];
     if (auto f = s_.registry.get(name); !f.ok()) return respond(net::Response::error(f.status()));
     std::string zip;
@@ -231,7 +231,7 @@ class Handlers {
     respond(net::json_response(200, to_json(*f)));
   }
 
-  void update_config(net::Request req, net::Params p, net::Responder respond) {
+  void update_config(const net::Request& req, net::Params p, const net::Responder& respond) {
     auto doc = net::parse_json_object(req.body);
     if (!doc.ok()) return respond(net::Response::error(doc.status()));
     if (doc->contains("name") || doc->contains("code")) {
@@ -257,7 +257,7 @@ class Handlers {
     respond(net::json_response(200, with_scaling(to_json(*f))));
   }
 
-  void remove(net::Request, net::Params p, net::Responder respond) {
+  void remove(const net::Request&, net::Params p, const net::Responder& respond) {
     if (Status st = s_.registry.remove(p["name"]); !st.ok())
       return respond(net::Response::error(st));
     s_.dispatcher.retire(p["name"]);
@@ -265,7 +265,7 @@ class Handlers {
     respond(net::Response::no_content());
   }
 
-  void publish(net::Request req, net::Params p, net::Responder respond) {
+  void publish(const net::Request& req, net::Params p, const net::Responder& respond) {
     std::string description;
     if (!req.body.empty()) {
       auto doc = net::parse_json_object(req.body);
@@ -282,7 +282,7 @@ class Handlers {
     respond(net::json_response(created ? 201 : 200, to_json(*v)));
   }
 
-  void versions(net::Request, net::Params p, net::Responder respond) {
+  void versions(const net::Request&, net::Params p, const net::Responder& respond) {
     auto vs = s_.registry.versions(p["name"]);
     if (!vs.ok()) return respond(net::Response::error(vs.status()));
     json arr = json::array();
@@ -352,7 +352,7 @@ class Handlers {
     });
   }
 
-  void logs(net::Request req, net::Params p, net::Responder respond) {
+  void logs(const net::Request& req, net::Params p, const net::Responder& respond) {
     const std::string& name = p["name"];
     if (auto f = s_.registry.get(name); !f.ok()) return respond(net::Response::error(f.status()));
     int64_t since = 0;
@@ -463,14 +463,17 @@ class Handlers {
 
 void add_admin_routes(net::Router& router, Services services) {
   auto h = std::make_shared<Handlers>(services);
-  auto bind = [h](void (Handlers::*fn)(net::Request, net::Params, net::Responder)) {
+  // Each handler takes what it keeps by value and what it only reads by
+  // const reference.
+  auto bind = [h](auto fn) {
     return [h, fn](net::Request r, net::Params p, net::Responder respond) {
       ((*h).*fn)(std::move(r), std::move(p), std::move(respond));
     };
   };
-  router.add("GET", "/v1/health", [](net::Request, net::Params, net::Responder respond) {
-    respond(net::Response::json(200, R"({"status":"ok","version":"0.1.0"})"));
-  });
+  router.add("GET", "/v1/health",
+             [](const net::Request&, const net::Params&, const net::Responder& respond) {
+               respond(net::Response::json(200, R"({"status":"ok","version":"0.1.0"})"));
+             });
   router.add("POST", "/v1/functions", bind(&Handlers::create));
   router.add("GET", "/v1/functions", bind(&Handlers::list));
   router.add("GET", "/v1/functions/{name}", bind(&Handlers::get));

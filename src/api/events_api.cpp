@@ -101,7 +101,7 @@ class Handlers {
 
   // --- native /v1 ---
 
-  void get_config(net::Request, net::Params p, net::Responder respond) {
+  void get_config(const net::Request&, net::Params p, const net::Responder& respond) {
     if (auto f = registry_.get(p["name"]); !f.ok())
       return respond(net::Response::error(f.status()));
     auto c = events_.config(p["name"]);
@@ -116,7 +116,7 @@ class Handlers {
     respond(net::json_response(200, native_config(*c)));
   }
 
-  void put_config(net::Request req, net::Params p, net::Responder respond) {
+  void put_config(const net::Request& req, net::Params p, net::Responder respond) {
     if (auto f = registry_.get(p["name"]); !f.ok())
       return respond(net::Response::error(f.status()));
     auto doc = object_of(req.body);
@@ -125,26 +125,27 @@ class Handlers {
     if (auto old = events_.config(p["name"]); old.ok())
       c = *old;  // PUT of some fields keeps the rest
     c.function = p["name"];
-    for (Status st : {read_int(*doc, "max_retry_attempts", &c.max_retry_attempts),
-                      read_int(*doc, "max_event_age_s", &c.max_event_age_s),
-                      read_string(*doc, "on_success", &c.on_success),
-                      read_string(*doc, "on_failure", &c.on_failure)}) {
+    for (const Status& st : {read_int(*doc, "max_retry_attempts", &c.max_retry_attempts),
+                             read_int(*doc, "max_event_age_s", &c.max_event_age_s),
+                             read_string(*doc, "on_success", &c.on_success),
+                             read_string(*doc, "on_failure", &c.on_failure)}) {
       if (!st.ok()) return respond(net::Response::error(st));
     }
-    events_.put_config(std::move(c), [respond](Result<events::InvokeConfig> r) {
-      if (!r.ok()) return respond(net::Response::error(r.status()));
-      respond(net::json_response(200, native_config(*r)));
-    });
+    events_.put_config(std::move(c),
+                       [respond = std::move(respond)](Result<events::InvokeConfig> r) {
+                         if (!r.ok()) return respond(net::Response::error(r.status()));
+                         respond(net::json_response(200, native_config(*r)));
+                       });
   }
 
-  void delete_config(net::Request, net::Params p, net::Responder respond) {
-    events_.delete_config(p["name"], [respond](Status st) {
+  void delete_config(const net::Request&, net::Params p, net::Responder respond) {
+    events_.delete_config(p["name"], [respond = std::move(respond)](const Status& st) {
       if (!st.ok()) return respond(net::Response::error(st));
       respond(net::Response::no_content());
     });
   }
 
-  void dead_letters(net::Request req, net::Params, net::Responder respond) {
+  void dead_letters(const net::Request& req, const net::Params&, net::Responder respond) {
     int limit = kDefaultDeadLetterLimit;
     if (auto v = req.query_param("limit")) {
       try {
@@ -158,32 +159,34 @@ class Handlers {
       }
     }
     std::string function(req.query_param("function").value_or(""));
-    events_.dead_letters(function, limit, [respond](Result<std::vector<events::DeadLetter>> r) {
-      if (!r.ok()) return respond(net::Response::error(r.status()));
-      json arr = json::array();
-      for (const auto& d : *r) arr.push_back(dead_letter_json(d));
-      respond(net::json_response(200, json{{"dead_letters", arr}}));
-    });
+    events_.dead_letters(function, limit,
+                         [respond = std::move(respond)](Result<std::vector<events::DeadLetter>> r) {
+                           if (!r.ok()) return respond(net::Response::error(r.status()));
+                           json arr = json::array();
+                           for (const auto& d : *r) arr.push_back(dead_letter_json(d));
+                           respond(net::json_response(200, json{{"dead_letters", arr}}));
+                         });
   }
 
-  void redrive(net::Request req, net::Params, net::Responder respond) {
+  void redrive(const net::Request& req, const net::Params&, net::Responder respond) {
     auto doc = object_of(req.body);
     if (!doc.ok()) return respond(net::Response::error(doc.status()));
     std::string function, id;
-    for (Status st : {read_string(*doc, "function", &function), read_string(*doc, "id", &id)}) {
+    for (const Status& st :
+         {read_string(*doc, "function", &function), read_string(*doc, "id", &id)}) {
       if (!st.ok()) return respond(net::Response::error(st));
     }
     if (!function.empty() && !id.empty()) {
       return respond(net::Response::error(
           Status::Invalid("give either 'function' or 'id', not both; {} redrives everything")));
     }
-    events_.redrive(function, id, [respond](Result<int> n) {
+    events_.redrive(function, id, [respond = std::move(respond)](Result<int> n) {
       if (!n.ok()) return respond(net::Response::error(n.status()));
       respond(net::json_response(200, json{{"redriven", *n}}));
     });
   }
 
-  void stats(net::Request, net::Params, net::Responder respond) {
+  void stats(const net::Request&, const net::Params&, const net::Responder& respond) {
     events::Stats s = events_.stats();
     json body = {{"queue_depth", s.queue_depth}, {"oldest_age_ms", s.oldest_age_ms},
                  {"in_flight", s.in_flight},     {"dead_letters", s.dead_letters},
@@ -197,7 +200,7 @@ class Handlers {
 
   // --- Lambda 2019-09-25 EventInvokeConfig ---
 
-  void lambda_get(net::Request, net::Params p, net::Responder respond) {
+  void lambda_get(const net::Request&, net::Params p, const net::Responder& respond) {
     auto ref = function_of(p, respond);
     if (!ref) return;
     auto c = events_.config(*ref);
@@ -206,7 +209,7 @@ class Handlers {
   }
 
   // PUT replaces the whole config; POST (Update) changes only what it names.
-  void lambda_put(net::Request req, net::Params p, net::Responder respond, bool merge) {
+  void lambda_put(const net::Request& req, net::Params p, net::Responder respond, bool merge) {
     auto ref = function_of(p, respond);
     if (!ref) return;
     auto doc = object_of(req.body);
@@ -218,22 +221,23 @@ class Handlers {
       c = *old;
     }
     c.function = *ref;
-    for (Status st : {read_int(*doc, "MaximumRetryAttempts", &c.max_retry_attempts),
-                      read_int(*doc, "MaximumEventAgeInSeconds", &c.max_event_age_s),
-                      read_destinations(*doc, &c)}) {
+    for (const Status& st : {read_int(*doc, "MaximumRetryAttempts", &c.max_retry_attempts),
+                             read_int(*doc, "MaximumEventAgeInSeconds", &c.max_event_age_s),
+                             read_destinations(*doc, &c)}) {
       if (!st.ok()) return respond(aws_error(st));
     }
     const Settings& s = settings_;
-    events_.put_config(std::move(c), [respond, &s](Result<events::InvokeConfig> r) {
-      if (!r.ok()) return respond(aws_error(r.status()));
-      respond(net::json_response(200, lambda_config(*r, s)));
-    });
+    events_.put_config(std::move(c),
+                       [respond = std::move(respond), &s](Result<events::InvokeConfig> r) {
+                         if (!r.ok()) return respond(aws_error(r.status()));
+                         respond(net::json_response(200, lambda_config(*r, s)));
+                       });
   }
 
-  void lambda_delete(net::Request, net::Params p, net::Responder respond) {
+  void lambda_delete(const net::Request&, net::Params p, net::Responder respond) {
     auto ref = function_of(p, respond);
     if (!ref) return;
-    events_.delete_config(*ref, [respond](Status st) {
+    events_.delete_config(*ref, [respond = std::move(respond)](const Status& st) {
       if (!st.ok()) return respond(aws_error(st));
       respond(net::Response::no_content());
     });
@@ -262,7 +266,7 @@ class Handlers {
 }  // namespace
 
 void enqueue_async(events::Events& events, events::EnqueueRequest request, net::Responder respond) {
-  events.enqueue(std::move(request), [respond](Result<std::string> id) {
+  events.enqueue(std::move(request), [respond = std::move(respond)](Result<std::string> id) {
     if (!id.ok()) return respond(net::Response::error(id.status()));
     net::Response r = net::json_response(202, json{{"request_id", *id}});
     r.set_header("X-Tamaya-Request-Id", *id);
@@ -273,7 +277,9 @@ void enqueue_async(events::Events& events, events::EnqueueRequest request, net::
 void add_events_routes(net::Router& router, registry::Registry& registry, events::Events& events,
                        const Settings& settings) {
   auto h = std::make_shared<Handlers>(registry, events, settings);
-  auto bind = [h](void (Handlers::*m)(net::Request, net::Params, net::Responder)) {
+  // Each handler takes what it keeps by value and what it only reads by
+  // const reference.
+  auto bind = [h](auto m) {
     return [h, m](net::Request r, net::Params p, net::Responder respond) {
       ((*h).*m)(std::move(r), std::move(p), std::move(respond));
     };
@@ -287,11 +293,11 @@ void add_events_routes(net::Router& router, registry::Registry& registry, events
 
   const std::string path = "/2019-09-25/functions/{name}/event-invoke-config";
   router.add("GET", path, bind(&Handlers::lambda_get));
-  router.add("PUT", path, [h](net::Request r, net::Params p, net::Responder respond) {
-    h->lambda_put(std::move(r), std::move(p), std::move(respond), /*merge=*/false);
+  router.add("PUT", path, [h](const net::Request& r, net::Params p, net::Responder respond) {
+    h->lambda_put(r, std::move(p), std::move(respond), /*merge=*/false);
   });
-  router.add("POST", path, [h](net::Request r, net::Params p, net::Responder respond) {
-    h->lambda_put(std::move(r), std::move(p), std::move(respond), /*merge=*/true);
+  router.add("POST", path, [h](const net::Request& r, net::Params p, net::Responder respond) {
+    h->lambda_put(r, std::move(p), std::move(respond), /*merge=*/true);
   });
   router.add("DELETE", path, bind(&Handlers::lambda_delete));
 }

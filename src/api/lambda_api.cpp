@@ -253,7 +253,7 @@ class Handlers {
     std::optional<int> memory, timeout;
     std::optional<std::map<std::string, std::string>> env;
     bool publish = false;
-    for (Status st :
+    for (const Status& st :
          {opt_string(*doc, "FunctionName", &name_raw), opt_string(*doc, "Runtime", &runtime),
           opt_string(*doc, "Handler", &handler), opt_string(*doc, "Role", &role),
           opt_string(*doc, "Description", &description),
@@ -382,7 +382,7 @@ class Handlers {
     if (!ref.ok()) return c.fail(ref.status());
     std::optional<std::string> revision;
     bool publish = false, dry_run = false;
-    for (Status st :
+    for (const Status& st :
          {opt_string(*doc, "RevisionId", &revision), opt_bool(*doc, "Publish", &publish),
           opt_bool(*doc, "DryRun", &dry_run), check_architectures(*doc)}) {
       if (!st.ok()) return c.fail(st);
@@ -414,7 +414,7 @@ class Handlers {
     if (!ref.ok()) return c.fail(ref.status());
     registry::ConfigPatch patch;
     std::optional<std::string> revision, runtime;
-    for (Status st :
+    for (const Status& st :
          {opt_string(*doc, "RevisionId", &revision), opt_string(*doc, "Runtime", &runtime),
           opt_string(*doc, "Handler", &patch.handler), opt_string(*doc, "Role", &patch.role),
           opt_string(*doc, "Description", &patch.description),
@@ -468,7 +468,7 @@ class Handlers {
     auto ref = unqualified(c.params["name"]);
     if (!ref.ok()) return c.fail(ref.status());
     std::optional<std::string> description, sha, revision;
-    for (Status st :
+    for (const Status& st :
          {opt_string(doc, "Description", &description), opt_string(doc, "CodeSha256", &sha),
           opt_string(doc, "RevisionId", &revision)}) {
       if (!st.ok()) return c.fail(st);
@@ -612,7 +612,7 @@ class Handlers {
     if (!ref.ok()) return c.fail(ref.status());
     std::optional<std::string> alias;
     registry::AliasPatch fields;
-    for (Status st :
+    for (const Status& st :
          {opt_string(*doc, "Name", &alias), opt_string(*doc, "FunctionVersion", &fields.version),
           opt_string(*doc, "Description", &fields.description),
           opt_routing(*doc, &fields.routing)}) {
@@ -660,7 +660,7 @@ class Handlers {
     if (!ref.ok()) return c.fail(ref.status());
     registry::AliasPatch patch;
     std::optional<std::string> revision;
-    for (Status st :
+    for (const Status& st :
          {opt_string(*doc, "FunctionVersion", &patch.version),
           opt_string(*doc, "Description", &patch.description),
           opt_string(*doc, "RevisionId", &revision), opt_routing(*doc, &patch.routing)}) {

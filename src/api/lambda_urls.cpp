@@ -35,7 +35,7 @@ class UrlHandlers {
   // credential, and the signature checked when lambda_api_verify_sigv4 is on.
   void run(void (UrlHandlers::*op)(const net::Request&, const net::Params&, const std::string&,
                                    const net::Responder&),
-           net::Request req, net::Params params, net::Responder respond) {
+           const net::Request& req, const net::Params& params, const net::Responder& respond) {
     auto account = door_.account_of(req);
     if (!account.ok()) {
       return respond(aws_error(403, "InvalidSignatureException", account.status().message()));
@@ -179,9 +179,8 @@ class UrlHandlers {
 void add_lambda_url_routes(net::Router& router, Services services, FunctionUrlHooks hooks) {
   auto h = std::make_shared<UrlHandlers>(services, std::move(hooks));
   auto bind = [h](auto op) {
-    return [h, op](net::Request req, net::Params params, net::Responder respond) {
-      h->run(op, std::move(req), std::move(params), std::move(respond));
-    };
+    return [h, op](const net::Request& req, const net::Params& params,
+                   const net::Responder& respond) { h->run(op, req, params, respond); };
   };
   const std::string fn = "/2021-10-31/functions/{name}";
   router.add("POST", fn + "/url", bind(&UrlHandlers::create));

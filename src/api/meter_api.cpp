@@ -73,13 +73,13 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
  public:
   explicit Handlers(MeterServices s) : s_(s) {}
 
-  void metrics(net::Request, net::Params, net::Responder respond) {
+  void metrics(const net::Request&, const net::Params&, const net::Responder& respond) {
     net::Response r{200, {}, s_.metrics.render()};
     r.set_header("Content-Type", meter::kMetricsContentType);
     respond(std::move(r));
   }
 
-  void invocations(net::Request req, net::Params, net::Responder respond) {
+  void invocations(const net::Request& req, const net::Params&, const net::Responder& respond) {
     static const std::set<std::string> kStatuses = {"success", "error"};
     static const std::set<std::string> kTriggers = {"api", "gateway", "async", "schedule"};
     meter::RecordQuery q;
@@ -118,7 +118,7 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
     respond(net::json_response(200, {{"invocations", arr}}));
   }
 
-  void usage(net::Request req, net::Params, net::Responder respond) {
+  void usage(const net::Request& req, const net::Params&, const net::Responder& respond) {
     const int64_t now = s_.clock.wall_ms();
     auto since = time_param(req, "since", now);
     if (!since.ok()) return respond(net::Response::error(since.status()));
@@ -188,7 +188,7 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
     std::unique_ptr<asio::steady_timer> heartbeat;
   };
 
-  void stream_logs(net::Request req, net::Params p, net::Responder respond) {
+  void stream_logs(const net::Request& req, net::Params p, const net::Responder& respond) {
     const std::string name = p["name"];
     if (auto f = s_.registry.get(name); !f.ok()) return respond(net::Response::error(f.status()));
     // ?since_id=N: the stream starts with the stored lines after N, so a
@@ -222,8 +222,7 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
     head.set_header("Cache-Control", "no-cache");
     head.set_header("X-Accel-Buffering", "no");
     auto follow = std::make_shared<Follow>();
-    follow->stream =
-        respond.stream(std::move(head), size_t(s_.settings.logs_follow_max_buffer_bytes));
+    follow->stream = respond.stream(head, size_t(s_.settings.logs_follow_max_buffer_bytes));
     if (follow->stream->closed()) return;
     open_streams_++;
     if (!backlog.empty()) follow->stream->write(sse_events(backlog));
@@ -270,7 +269,9 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
 
 void add_meter_routes(net::Router& router, MeterServices services) {
   auto h = std::make_shared<Handlers>(services);
-  auto bind = [h](void (Handlers::*fn)(net::Request, net::Params, net::Responder)) {
+  // Each handler takes what it keeps by value and what it only reads by
+  // const reference.
+  auto bind = [h](auto fn) {
     return [h, fn](net::Request r, net::Params p, net::Responder respond) {
       ((*h).*fn)(std::move(r), std::move(p), std::move(respond));
     };

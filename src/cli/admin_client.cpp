@@ -85,7 +85,7 @@ Status AdminClient::stream(const std::string& target,
     if (status < 200 || status > 299) {
       // Error answers are small JSON documents; keep them for the message.
       error_status = status;
-      if (error_body.size() < 64 * 1024) error_body.append(chunk);
+      if (error_body.size() < size_t{64} * 1024) error_body.append(chunk);
       return true;
     }
     return on_data(chunk);

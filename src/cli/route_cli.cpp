@@ -56,9 +56,10 @@ struct GatewayCommands::Impl {
     if (method == "$default") {
       body["route_key"] = "$default";
     } else {
-      if (path.empty())
+      if (path.empty()) {
         return fail(ctx,
                     Status::Invalid("give a PATH, e.g. `tamaya route add GET /items/{id} fn`"));
+      }
       body["route_key"] = method + " " + path;
     }
     if (auth == "jwt") {

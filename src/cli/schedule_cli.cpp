@@ -17,7 +17,7 @@ std::string target_text(const json& s) {
   return field_text(s, "function") + (q.empty() ? "" : ":" + q);
 }
 
-std::string or_dash(std::string s) { return s.empty() ? "-" : s; }
+std::string or_dash(std::string s) { return s.empty() ? "-" : std::move(s); }
 
 }  // namespace
 

@@ -113,10 +113,10 @@ struct Settings {
   int64_t logs_follow_max_buffer_bytes = 1 << 20;  // unsent per stream, beyond: stream closed
 
   // Invocation records (src/meter) and the usage report's prices.
-  int64_t invocation_max_age_s = 30 * 24 * 3600;  // older records are deleted
-  int64_t invocation_max_rows = 1'000'000;        // beyond it the oldest are deleted
-  double price_request_usd_per_million = 0.20;    // AWS Lambda x86, per 1M requests
-  double price_gb_second_usd = 0.0000166667;      // AWS Lambda x86, per GB-second
+  int64_t invocation_max_age_s = int64_t{30} * 24 * 3600;  // older records are deleted
+  int64_t invocation_max_rows = 1'000'000;                 // beyond it the oldest are deleted
+  double price_request_usd_per_million = 0.20;             // AWS Lambda x86, per 1M requests
+  double price_gb_second_usd = 0.0000166667;               // AWS Lambda x86, per GB-second
   // The always-on alternative: a rented VM (default: 2 vCPU / 4 GiB on-demand,
   // e.g. an AWS t3.medium at $0.0416/h) and the memory it offers to functions.
   double rented_instance_hourly_usd = 0.0416;

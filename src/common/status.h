@@ -98,9 +98,12 @@ class [[nodiscard]] Result {
 
 #define TAMAYA_CONCAT_INNER(a, b) a##b
 #define TAMAYA_CONCAT(a, b) TAMAYA_CONCAT_INNER(a, b)
+// NOLINTBEGIN(bugprone-macro-parentheses): `tmp` is a generated name and `lhs`
+// may be a declaration (`auto x`); neither can be parenthesised.
 #define TAMAYA_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                 \
   if (!tmp.ok()) return tmp.status();                \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 #define TAMAYA_ASSIGN_OR_RETURN(lhs, expr) \
   TAMAYA_ASSIGN_OR_RETURN_IMPL(TAMAYA_CONCAT(tamaya_result_, __LINE__), lhs, expr)

@@ -210,7 +210,7 @@ int serve(const cli::ServeOptions& options) {
         async_queue.enqueue(
             events::EnqueueRequest{std::move(f.function), std::move(f.qualifier),
                                    std::move(f.payload), std::move(f.event_id), "", "schedule"},
-            [name, id](Result<std::string> r) {
+            [name, id](const Result<std::string>& r) {
               if (!r.ok()) {
                 spdlog::error("schedule fire not queued name={} event_id={} error={}", name, id,
                               r.status().message());
@@ -231,7 +231,7 @@ int serve(const cli::ServeOptions& options) {
     async_queue.enqueue(
         events::EnqueueRequest{std::move(e.function), std::move(e.qualifier), std::move(e.payload),
                                std::move(e.request_id), std::move(e.trace_id)},
-        [done = std::move(done)](Result<std::string> id) {
+        [done = std::move(done)](const Result<std::string>& id) {
           done(id.ok() ? Status::Ok() : id.status());
         });
   };
@@ -271,7 +271,7 @@ int serve(const cli::ServeOptions& options) {
                         st.message());
         }
       }
-      async_queue.delete_config(name, [name](Status st) {
+      async_queue.delete_config(name, [name](const Status& st) {
         if (!st.ok() && st.code() != Code::kNotFound) {
           spdlog::error("event invoke config of deleted function not removed function={} error={}",
                         name, st.message());
@@ -341,8 +341,8 @@ int serve(const cli::ServeOptions& options) {
   }
 
   net::HttpServer public_gateway(io, gateway::server_limits(settings),
-                                 [&g = **gw](net::Request r, net::Responder respond) {
-                                   g.handle(std::move(r), std::move(respond));
+                                 [&g = **gw](const net::Request& r, net::Responder respond) {
+                                   g.handle(r, std::move(respond));
                                  });
   if (Status s = public_gateway.listen(settings.gateway_host, uint16_t(settings.gateway_port));
       !s.ok()) {

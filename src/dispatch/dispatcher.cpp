@@ -31,7 +31,6 @@
 namespace tamaya::dispatch {
 
 namespace asio = boost::asio;
-using std::chrono::duration;
 using std::chrono::milliseconds;
 
 std::string timeout_message(const std::string& request_id, int timeout_s) {
@@ -42,7 +41,7 @@ std::string timeout_message(const std::string& request_id, int timeout_s) {
 namespace {
 
 constexpr size_t kLogTailBytes = 4096;
-constexpr size_t kPipeReadChunk = 64 * 1024;
+constexpr size_t kPipeReadChunk = size_t{64} * 1024;
 
 // Whole microseconds, because the log store keeps durations in µs: the REPORT
 // line and the stored record then print the same two decimals.
@@ -325,7 +324,7 @@ struct Dispatcher::Impl {
 
   // --- provisioned concurrency ------------------------------------------
 
-  void configure(const std::string& function, FunctionScaling s) {
+  void configure(const std::string& function, const FunctionScaling& s) {
     book.set_reserved(function, s.reserved);
     if (s.idle_timeout_ms > 0) {
       idle_timeout_ms[function] = s.idle_timeout_ms;
@@ -1283,8 +1282,8 @@ void Dispatcher::retire(const std::string& function) {
   }
 }
 
-void Dispatcher::configure(const std::string& function, FunctionScaling scaling) {
-  impl_->configure(function, std::move(scaling));
+void Dispatcher::configure(const std::string& function, const FunctionScaling& scaling) {
+  impl_->configure(function, scaling);
 }
 
 std::vector<ProvisionedStatus> Dispatcher::provisioned(const std::string& function) const {

@@ -137,7 +137,7 @@ class Dispatcher {
   // Replaces a function's scaling: its reservation, idle timeout and
   // provisioned instances (started now, off the request path). An empty
   // FunctionScaling forgets the function.
-  void configure(const std::string& function, FunctionScaling scaling);
+  void configure(const std::string& function, const FunctionScaling& scaling);
   std::vector<ProvisionedStatus> provisioned(const std::string& function) const;
 
   // Stops taking new invocations, lets in-flight and queued ones finish up to

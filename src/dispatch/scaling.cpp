@@ -28,7 +28,7 @@ void apply_scaling(Dispatcher& dispatcher, const registry::Registry& registry,
     p.instances = instances;
     s.provisioned.push_back(std::move(p));
   }
-  dispatcher.configure(function, std::move(s));
+  dispatcher.configure(function, s);
 }
 
 }  // namespace tamaya::dispatch

@@ -306,7 +306,7 @@ struct Events::Impl : std::enable_shared_from_this<Events::Impl> {
           return q.remove(id);
         },
         [this, copy](Status st) {
-          boost::asio::post(s.io, [this, copy, st] {
+          boost::asio::post(s.io, [this, copy, st = std::move(st)] {
             --pending_accepts;
             if (!st.ok()) {
               spdlog::error("event destination not queued function={} error={}", copy->function,
@@ -409,16 +409,18 @@ void Events::enqueue(EnqueueRequest request, std::function<void(Result<std::stri
   Impl* raw = impl_.get();
   m.writer.submit([e](QueueStore& q) { return q.insert(*e); },
                   [raw, e, accepted = std::move(accepted)](Status st) mutable {
-                    boost::asio::post(raw->s.io, [raw, e, st, accepted = std::move(accepted)] {
-                      --raw->pending_accepts;
-                      raw->queued_bytes -= int64_t(e->payload.size());
-                      if (!st.ok()) return accepted(st.with_context("async event not accepted"));
-                      ++raw->counters.accepted;
-                      std::string id = e->id;
-                      raw->index(std::move(*e));
-                      accepted(id);
-                      raw->pump();
-                    });
+                    boost::asio::post(
+                        raw->s.io, [raw, e, st = std::move(st), accepted = std::move(accepted)] {
+                          --raw->pending_accepts;
+                          raw->queued_bytes -= int64_t(e->payload.size());
+                          if (!st.ok())
+                            return accepted(st.with_context("async event not accepted"));
+                          ++raw->counters.accepted;
+                          std::string id = e->id;
+                          raw->index(std::move(*e));
+                          accepted(id);
+                          raw->pump();
+                        });
                   });
 }
 
@@ -475,11 +477,12 @@ void Events::put_config(InvokeConfig config, std::function<void(Result<InvokeCon
   auto copy = std::make_shared<InvokeConfig>(std::move(config));
   m.writer.submit([copy](QueueStore& q) { return q.put_config(*copy); },
                   [raw, copy, done = std::move(done)](Status st) mutable {
-                    boost::asio::post(raw->s.io, [raw, copy, st, done = std::move(done)] {
-                      if (!st.ok()) return done(st);
-                      raw->configs[copy->function] = *copy;
-                      done(*copy);
-                    });
+                    boost::asio::post(raw->s.io,
+                                      [raw, copy, st = std::move(st), done = std::move(done)] {
+                                        if (!st.ok()) return done(st);
+                                        raw->configs[copy->function] = *copy;
+                                        done(*copy);
+                                      });
                   });
 }
 
@@ -488,13 +491,14 @@ void Events::delete_config(const std::string& function, std::function<void(Statu
     return done(config(function).status());
   }
   Impl* raw = impl_.get();
-  impl_->writer.submit([function](QueueStore& q) { return q.delete_config(function); },
-                       [raw, function, done = std::move(done)](Status st) mutable {
-                         boost::asio::post(raw->s.io, [raw, function, st, done = std::move(done)] {
-                           if (st.ok()) raw->configs.erase(function);
-                           done(st);
-                         });
-                       });
+  impl_->writer.submit(
+      [function](QueueStore& q) { return q.delete_config(function); },
+      [raw, function, done = std::move(done)](Status st) mutable {
+        boost::asio::post(raw->s.io, [raw, function, st = std::move(st), done = std::move(done)] {
+          if (st.ok()) raw->configs.erase(function);
+          done(st);
+        });
+      });
 }
 
 void Events::dead_letters(const std::string& function, int limit,
@@ -506,7 +510,7 @@ void Events::dead_letters(const std::string& function, int limit,
         *out = q.dead_letters(function, limit);
         return out->ok() ? Status::Ok() : out->status();
       },
-      [raw, out, done = std::move(done)](Status) mutable {
+      [raw, out, done = std::move(done)](const Status&) mutable {
         boost::asio::post(raw->s.io, [out, done = std::move(done)] { done(std::move(*out)); });
       });
 }
@@ -522,7 +526,7 @@ void Events::redrive(const std::string& function, const std::string& id,
         return out->ok() ? Status::Ok() : out->status();
       },
       [raw, out, id, done = std::move(done)](Status st) mutable {
-        boost::asio::post(raw->s.io, [raw, out, id, st, done = std::move(done)] {
+        boost::asio::post(raw->s.io, [raw, out, id, st = std::move(st), done = std::move(done)] {
           if (!st.ok()) return done(st);
           int n = 0;
           for (Event& e : **out) {

@@ -17,21 +17,22 @@ constexpr int kDefaultFiresShown = 20;
 
 void add_schedule_admin_routes(net::Router& router, Scheduler& sch) {
   router.add("POST", "/v1/schedules",
-             [&sch](net::Request req, net::Params, net::Responder respond) {
+             [&sch](const net::Request& req, const net::Params&, const net::Responder& respond) {
                auto doc = net::parse_json_object(req.body);
                if (!doc.ok()) return respond(net::Response::error(doc.status()));
                auto s = sch.create(*doc);
                if (!s.ok()) return respond(net::Response::error(s.status()));
                respond(net::json_response(201, sch.to_json(*s)));
              });
-  router.add("GET", "/v1/schedules", [&sch](net::Request, net::Params, net::Responder respond) {
-    json arr = json::array();
-    for (const auto& s : sch.list()) arr.push_back(sch.to_json(s));
-    respond(net::json_response(200, {{"schedules", arr}}));
-  });
+  router.add("GET", "/v1/schedules",
+             [&sch](const net::Request&, const net::Params&, const net::Responder& respond) {
+               json arr = json::array();
+               for (const auto& s : sch.list()) arr.push_back(sch.to_json(s));
+               respond(net::json_response(200, {{"schedules", arr}}));
+             });
   router.add(
       "GET", "/v1/schedules/{name}",
-      [&sch](net::Request req, net::Params p, net::Responder respond) {
+      [&sch](const net::Request& req, net::Params p, const net::Responder& respond) {
         auto s = sch.get(p["name"]);
         if (!s.ok()) return respond(net::Response::error(s.status()));
         int limit = kDefaultFiresShown;
@@ -51,13 +52,13 @@ void add_schedule_admin_routes(net::Router& router, Scheduler& sch) {
         respond(net::json_response(200, body));
       });
   router.add("DELETE", "/v1/schedules/{name}",
-             [&sch](net::Request, net::Params p, net::Responder respond) {
+             [&sch](const net::Request&, net::Params p, const net::Responder& respond) {
                Status s = sch.remove(p["name"]);
                respond(s.ok() ? net::Response::no_content() : net::Response::error(s));
              });
   for (bool enable : {true, false}) {
     router.add("POST", std::string("/v1/schedules/{name}/") + (enable ? "enable" : "disable"),
-               [&sch, enable](net::Request, net::Params p, net::Responder respond) {
+               [&sch, enable](const net::Request&, net::Params p, const net::Responder& respond) {
                  auto s = sch.set_enabled(p["name"], enable);
                  if (!s.ok()) return respond(net::Response::error(s.status()));
                  respond(net::json_response(200, sch.to_json(*s)));
@@ -68,11 +69,12 @@ void add_schedule_admin_routes(net::Router& router, Scheduler& sch) {
     return json{{"now", format_iso8601(sch.now_ms())}, {"now_ms", sch.now_ms()}};
   };
   router.add("GET", "/v1/test/clock",
-             [clock_json](net::Request, net::Params, net::Responder respond) {
+             [clock_json](const net::Request&, const net::Params&, const net::Responder& respond) {
                respond(net::json_response(200, clock_json()));
              });
   router.add("POST", "/v1/test/clock",
-             [&sch, clock_json](net::Request req, net::Params, net::Responder respond) {
+             [&sch, clock_json](const net::Request& req, const net::Params&,
+                                const net::Responder& respond) {
                auto doc = net::parse_json_object(req.body);
                if (!doc.ok()) return respond(net::Response::error(doc.status()));
                auto it = doc->find("advance_ms");

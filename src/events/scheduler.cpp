@@ -70,9 +70,7 @@ Result<std::string> string_field(const json& body, const char* key, bool require
 Scheduler::Scheduler(boost::asio::io_context& io, store::Database& db, const Clock& clock,
                      ManualWallClock* manual, SchedulerOptions options, FireSink sink,
                      TargetCheck check)
-    : io_(io),
-      db_(db),
-      store_(db),
+    : store_(db),
       clock_(clock),
       manual_(manual),
       options_(std::move(options)),

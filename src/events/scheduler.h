@@ -115,8 +115,6 @@ class Scheduler {
   void arm();
   int64_t compute_next(const Entry& e, int64_t after_ms) const;
 
-  boost::asio::io_context& io_;
-  store::Database& db_;
   ScheduleStore store_;
   const Clock& clock_;
   ManualWallClock* manual_;

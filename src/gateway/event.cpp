@@ -774,9 +774,7 @@ net::Response gateway_error(int status) {
       message = "Internal Server Error";
       break;
     case 503:
-      message = "Service Unavailable";
-      break;
-    case 504:
+    case 504:  // API Gateway answers an integration timeout the same way
       message = "Service Unavailable";
       break;
   }

@@ -445,7 +445,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     ex->respond(std::move(r));
   }
 
-  void handle(net::Request req, net::Responder respond) {
+  void handle(const net::Request& req, net::Responder respond) {
     auto ex = std::make_shared<Exchange>(std::move(respond));
     ex->start = s.clock.now();
     ex->wall_ms = s.clock.wall_ms();
@@ -464,13 +464,12 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
         auto url = urls.find(*id);
         // As Lambda: an unknown function URL host is refused, not routed.
         if (url == urls.end()) return finish(ex, url_error(403));
-        return serve_url(ex, std::move(req), url->second, raw_path, std::string(*host));
+        return serve_url(ex, req, url->second, raw_path, std::string(*host));
       }
     }
     if (auto by_path = url_id_from_path(raw_path)) {
       if (auto url = urls.find(by_path->first); url != urls.end()) {
-        return serve_url(ex, std::move(req), url->second, by_path->second,
-                         function_url_host(*url->second));
+        return serve_url(ex, req, url->second, by_path->second, function_url_host(*url->second));
       }
     }
 
@@ -558,7 +557,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
 
   // A function URL request: Lambda's payload 2.0 with routeKey $default,
   // the URL's auth and CORS, the function's own timeout.
-  void serve_url(const std::shared_ptr<Exchange>& ex, net::Request req,
+  void serve_url(const std::shared_ptr<Exchange>& ex, const net::Request& req,
                  std::shared_ptr<const FunctionUrl> url_ptr, const std::string& raw_path,
                  const std::string& domain) {
     ex->url = std::move(url_ptr);
@@ -637,7 +636,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
       e.payload = ir.make_payload();
       e.request_id = ex->request_id;
       e.trace_id = std::move(ir.trace_id);
-      s.enqueue_async(std::move(e), [self = shared_from_this(), ex](Status st) {
+      s.enqueue_async(std::move(e), [self = shared_from_this(), ex](const Status& st) {
         if (ex->done) return;
         if (!st.ok()) {
           spdlog::warn("gateway async event not accepted request_id={} error={}", ex->request_id,
@@ -653,7 +652,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
       ir.payload = ir.make_payload();  // before the answer lets the request go
       ir.make_payload = nullptr;
       finish(ex, net::Response::json(202, json{{"requestId", ex->request_id}}.dump()));
-      s.dispatcher.invoke(std::move(ir), [rid = ex->request_id](dispatch::InvokeResult r) {
+      s.dispatcher.invoke(std::move(ir), [rid = ex->request_id](const dispatch::InvokeResult& r) {
         if (!r.status.ok() || r.function_error) {
           spdlog::warn("gateway async invocation failed request_id={} error={}", rid,
                        r.status.ok() ? r.error_type : r.status.message());
@@ -664,7 +663,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
 
     watch_timeout(ex, timeout_ms);
     s.dispatcher.invoke(
-        std::move(ir), [self = shared_from_this(), ex, v1](dispatch::InvokeResult r) {
+        std::move(ir), [self = shared_from_this(), ex, v1](const dispatch::InvokeResult& r) {
           ex->cold = r.cold;
           if (!r.status.ok()) {
             switch (r.status.code()) {
@@ -699,7 +698,7 @@ void Gateway::flush() { impl_->flush(); }
 
 void Gateway::set_public_port(int port) { impl_->public_port = port; }
 
-Result<std::unique_ptr<Gateway>> Gateway::open(Services s) {
+Result<std::unique_ptr<Gateway>> Gateway::open(const Services& s) {
   auto impl = std::make_shared<Impl>(s);
   TAMAYA_ASSIGN_OR_RETURN(auto routes, impl->store.load_routes());
   impl->rebuild(std::move(routes));
@@ -735,8 +734,8 @@ Result<std::unique_ptr<Gateway>> Gateway::open(Services s) {
   return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
 }
 
-void Gateway::handle(net::Request request, net::Responder respond) {
-  impl_->handle(std::move(request), std::move(respond));
+void Gateway::handle(const net::Request& request, net::Responder respond) {
+  impl_->handle(request, std::move(respond));
 }
 
 Result<Route> Gateway::add_route(const json& spec) {
@@ -774,9 +773,10 @@ Status Gateway::remove_route(const std::string& id_or_key) {
 std::vector<Route> Gateway::routes() const { return impl_->table.routes(); }
 
 Result<std::pair<ApiKey, std::string>> Gateway::create_key(const json& spec) {
-  if (!spec.is_object())
+  if (!spec.is_object()) {
     return Status::Invalid(
         "the body must be a JSON object: {\"name\", \"rate\"?, \"burst\"?, \"daily_quota\"?}");
+  }
   for (const auto& [k, v] : spec.items()) {
     if (k != "name" && k != "rate" && k != "burst" && k != "daily_quota") {
       return Status::Invalid("unknown field '" + k +
@@ -918,6 +918,7 @@ std::vector<std::pair<std::string, json>> Gateway::list_function_urls(
     return std::tie(a->created_ms, a->url_id) < std::tie(b->created_ms, b->url_id);
   });
   std::vector<std::pair<std::string, json>> out;
+  out.reserve(mine.size());
   for (const auto& u : mine)
     out.emplace_back(u->qualifier, function_url_answer(*u, impl_->public_port));
   return out;

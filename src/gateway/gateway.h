@@ -66,11 +66,11 @@ net::ServerLimits server_limits(const Settings& settings);
 class Gateway {
  public:
   // Loads routes, keys and CORS from the database; opens the access log.
-  static Result<std::unique_ptr<Gateway>> open(Services services);
+  static Result<std::unique_ptr<Gateway>> open(const Services& services);
   ~Gateway();
 
   // The public port's handler.
-  void handle(net::Request request, net::Responder respond);
+  void handle(const net::Request& request, net::Responder respond);
 
   // Admin operations (add_gateway_admin_routes exposes them over HTTP).
   Result<Route> add_route(const nlohmann::json& spec);

@@ -28,12 +28,13 @@ PKey wrap(EVP_PKEY* k) { return PKey(k, EVP_PKEY_free); }
 std::optional<std::string> base64url_decode(std::string_view in) {
   std::string s(in);
   for (char& c : s) {
-    if (c == '-')
+    if (c == '-') {
       c = '+';
-    else if (c == '_')
+    } else if (c == '_') {
       c = '/';
-    else if (c == '+' || c == '/' || c == '=')
+    } else if (c == '+' || c == '/' || c == '=') {
       return std::nullopt;  // not the url alphabet
+    }
   }
   while (s.size() % 4) s += '=';
   return base64_decode(s);
@@ -161,10 +162,11 @@ std::string base64url_encode(std::string_view bytes) {
   std::string s = base64_encode(bytes);
   while (!s.empty() && s.back() == '=') s.pop_back();
   for (char& c : s) {
-    if (c == '+')
+    if (c == '+') {
       c = '-';
-    else if (c == '/')
+    } else if (c == '/') {
       c = '_';
+    }
   }
   return s;
 }

@@ -89,7 +89,7 @@ class Responder {
   // Answers with `head` (status and headers; its body is sent first) and
   // keeps the connection for a body written through the returned stream.
   // Counts as the one response.
-  std::shared_ptr<ResponseStream> stream(Response head, size_t max_buffered_bytes) const;
+  std::shared_ptr<ResponseStream> stream(const Response& head, size_t max_buffered_bytes) const;
   // True when the client connection is gone (nothing will be delivered).
   bool closed() const;
 

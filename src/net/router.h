@@ -16,7 +16,7 @@ class Router {
  public:
   // pattern: "/v1/functions/{name}/invoke"; a {name} matches one non-empty
   // segment. Exact segments win over parameters when both match.
-  void add(std::string method, std::string pattern, RouteHandler handler);
+  void add(std::string method, const std::string& pattern, RouteHandler handler);
   // 404 for an unknown path, 405 (with Allow) for a known path and wrong method.
   void dispatch(Request request, Responder respond) const;
 

@@ -261,7 +261,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // --- streamed responses (ResponseStream) ---
 
-  void start_stream(Response head, const std::shared_ptr<ResponseStream::State>& st) {
+  void start_stream(const Response& head, const std::shared_ptr<ResponseStream::State>& st) {
     std::string text = "HTTP/1.1 " + std::to_string(head.status) + " " +
                        std::string(bhttp::obsolete_reason(
                            bhttp::int_to_status(static_cast<unsigned>(head.status)))) +
@@ -272,7 +272,7 @@ class Session : public std::enable_shared_from_this<Session> {
           v.find_first_of("\r\n") != std::string::npos) {
         continue;
       }
-      text += k + ": " + v + "\r\n";
+      text.append(k).append(": ").append(v).append("\r\n");
     }
     text += "Connection: close\r\n\r\n";
     text += head.body;
@@ -309,6 +309,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // By value: the callback may drop the last outside reference to st.
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): the copy keeps st alive
   void end_stream(std::shared_ptr<ResponseStream::State> st) {
     if (st->closed) return;
     st->closed = true;
@@ -536,7 +537,8 @@ void Responder::operator()(Response response) const {
 
 bool Responder::closed() const { return !state_->session || state_->session->closed(); }
 
-std::shared_ptr<ResponseStream> Responder::stream(Response head, size_t max_buffered_bytes) const {
+std::shared_ptr<ResponseStream> Responder::stream(const Response& head,
+                                                  size_t max_buffered_bytes) const {
   auto st = std::make_shared<ResponseStream::State>();
   st->max_buffered = max_buffered_bytes;
   auto out = std::make_shared<ResponseStream>(st);
@@ -546,7 +548,7 @@ std::shared_ptr<ResponseStream> Responder::stream(Response head, size_t max_buff
   }
   state_->done = true;
   st->session = std::move(state_->session);
-  st->session->start_stream(std::move(head), st);
+  st->session->start_stream(head, st);
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include "registry/registry.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -752,9 +754,10 @@ Status Registry::remove_version(const std::string& name, const std::string& vers
   }
   for (const auto& [alias_name, alias] : entry->aliases) {
     if (alias.version == version || alias.extra_version == version) {
-      return Status::Exists("version " + version + " of function '" + name +
-                            "' is used by alias '" + alias_name +
-                            "'; point the alias elsewhere or delete it first");
+      return Status::Exists(fmt::format(
+          "version {} of function '{}' is used by alias '{}'; point the alias elsewhere or "
+          "delete it first",
+          version, name, alias_name));
     }
   }
   TAMAYA_ASSIGN_OR_RETURN(

@@ -89,9 +89,10 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
     // Asking for the next event ends the previous one, if the runtime had
     // not reported it (Lambda treats this the same way).
     current_.reset();
-    if (pending_next_)
+    if (pending_next_) {
       (*pending_next_)(
           runtime_error(400, "InvalidRequest", "superseded by a newer invocation/next"));
+    }
     initialized_ = true;
     if (queued_) {
       send_invocation(respond);

@@ -65,7 +65,7 @@ Result<sandbox::LaunchSpec> make_launch_spec(const InstanceSpec& spec, const Run
   env["AWS_EXECUTION_ENV"] = "AWS_Lambda_" + spec.runtime;
   env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "on-demand";
   if (spec.runtime == "nodejs") env["NODE_PATH"] = task_root + "/node_modules";
-  for (auto& [k, v] : env) out.env.push_back(k + "=" + v);
+  for (auto& [k, v] : env) out.env.push_back(std::string(k).append("=").append(v));
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "sandbox/host.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <grp.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -115,8 +116,8 @@ std::string v1_base(const std::vector<MountEntry>& mounts,
       if (!has_word(controllers, controller, ',')) continue;
       std::string base = m.point + (path == "/" ? "" : path) + "/" + own_base_name();
       if (mkdir(base.c_str(), 0755) < 0 && errno != EEXIST) {
-        notes.push_back("cgroup v1 " + controller + ": cannot create " + base + ": " +
-                        errno_text(errno));
+        notes.push_back(
+            fmt::format("cgroup v1 {}: cannot create {}: {}", controller, base, errno_text(errno)));
         return "";
       }
       return base;

@@ -86,9 +86,10 @@ Sandbox::~Sandbox() {
 }
 
 std::string Sandbox::startup_line() const {
-  if (!isolate_)
+  if (!isolate_) {
     return "sandbox isolation=off (sandbox_isolation=off: plain processes with rlimits) " +
            zygote_note_;
+  }
   return "sandbox isolation=auto " + summary(host_) + " " + zygote_note_;
 }
 

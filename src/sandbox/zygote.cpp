@@ -417,7 +417,8 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       host_of_ns_.erase(ns_pid);
       remove_cgroups(p.cgroups);
       // Not kUnavailable: the caller must not fork another for this spec.
-      return status.code() == Code::kUnavailable ? Status::Internal(status.message()) : status;
+      return status.code() == Code::kUnavailable ? Status::Internal(status.message())
+                                                 : std::move(status);
     };
     const std::string pid_text = std::to_string(host_pid);
     for (const Fd& fd : p.procs) {

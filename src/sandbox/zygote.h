@@ -28,7 +28,7 @@ struct ZygoteOptions {
   int spawn_timeout_ms = 1'000;  // a forked child says it is specialised
   // A zygote with no live instance for this long is stopped (checked on the
   // next launch).
-  int64_t idle_ms = 10 * 60'000;
+  int64_t idle_ms = int64_t{10} * 60'000;
   // After a zygote failed, its function starts directly for this long
   // before a new zygote is tried, so a broken zygote cannot slow every start.
   int64_t retry_after_failure_ms = 10'000;
