@@ -212,7 +212,7 @@ lines += [
     "",
     f"Reference in the same run: B's p99 during A's flood / during an equal flood of a separate "
     f"nginx that tamaya never sees, median ({', '.join(f'{x:.2f}' for x in ref_ratios)}): "
-    f"**{ref_ratio:.2f}x**. Near 1x, B's tail comes from sharing the cores with a flood, not "
+    f"**{ref_ratio:.2f}x**. At or below 1x, B's tail comes from sharing the cores with a flood, not "
     f"from how tamaya refuses A's overflow; nginx answered "
     f"{', '.join(str(sum(v['count'] for v in n['by_status'].values())) for n in nginx_flood)} "
     f"requests in its flood phases.",
