@@ -189,13 +189,7 @@ Result<std::vector<DeadLetter>> QueueStore::dead_letters(const std::string& func
                                        " FROM event_dead_letters WHERE (?1 = '' OR function = ?1) "
                                        "ORDER BY failed_ms, rowid LIMIT ?2"));
   st.bind(1, function).bind(2, int64_t(limit));
-  std::vector<DeadLetter> out;
-  while (true) {
-    TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());
-    if (!row) break;
-    out.push_back(read_dead(st));
-  }
-  return out;
+  return st.collect(read_dead);
 }
 
 Result<int64_t> QueueStore::dead_letter_count() {

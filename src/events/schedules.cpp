@@ -92,13 +92,7 @@ void bind_fields(store::Statement& st, const Schedule& s) {
 Result<std::vector<Schedule>> ScheduleStore::load() {
   TAMAYA_ASSIGN_OR_RETURN(
       auto st, db_.prepare(std::string("SELECT ") + kColumns + " FROM schedules ORDER BY name"));
-  std::vector<Schedule> out;
-  while (true) {
-    TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());
-    if (!row) break;
-    out.push_back(row_to_schedule(st));
-  }
-  return out;
+  return st.collect(row_to_schedule);
 }
 
 Status ScheduleStore::insert(const Schedule& s) {
@@ -180,14 +174,10 @@ Result<std::vector<FireRecord>> ScheduleStore::fires(const std::string& name, in
       auto st, db_.prepare("SELECT schedule, scheduled_ms, fired_ms, event_id, missed FROM "
                            "schedule_fires WHERE schedule = ? ORDER BY scheduled_ms DESC LIMIT ?"));
   st.bind(1, name).bind(2, int64_t{limit});
-  std::vector<FireRecord> out;
-  while (true) {
-    TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());
-    if (!row) break;
-    out.push_back(FireRecord{st.column_text(0), st.column_int(1), st.column_int(2),
-                             st.column_text(3), st.column_int(4) != 0});
-  }
-  return out;
+  return st.collect([](const store::Statement& r) {
+    return FireRecord{r.column_text(0), r.column_int(1), r.column_int(2), r.column_text(3),
+                      r.column_int(4) != 0};
+  });
 }
 
 }  // namespace tamaya::events

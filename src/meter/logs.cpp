@@ -57,16 +57,6 @@ InvocationRecord read_record(const store::Statement& st) {
   return r;
 }
 
-Result<std::vector<InvocationRecord>> read_records(store::Statement& st) {
-  std::vector<InvocationRecord> out;
-  while (true) {
-    TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());
-    if (!row) break;
-    out.push_back(read_record(st));
-  }
-  return out;
-}
-
 }  // namespace
 
 std::vector<store::Migration> migrations() {
@@ -523,7 +513,7 @@ Result<std::vector<InvocationRecord>> LogStore::invocations(const RecordQuery& q
   if (q.since_ms) st.bind(i++, *q.since_ms);
   if (q.until_ms) st.bind(i++, *q.until_ms);
   st.bind(i, int64_t{q.limit});
-  return read_records(st);
+  return st.collect(read_record);
 }
 
 Result<std::vector<InvocationRecord>> LogStore::records_between(int64_t since_ms,
@@ -534,7 +524,7 @@ Result<std::vector<InvocationRecord>> LogStore::records_between(int64_t since_ms
       impl_->reader_db->prepare(std::string(kRecordColumns) +
                                 "WHERE start_ms >= ? AND start_ms < ? ORDER BY start_ms, id"));
   st.bind(1, since_ms).bind(2, until_ms);
-  return read_records(st);
+  return st.collect(read_record);
 }
 
 Status LogStore::apply_record_retention(int64_t now_ms) {

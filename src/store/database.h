@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -44,6 +45,17 @@ class Statement {
 
   // Returns true while a row is available; false when done.
   Result<bool> step();
+  // Steps through every row and returns read(*this) of each, in order.
+  template <class Read>
+  auto collect(Read read) -> Result<std::vector<decltype(read(std::declval<Statement&>()))>> {
+    std::vector<decltype(read(*this))> out;
+    while (true) {
+      Result<bool> row = step();
+      if (!row.ok()) return row.status();
+      if (!*row) return out;
+      out.push_back(read(*this));
+    }
+  }
   // Runs to completion (for INSERT/UPDATE/DELETE).
   Status run();
   void reset();
