@@ -96,32 +96,14 @@ python3 "$ROOT/bench/invoke/admin.py" wait-http "$ADMIN/v1/health" "$START_TIMEO
 
 # The other flood's target: one nginx worker answering every request with 429.
 NGINX_PORT="$(port)"
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx/client_body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  keepalive_requests 1000000;
-  keepalive_timeout 75s;
+# shellcheck source=bench/lib/nginx.sh
+source "$ROOT/bench/lib/nginx.sh"
+write_nginx_conf "$TMP/nginx" "
   server {
     listen 127.0.0.1:$NGINX_PORT;
-    location / { default_type application/json; return 429 '{"message":"Too Many Requests"}'; }
-  }
-}
-CONF
-nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
-  >"$TMP/nginx/stdout.log" 2>&1 &
+    location / { default_type application/json; return 429 '{\"message\":\"Too Many Requests\"}'; }
+  }"
+start_nginx "$TMP/nginx"
 NGINX_PID=$!
 python3 "$ROOT/bench/invoke/admin.py" wait-http "http://127.0.0.1:$NGINX_PORT/" "$START_TIMEOUT_S"
 
