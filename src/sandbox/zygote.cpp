@@ -139,6 +139,17 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     z.isolation.zygote = true;
     z.isolation.uid = z.isolation.gid = 0;
     z.isolation.name = "z" + spec.isolation.name;
+    // No memory limit of the function's size on the zygote's cgroup: a child
+    // is in it until its "hello", and what the child writes there (its
+    // copy-on-write pages, the hot pages an offered child copies) stays
+    // charged to it after the child moves to its instance's cgroup (cgroup
+    // v2 never moves charges, v1 only when asked). With the limit, the
+    // 63rd live instance of a 128 MB function got the zygote's cgroup
+    // OOM-killed, and every instance with it (they live in its pid
+    // namespace). The zygote runs only the runtime's own code, and what its
+    // cgroup holds grows with the live instances, which concurrency_limit
+    // bounds.
+    z.isolation.memory_bytes = 0;
     // The zygote needs no function settings: each child gets its own environment.
     z.env.clear();
     for (const auto& entry : spec.env) {
@@ -369,7 +380,11 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       return Status::Unavailable("zygote child could not prepare: " + std::string(buf, size_t(n)));
     }
     if (n != 5 || std::memcmp(buf, "hello", 5) != 0 || host_pid <= 0) {
-      return Status::Unavailable("zygote child's handshake was not understood");
+      std::string got = n < 0    ? "recvmsg: " + errno_text()
+                        : n == 0 ? "nothing: the child closed its end"
+                                 : "'" + std::string(buf, size_t(std::min<ssize_t>(n, 64))) + "'";
+      return Status::Unavailable(fmt::format(
+          "zygote child's handshake was not understood: got {}, pid {}", got, host_pid));
     }
     return host_pid;
   }
@@ -475,7 +490,10 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     const pid_t ns_pid = (*reply)["pid"].get<pid_t>();
 
     auto hello = read_hello(hs.get(), deadline);
-    if (!hello.ok()) return fail(hello.status(), true);
+    // A child that died before its hello (killed, out of memory) is that
+    // child's failure; only a zygote that is gone too is broken, and
+    // stopping it would take every live instance with it.
+    if (!hello.ok()) return fail(hello.status(), !alive());
     const pid_t host_pid = *hello;
     pidfd.reset(int(syscall(SYS_pidfd_open, host_pid, 0)));
     if (pidfd.get() < 0) {
@@ -655,6 +673,11 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
   }
   std::string output_note() const {
     return output_.empty() ? "" : " (zygote output: " + output_ + ")";
+  }
+
+  bool alive() const {
+    pollfd pfd{proc_.pidfd, POLLIN, 0};
+    return proc_.pidfd >= 0 && poll(&pfd, 1, 0) == 0;
   }
 
   void stop_locked() {
