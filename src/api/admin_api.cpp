@@ -426,7 +426,8 @@ class Handlers {
                       {"starting", st.starting},
                       {"queued", st.queued},
                       {"provisioned", st.provisioned},
-                      {"provisioned_ready", st.provisioned_ready}};
+                      {"provisioned_ready", st.provisioned_ready},
+                      {"held", st.held}};
     json prov = json::array();
     for (const auto& p : s_.dispatcher.provisioned(name)) {
       json e = {{"qualifier", p.qualifier},

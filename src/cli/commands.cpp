@@ -58,7 +58,8 @@ void print_scaling(const Context& ctx, const json& f) {
   ctx.out << "instances: " << i.value("total", 0) << " (busy " << i.value("busy", 0) << ", idle "
           << i.value("idle", 0) << ", starting " << i.value("starting", 0) << "), warm "
           << i.value("provisioned_ready", 0) << "/" << i.value("provisioned", 0) << ", queued "
-          << i.value("queued", 0) << "\n";
+          << i.value("queued", 0)
+          << (i.value("held", false) ? ", held (the host's CPUs are saturated)" : "") << "\n";
   for (const auto& p : f.value("provisioned", json::array())) {
     ctx.out << "provisioned " << p.value("qualifier", "") << ": " << p.value("ready", 0) << "/"
             << p.value("requested", 0) << " " << p.value("status", "");

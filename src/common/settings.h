@@ -57,6 +57,18 @@ struct Settings {
   int concurrency_limit = 1'000;
   int concurrency_unreserved_min = 100;
   int provision_retry_max_ms = 60'000;  // back-off cap when min_instances keep failing to start
+  // Holding a CPU-bound function's scale-out on a saturated host (see
+  // dispatch/cpu_hold.h): while the host's CPU pressure is at least
+  // scale_hold_cpu_pressure_percent and a function's instances use at least
+  // scale_hold_function_cpu_percent of its CPUs, the function keeps
+  // scale_hold_busy_per_core busy instances per CPU (0: never hold) and its
+  // other requests wait in its queue, up to scale_hold_max_wait_ms before one
+  // starts an instance anyway. Sampled every scale_sample_ms.
+  int scale_hold_busy_per_core = 4;
+  int scale_hold_cpu_pressure_percent = 50;
+  int scale_hold_function_cpu_percent = 25;
+  int scale_hold_max_wait_ms = 100;
+  int scale_sample_ms = 100;
 
   // API gateway (src/gateway): the public port, separate from the admin API.
   // Loopback by default so a test or a laptop never exposes functions by

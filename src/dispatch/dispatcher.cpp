@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
@@ -22,6 +23,7 @@
 #include "common/log.h"
 #include "common/time_format.h"
 #include "dispatch/concurrency.h"
+#include "dispatch/cpu_hold.h"
 #include "runtime/endpoint.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/exit_status.h"
@@ -111,6 +113,9 @@ struct Waiter {
   InvokeRequest request;
   std::function<void(InvokeResult)> done;
   std::unique_ptr<asio::steady_timer> timer;
+  // Waiting because its function is held (dispatch/cpu_hold.h), not full:
+  // the timer first ends that wait.
+  bool held = false;
 };
 
 struct Active {
@@ -162,6 +167,9 @@ struct Instance {
   // Opened at the first REPORT, while the instance (and its cgroup) lives.
   std::unique_ptr<PeakMemoryReader> peak;
   std::string function_arn;  // made at the first invocation
+  // CPU time at the last sample (-1: none yet), for holding (cpu_hold.h).
+  std::unique_ptr<RunTimeReader> cpu;
+  int64_t cpu_ns = -1;
 };
 
 struct Pool {
@@ -179,6 +187,11 @@ struct Pool {
   std::string provision_error;
   bool provision_waiting = false;
   std::unique_ptr<asio::steady_timer> provision_timer;
+  int active = 0;     // instances with an invocation (running or waiting for their start)
+  bool held = false;  // hold.held(), unless retired
+  HoldState hold;
+  int64_t cpu_window_ns = 0;  // its instances' CPU time in the current sample
+  int held_waits = 0;         // requests that waited because of the hold, this sample
 };
 
 }  // namespace
@@ -195,7 +208,19 @@ struct Dispatcher::Impl {
         drain_timer(io),
         layers(l.layers()),
         uids(uint32_t(s.sandbox_uid_base), uint32_t(s.sandbox_uid_count)),
-        book(s.concurrency_limit) {}
+        book(s.concurrency_limit),
+        sample_timer(io) {
+    hold_policy.cores = usable_cores();
+    hold_policy.busy_per_core = s.scale_sample_ms > 0 ? s.scale_hold_busy_per_core : 0;
+    hold_policy.pressure_percent = s.scale_hold_cpu_pressure_percent;
+    hold_policy.function_cpu_percent = s.scale_hold_function_cpu_percent;
+    if (hold_policy.busy_per_core > 0 && !pressure.available()) {
+      spdlog::info(
+          "this host has no CPU pressure figures (/proc/pressure/cpu): CPU-bound functions are "
+          "never held (scale_hold_busy_per_core)");
+      hold_policy.busy_per_core = 0;
+    }
+  }
 
   asio::io_context& io;
   const Settings& settings;
@@ -217,6 +242,14 @@ struct Dispatcher::Impl {
   sandbox::UidMap uids;
   ConcurrencyBook book;
   std::unordered_map<std::string, int> idle_timeout_ms;  // per function, when not the setting
+
+  // Holding (cpu_hold.h): sampled on a timer while instances exist.
+  HoldPolicy hold_policy;
+  HostPressure pressure;
+  asio::steady_timer sample_timer;
+  bool sampling = false;
+  int64_t last_stall_us = -1;
+  SteadyTime last_sample{};
 
   // --- pools -------------------------------------------------------------
 
@@ -447,8 +480,13 @@ struct Dispatcher::Impl {
                         req.target.function.name)));
     }
     Pool& pool = pool_for(req.target);
-    const bool idle = !pool.idle.empty();
-    const bool start = !idle && can_start(pool);
+    bool idle = !pool.idle.empty();
+    bool start = !idle && can_start(pool);
+    // A held function's request waits for a busy instance even with an idle
+    // one at hand, unless its queue is full: then running it beats refusing.
+    const bool wait_held = (idle || start) && held_full(pool) &&
+                           int(pool.queue.size()) < settings.queue_max_per_function;
+    if (wait_held) idle = start = false;
     if (!idle && !start && int(pool.queue.size()) >= settings.queue_max_per_function) {
       return reject(req, done,
                     Status::Exhausted(
@@ -472,7 +510,7 @@ struct Dispatcher::Impl {
     if (start) {
       return start_instance(pool, std::move(req), std::move(done));
     }
-    enqueue(pool, std::move(req), std::move(done));
+    enqueue(pool, std::move(req), std::move(done), wait_held);
   }
 
   void reject_too_large(const InvokeRequest& req, const std::function<void(InvokeResult)>& done) {
@@ -492,38 +530,67 @@ struct Dispatcher::Impl {
     done(std::move(r));
   }
 
-  void enqueue(Pool& pool, InvokeRequest req, std::function<void(InvokeResult)> done) {
+  void enqueue(Pool& pool, InvokeRequest req, std::function<void(InvokeResult)> done,
+               bool held = false) {
     auto w = std::make_unique<Waiter>();
     w->request = std::move(req);
     w->done = std::move(done);
-    w->timer = std::make_unique<asio::steady_timer>(io, milliseconds(settings.queue_timeout_ms));
-    Waiter* raw = w.get();
-    std::string key = pool.key;
-    w->timer->async_wait([this, key, raw](boost::system::error_code ec) {
-      if (ec) return;
-      auto it = pools.find(key);
-      if (it == pools.end()) return;
-      auto& q = it->second->queue;
-      for (auto qi = q.begin(); qi != q.end(); ++qi) {
-        if (qi->get() != raw) continue;
+    w->held = held;
+    if (held) pool.held_waits++;
+    const int hold_ms = std::min(settings.scale_hold_max_wait_ms, settings.queue_timeout_ms);
+    w->timer = std::make_unique<asio::steady_timer>(
+        io, milliseconds(held ? hold_ms : settings.queue_timeout_ms));
+    arm_waiter(pool.key, *w);
+    pool.queue.push_back(std::move(w));
+  }
+
+  void arm_waiter(const std::string& key, Waiter& w) {
+    Waiter* raw = &w;
+    w.timer->async_wait([this, key, raw](boost::system::error_code ec) {
+      if (!ec) on_waiter_due(key, raw);
+    });
+  }
+
+  // A waiter's deadline: the end of a held wait (run it now if there is
+  // room, else keep waiting for the rest of queue_timeout_ms), or 429.
+  void on_waiter_due(const std::string& key, Waiter* raw) {
+    auto it = pools.find(key);
+    if (it == pools.end()) return;
+    Pool& pool = *it->second;
+    auto& q = pool.queue;
+    auto qi = std::find_if(q.begin(), q.end(), [raw](const auto& w) { return w.get() == raw; });
+    if (qi == q.end()) return;
+    if (raw->held) {
+      raw->held = false;
+      if (!pool.idle.empty() || can_start(pool)) {
         auto waiter = std::move(*qi);
         q.erase(qi);
-        reject(waiter->request, waiter->done,
-               Status::Exhausted(fmt::format(
-                   "{}; the request waited {} ms for a free instance. Retry later or raise "
-                   "max_concurrency",
-                   throttle_message(*it->second), settings.queue_timeout_ms)));
-        maybe_erase_pool(key);
-        check_drain();
-        return;
+        if (!pool.idle.empty()) {
+          uint64_t id = pool.idle.back();
+          pool.idle.pop_back();
+          return assign(*instances.at(id), std::move(waiter->request), std::move(waiter->done));
+        }
+        return start_instance(pool, std::move(waiter->request), std::move(waiter->done));
       }
-    });
-    pool.queue.push_back(std::move(w));
+      const int rest = settings.queue_timeout_ms -
+                       std::min(settings.scale_hold_max_wait_ms, settings.queue_timeout_ms);
+      raw->timer->expires_after(milliseconds(rest));
+      return arm_waiter(key, *raw);
+    }
+    auto waiter = std::move(*qi);
+    q.erase(qi);
+    reject(waiter->request, waiter->done,
+           Status::Exhausted(
+               fmt::format("{}; the request waited {} ms for a free instance. Retry later or raise "
+                           "max_concurrency",
+                           throttle_message(pool), settings.queue_timeout_ms)));
+    maybe_erase_pool(key);
+    check_drain();
   }
 
   // Hands queued work to capacity that became free.
   void serve_queue(Pool& pool) {
-    while (!pool.queue.empty()) {
+    while (!pool.queue.empty() && !held_full(pool)) {
       if (!pool.idle.empty()) {
         uint64_t id = pool.idle.back();
         pool.idle.pop_back();
@@ -653,6 +720,7 @@ struct Dispatcher::Impl {
       a.done = std::move(done);
       a.cold = true;
       inst->active = std::move(a);
+      pool.active++;
     }
 
     pool.instances++;
@@ -665,6 +733,7 @@ struct Dispatcher::Impl {
     set_due(ref, Due::kStart, milliseconds(settings.instance_start_timeout_ms));
     spdlog::debug("instance started function={} instance={} pid={}", ref.function, id,
                   ref.process.pid);
+    start_sampling();
   }
 
   void fail_start(const InvokeRequest& req, const std::function<void(InvokeResult)>& done,
@@ -722,7 +791,13 @@ struct Dispatcher::Impl {
     a.request = std::move(req);
     a.done = std::move(done);
     inst.active = std::move(a);
+    if (Pool* pool = pool_of(inst)) pool->active++;
     begin(inst);
+  }
+
+  Pool* pool_of(const Instance& inst) {
+    auto it = pools.find(inst.pool_key);
+    return it == pools.end() ? nullptr : it->second.get();
   }
 
   void begin(Instance& inst) {
@@ -872,7 +947,7 @@ struct Dispatcher::Impl {
       }
       return kill(inst.id);
     }
-    if (!pool->queue.empty()) {
+    if (!pool->queue.empty() && !held_full(*pool)) {
       auto w = pop_waiter(*pool);
       return assign(inst, std::move(w->request), std::move(w->done));
     }
@@ -935,6 +1010,7 @@ struct Dispatcher::Impl {
     drain_pipes(inst);
     Active a = std::move(*inst.active);
     inst.active.reset();
+    if (Pool* pool = pool_of(inst)) pool->active--;
     SteadyTime now = clock.now();
     const auto& fn = a.request.target.function;
 
@@ -1017,6 +1093,7 @@ struct Dispatcher::Impl {
     if (pit != pools.end()) {
       std::erase(pit->second->idle, id);
       pit->second->instances--;
+      if (inst.active) pit->second->active--;
     }
     book.remove(function);
     const bool unreserved = !book.reserved(function);
@@ -1151,6 +1228,86 @@ struct Dispatcher::Impl {
     a.log.push_back({clock.wall_ms(), std::move(text)});
   }
 
+  // --- holding (cpu_hold.h) ------------------------------------------------
+
+  bool held_full(const Pool& pool) const {
+    return pool.held && pool.active >= held_busy_cap(hold_policy);
+  }
+
+  void start_sampling() {
+    if (sampling || hold_policy.busy_per_core <= 0 || draining) return;
+    sampling = true;
+    last_stall_us = -1;
+    arm_sample();
+  }
+
+  void arm_sample() {
+    sample_timer.expires_after(milliseconds(settings.scale_sample_ms));
+    sample_timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) on_sample();
+    });
+  }
+
+  // Host pressure and each sizeable pool's CPU use over the last window,
+  // then each pool's hold decided. Stops when no instance is left.
+  void on_sample() {
+    if (instances.empty() || draining) {
+      sampling = false;
+      for (auto& [k, p] : pools) {
+        p->held = false;
+        p->hold = HoldState{};
+      }
+      return;
+    }
+    const SteadyTime now = clock.now();
+    const auto stall = pressure.stalled_us();
+    const double window_us =
+        double(std::chrono::duration_cast<std::chrono::microseconds>(now - last_sample).count());
+    const bool have_window = last_stall_us >= 0 && stall && window_us > 0;
+    const double host_pressure = have_window ? double(*stall - last_stall_us) / window_us : 0;
+    last_stall_us = stall.value_or(-1);
+    last_sample = now;
+
+    const int cap = held_busy_cap(hold_policy);
+    for (auto& [id, inst] : instances) {
+      Pool* pool = pool_of(*inst);
+      if (!pool || inst->state == State::kDying || (pool->instances <= cap && !pool->held)) {
+        inst->cpu_ns = -1;  // a baseline taken now would span this gap later
+        continue;
+      }
+      if (!inst->cpu) inst->cpu = std::make_unique<RunTimeReader>(inst->process.pid);
+      auto ns = inst->cpu->ns();
+      if (!ns) continue;
+      if (inst->cpu_ns >= 0) pool->cpu_window_ns += *ns - inst->cpu_ns;
+      inst->cpu_ns = *ns;
+    }
+    std::vector<Pool*> released;
+    for (auto& [k, p] : pools) {
+      HoldSample s{host_pressure, have_window ? double(p->cpu_window_ns) / (window_us * 1000) : 0,
+                   p->held_waits};
+      p->cpu_window_ns = 0;
+      p->held_waits = 0;
+      if (!have_window) continue;
+      const bool held = p->hold.update(s, hold_policy) && !p->retired;
+      if (held == p->held) continue;
+      p->held = held;
+      if (held) {
+        spdlog::info(
+            "function held function={} version={} busy_max={} host_cpu_pressure={:.0f}% "
+            "function_cpus={:.2f} instances={}: the host's CPUs are saturated and this "
+            "function's instances use them; its other requests wait for a busy instance",
+            p->function, p->target.function.version, cap, host_pressure * 100, s.function_cores,
+            p->instances);
+      } else {
+        spdlog::info("function released function={} version={} host_cpu_pressure={:.0f}%",
+                     p->function, p->target.function.version, host_pressure * 100);
+        released.push_back(p.get());
+      }
+    }
+    for (Pool* p : released) serve_queue(*p);
+    arm_sample();
+  }
+
   // --- drain -------------------------------------------------------------
 
   int in_flight() const {
@@ -1196,6 +1353,7 @@ struct Dispatcher::Impl {
 
   void finish_drain() {
     drain_timer.cancel();
+    sample_timer.cancel();
     for (auto& [id, inst] : instances) {
       clear_due(*inst);
       inst->timer.cancel();
@@ -1230,6 +1388,7 @@ struct Dispatcher::Impl {
     for (const auto& [k, p] : pools) {
       if (function && p->function != *function) continue;
       s.queued += int(p->queue.size());
+      if (p->held && !p->retired) s.held = true;
       if (!p->retired) s.provisioned += p->provisioned;
     }
     return s;

@@ -119,6 +119,9 @@ struct Stats {
   int queued = 0;
   int provisioned = 0;        // instances asked to be kept warm
   int provisioned_ready = 0;  // of those, initialised and serving
+  // Its scale-out is held: the host's CPUs are saturated and its instances
+  // use them (dispatch/cpu_hold.h).
+  bool held = false;
 };
 
 class Dispatcher {

@@ -3,6 +3,7 @@ policy: min_instances (provisioned concurrency) warm before the first request an
 they die or the code changes, reserved concurrency as a guarantee against an unreserved flood,
 over-reservation refused, and per-function idle timeouts."""
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -275,3 +276,60 @@ def test_cli_deploy_and_scale(daemon, tmp_path):
     assert p.returncode != 0 and "'none'" in p.stderr, p.stderr
     out = cli_ok("scale", "warm", "--min-instances", "0", "--reserved-concurrency", "none")
     assert "reserved_concurrency none" in out, out
+
+
+SPIN_SOURCE = """
+import os
+import time
+
+INSTANCE = os.urandom(8).hex()
+
+
+def handler(event, context):
+    end = time.process_time() + event["ms"] / 1000
+    while time.process_time() < end:
+        pass
+    return {"instance": INSTANCE}
+"""
+
+
+@pytest.mark.settings(scale_hold_busy_per_core=1, scale_hold_cpu_pressure_percent=0,
+                      scale_hold_function_cpu_percent=10, scale_hold_max_wait_ms=5000,
+                      queue_timeout_ms=10000, scale_sample_ms=50)
+def test_cpu_bound_function_is_held_to_a_busy_instance_per_core(daemon, tmp_path):
+    """On a saturated host more instances of a CPU-bound function add wake-ups, not throughput
+    (dispatch/cpu_hold.h): it is held to scale_hold_busy_per_core busy instances per CPU, its
+    other requests wait instead of failing, and the hold ends when its load does. The pressure
+    threshold is 0 here so the test does not depend on how loaded the host is."""
+    if not os.path.exists("/proc/pressure/cpu"):
+        pytest.skip("no CPU pressure figures (PSI) on this host: nothing is ever held")
+    cores = len(os.sched_getaffinity(0))
+    clients = min(2 * cores + 2, 40)
+    code = write_handler(tmp_path / "spin", SPIN_SOURCE)
+    daemon.deploy("spin", code, max_concurrency=clients, timeout_s=30)
+    stop = time.monotonic() + 6
+    answers = []
+
+    def client():
+        while time.monotonic() < stop:  # bounded in time; each call in count by the loop
+            answers.append(daemon.invoke("spin", {"ms": 20}, timeout=60))
+
+    seen = []
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for _ in range(clients):
+            pool.submit(client)
+        while time.monotonic() < stop:
+            seen.append(instances(daemon, "spin"))
+            time.sleep(0.05)
+    bad = [(r.status_code, r.text[:200]) for r in answers
+           if r.status_code != 200 or "X-Tamaya-Function-Error" in r.headers]
+    assert not bad, bad[:5]
+    held = [i for i in seen if i["held"]]
+    assert held, seen[-5:]
+    # Once held, the busy instances come down to the cap and stay there.
+    assert min(i["busy"] for i in held) <= cores, held[-5:]
+    assert held[-1]["busy"] <= cores, held[-5:]
+    assert "function held function=spin" in daemon.stderr(), daemon.stderr()[-2000:]
+    # Its load gone, the hold ends (ten quiet samples of 50 ms).
+    wait_until(lambda: not instances(daemon, "spin")["held"], 10, "the hold to end")
+    assert "function released function=spin" in daemon.stderr()
