@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string_view>
+#include <tuple>
 #include <utility>
 
 #include "common/clock.h"
@@ -234,6 +235,8 @@ struct Registry::Impl {
   Status load();
   Status load_scaling();
   Status write_provisioned(const std::string& name, const std::string& qualifier, int instances);
+  // One nullable integer column of a function's row (NULL: use the default).
+  Status write_optional(const char* update_sql, const std::string& name, std::optional<int> value);
   Status load_lambda_state();
   Status write_alias(const Alias& a, bool insert);
   Status check_alias_fields(const Entry& entry, const Alias& a) const;
@@ -911,16 +914,8 @@ Status Registry::set_reserved_concurrency(const std::string& name, std::optional
           std::to_string(p) + "; lower that first");
     }
   }
-  TAMAYA_ASSIGN_OR_RETURN(
-      store::Statement st,
-      impl_->db.prepare("UPDATE functions SET reserved_concurrency = ? WHERE name = ?"));
-  if (reserved) {
-    st.bind(1, int64_t{*reserved});
-  } else {
-    st.bind_null(1);
-  }
-  st.bind(2, name);
-  TAMAYA_RETURN_IF_ERROR(st.run());
+  TAMAYA_RETURN_IF_ERROR(impl_->write_optional(
+      "UPDATE functions SET reserved_concurrency = ? WHERE name = ?", name, reserved));
   entry->reserved_concurrency = reserved;
   impl_->changed(name);
   return Status::Ok();
@@ -942,25 +937,21 @@ Status Registry::Impl::load_scaling() {
   TAMAYA_ASSIGN_OR_RETURN(
       store::Statement it,
       db.prepare("SELECT name, idle_timeout_s FROM functions WHERE idle_timeout_s IS NOT NULL"));
-  while (true) {
-    TAMAYA_ASSIGN_OR_RETURN(bool row, it.step());
-    if (!row) {
-      break;
-    }
-    if (auto f = functions.find(it.column_text(0)); f != functions.end()) {
-      f->second.idle_timeout_s = static_cast<int>(it.column_int(1));
-    }
+  TAMAYA_ASSIGN_OR_RETURN(auto timeouts, it.collect([](store::Statement& r) {
+    return std::pair{r.column_text(0), static_cast<int>(r.column_int(1))};
+  }));
+  for (auto& [name, seconds] : timeouts) {
+    if (auto f = functions.find(name); f != functions.end()) f->second.idle_timeout_s = seconds;
   }
   TAMAYA_ASSIGN_OR_RETURN(
       store::Statement pc,
       db.prepare("SELECT function, qualifier, instances FROM function_provisioned"));
-  while (true) {
-    TAMAYA_ASSIGN_OR_RETURN(bool row, pc.step());
-    if (!row) {
-      break;
-    }
-    if (auto f = functions.find(pc.column_text(0)); f != functions.end()) {
-      f->second.provisioned[pc.column_text(1)] = static_cast<int>(pc.column_int(2));
+  TAMAYA_ASSIGN_OR_RETURN(auto provisioned, pc.collect([](store::Statement& r) {
+    return std::tuple{r.column_text(0), r.column_text(1), static_cast<int>(r.column_int(2))};
+  }));
+  for (auto& [name, qualifier, instances] : provisioned) {
+    if (auto f = functions.find(name); f != functions.end()) {
+      f->second.provisioned[qualifier] = instances;
     }
   }
   return Status::Ok();
@@ -984,6 +975,18 @@ Status Registry::Impl::write_provisioned(const std::string& name, const std::str
   return up.run();
 }
 
+Status Registry::Impl::write_optional(const char* update_sql, const std::string& name,
+                                      std::optional<int> value) {
+  TAMAYA_ASSIGN_OR_RETURN(store::Statement st, db.prepare(update_sql));
+  if (value) {
+    st.bind(1, int64_t{*value});
+  } else {
+    st.bind_null(1);
+  }
+  st.bind(2, name);
+  return st.run();
+}
+
 Result<Scaling> Registry::scaling(const std::string& name) const {
   auto it = impl_->functions.find(name);
   if (it == impl_->functions.end()) {
@@ -1003,16 +1006,8 @@ Status Registry::set_idle_timeout(const std::string& name, std::optional<int> se
                            " is out of range; use 1 to " + std::to_string(kMaxIdleTimeoutS) +
                            " seconds, or null for the instance_idle_timeout_ms setting");
   }
-  TAMAYA_ASSIGN_OR_RETURN(
-      store::Statement st,
-      impl_->db.prepare("UPDATE functions SET idle_timeout_s = ? WHERE name = ?"));
-  if (seconds) {
-    st.bind(1, int64_t{*seconds});
-  } else {
-    st.bind_null(1);
-  }
-  st.bind(2, name);
-  TAMAYA_RETURN_IF_ERROR(st.run());
+  TAMAYA_RETURN_IF_ERROR(impl_->write_optional(
+      "UPDATE functions SET idle_timeout_s = ? WHERE name = ?", name, seconds));
   entry->idle_timeout_s = seconds;
   impl_->changed(name);
   return Status::Ok();
