@@ -92,6 +92,7 @@ const std::map<std::string, Field>& fields() {
       {"concurrency_limit", int_field(&Settings::concurrency_limit)},
       {"concurrency_unreserved_min", int_field(&Settings::concurrency_unreserved_min)},
       {"provision_retry_max_ms", int_field(&Settings::provision_retry_max_ms)},
+      {"launch_threads", int_field(&Settings::launch_threads)},
       {"scale_hold_busy_per_core", int_field(&Settings::scale_hold_busy_per_core)},
       {"scale_hold_cpu_pressure_percent", int_field(&Settings::scale_hold_cpu_pressure_percent)},
       {"scale_hold_function_cpu_percent", int_field(&Settings::scale_hold_function_cpu_percent)},

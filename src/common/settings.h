@@ -57,6 +57,7 @@ struct Settings {
   int concurrency_limit = 1'000;
   int concurrency_unreserved_min = 100;
   int provision_retry_max_ms = 60'000;  // back-off cap when min_instances keep failing to start
+  int launch_threads = 2;  // threads that start instances' processes, off the event loop
   // Holding a CPU-bound function's scale-out on a saturated host (see
   // dispatch/cpu_hold.h): while the host's CPU pressure is at least
   // scale_hold_cpu_pressure_percent and a function's instances use at least

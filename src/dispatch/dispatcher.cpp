@@ -24,6 +24,7 @@
 #include "common/time_format.h"
 #include "dispatch/concurrency.h"
 #include "dispatch/cpu_hold.h"
+#include "dispatch/launch_queue.h"
 #include "runtime/endpoint.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/exit_status.h"
@@ -164,6 +165,9 @@ struct Instance {
   std::string init_error_body;
   int netns_fd = -1;         // network "none": the instance's own namespace
   bool provisioned = false;  // kept warm: no idle timeout, replaced when it dies
+  // Its process is being started on a LaunchQueue thread: no pid, no pipes
+  // yet. Such an instance stays in the map until the launch comes back.
+  bool launching = false;
   // Opened at the first REPORT, while the instance (and its cgroup) lives.
   std::unique_ptr<PeakMemoryReader> peak;
   std::string function_arn;  // made at the first invocation
@@ -209,6 +213,7 @@ struct Dispatcher::Impl {
         layers(l.layers()),
         uids(uint32_t(s.sandbox_uid_base), uint32_t(s.sandbox_uid_count)),
         book(s.concurrency_limit),
+        launches(io, l, s.launch_threads),
         sample_timer(io) {
     hold_policy.cores = usable_cores();
     hold_policy.busy_per_core = s.scale_sample_ms > 0 ? s.scale_hold_busy_per_core : 0;
@@ -242,6 +247,9 @@ struct Dispatcher::Impl {
   sandbox::UidMap uids;
   ConcurrencyBook book;
   std::unordered_map<std::string, int> idle_timeout_ms;  // per function, when not the setting
+
+  // Declared after everything its completions touch, so it goes first.
+  LaunchQueue launches;
 
   // Holding (cpu_hold.h): sampled on a timer while instances exist.
   HoldPolicy hold_policy;
@@ -703,16 +711,10 @@ struct Dispatcher::Impl {
     }
     launch_spec->limits.file_size_bytes = 512ll << 20;
     launch_spec->limits.open_files = settings.sandbox_open_files;
-    auto process = launcher.launch(*launch_spec);
-    if (!process.ok()) {
-      if (inst->netns_fd >= 0) ::close(inst->netns_fd);
-      return fail_start(req, done, "Runtime.InvalidEntrypoint", process.status().message());
-    }
-    inst->process = *process;
+    // The instance counts (capacity, stats, drain) from now on; its process
+    // comes back from a launch thread (on_launched).
+    inst->launching = true;
     inst->spawned = clock.now();
-    inst->pidfd = std::make_unique<asio::posix::stream_descriptor>(io, process->pidfd);
-    inst->out = std::make_unique<asio::posix::stream_descriptor>(io, process->stdout_fd);
-    inst->err = std::make_unique<asio::posix::stream_descriptor>(io, process->stderr_fd);
     inst->state = State::kStarting;
     if (done) {
       Active a;
@@ -727,13 +729,53 @@ struct Dispatcher::Impl {
     book.add(pool.function);
     Instance& ref = *inst;
     instances.emplace(id, std::move(inst));
-    watch_exit(ref);
-    watch_pipe(ref, 0);
-    watch_pipe(ref, 1);
     set_due(ref, Due::kStart, milliseconds(settings.instance_start_timeout_ms));
-    spdlog::debug("instance started function={} instance={} pid={}", ref.function, id,
-                  ref.process.pid);
+    launches.submit(std::move(*launch_spec), [this, id](Result<sandbox::Process> process) {
+      on_launched(id, std::move(process));
+    });
     start_sampling();
+  }
+
+  void on_launched(uint64_t id, Result<sandbox::Process> process) {
+    Instance* inst = find(id);
+    if (!inst) {  // cannot happen: a launching instance is never removed
+      if (process.ok()) discard(*process);
+      return;
+    }
+    inst->launching = false;
+    if (!process.ok()) return launch_failed(*inst, process.status().message());
+    inst->process = *process;
+    inst->spawned = clock.now();
+    inst->pidfd = std::make_unique<asio::posix::stream_descriptor>(io, process->pidfd);
+    inst->out = std::make_unique<asio::posix::stream_descriptor>(io, process->stdout_fd);
+    inst->err = std::make_unique<asio::posix::stream_descriptor>(io, process->stderr_fd);
+    watch_exit(*inst);
+    watch_pipe(*inst, 0);
+    watch_pipe(*inst, 1);
+    spdlog::debug("instance started function={} instance={} pid={}", inst->function, id,
+                  inst->process.pid);
+    // Stopped while it was launching (start timeout, retire, drain): now
+    // that it has a pid, it goes the usual way (its exit removes it).
+    if (inst->state == State::kDying) sandbox::kill_group(inst->process.pid, SIGKILL).ok();
+  }
+
+  // No process: the request it was started for (if any, and not answered
+  // yet) gets the start error, as a failed synchronous start did.
+  void launch_failed(Instance& inst, const std::string& message) {
+    const std::string type = "Runtime.InvalidEntrypoint";
+    std::optional<Active> active;
+    if (inst.active) {
+      active = std::move(inst.active);
+      inst.active.reset();
+      if (Pool* pool = pool_of(inst)) pool->active--;
+    }
+    if (!active) {
+      // A provisioned start: remove() reports it as the pool's start failure.
+      inst.init_error_type = type;
+      inst.init_error_body = message;
+    }
+    remove(inst.id);
+    if (active) fail_start(active->request, active->done, type, message);
   }
 
   void fail_start(const InvokeRequest& req, const std::function<void(InvokeResult)>& done,
@@ -1097,9 +1139,9 @@ struct Dispatcher::Impl {
     }
     book.remove(function);
     const bool unreserved = !book.reserved(function);
-    inst.pidfd->close();
-    inst.out->close();
-    inst.err->close();
+    for (auto* sd : {inst.pidfd.get(), inst.out.get(), inst.err.get()}) {
+      if (sd) sd->close();
+    }
     sandbox::release(inst.process);
     if (inst.netns_fd >= 0) ::close(inst.netns_fd);
     instances.erase(it);
@@ -1275,7 +1317,10 @@ struct Dispatcher::Impl {
         inst->cpu_ns = -1;  // a baseline taken now would span this gap later
         continue;
       }
-      if (!inst->cpu) inst->cpu = std::make_unique<RunTimeReader>(inst->process.pid);
+      if (!inst->cpu && inst->process.pid > 0) {
+        inst->cpu = std::make_unique<RunTimeReader>(inst->process.pid);
+      }
+      if (!inst->cpu) continue;  // still launching
       auto ns = inst->cpu->ns();
       if (!ns) continue;
       if (inst->cpu_ns >= 0) pool->cpu_window_ns += *ns - inst->cpu_ns;
