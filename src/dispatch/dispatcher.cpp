@@ -1357,7 +1357,8 @@ struct Dispatcher::Impl {
 
   int in_flight() const {
     int n = 0;
-    for (const auto& [id, inst] : instances) n += inst->active ? 1 : 0;
+    // A launch still out counts too: its process must not outlive the drain.
+    for (const auto& [id, inst] : instances) n += inst->active || inst->launching ? 1 : 0;
     for (const auto& [k, p] : pools) n += int(p->queue.size());
     return n;
   }
