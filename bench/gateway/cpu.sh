@@ -57,7 +57,9 @@ HZ=$(getconf CLK_TCK)
 threads >"$T/t0"; I0=$(instances); read -r B0 IDLE0 < <(machine)
 /usr/bin/time -f "%U %S" -o "$T/wrk_time" \
   wrk -t1 -c"$C" -d"${D}s" -s "$ROOT/bench/lib/post.lua" "$URL" >"$T/wrk"
-threads >"$T/t1"; I1=$(instances); read -r B1 IDLE1 < <(machine)
+# The machine first: walking the instances takes a while, and the machine's
+# figures are wall-clock shares, so they must end with wrk's run.
+read -r B1 IDLE1 < <(machine); threads >"$T/t1"; I1=$(instances)
 
 REQ=$(grep -o '[0-9]* requests in' "$T/wrk" | awk '{print $1}')
 [[ -n "$REQ" && "$REQ" -gt 0 ]] || { echo "wrk made no requests" >&2; cat "$T/wrk" >&2; exit 1; }
