@@ -74,11 +74,8 @@ std::optional<int64_t> parse_schedstat_run_ns(const std::string& text) {
 }
 
 HostPressure::HostPressure() : fd_(::open("/proc/pressure/cpu", O_RDONLY | O_CLOEXEC)) {}
-HostPressure::~HostPressure() {
-  if (fd_ >= 0) ::close(fd_);
-}
 std::optional<int64_t> HostPressure::stalled_us() const {
-  auto text = read_at_zero(fd_);
+  auto text = read_at_zero(fd_.get());
   return text ? parse_psi_some_total(*text) : std::nullopt;
 }
 
@@ -86,11 +83,8 @@ RunTimeReader::RunTimeReader(int pid)
     : fd_(pid > 0 ? ::open(("/proc/" + std::to_string(pid) + "/schedstat").c_str(),
                            O_RDONLY | O_CLOEXEC)
                   : -1) {}
-RunTimeReader::~RunTimeReader() {
-  if (fd_ >= 0) ::close(fd_);
-}
 std::optional<int64_t> RunTimeReader::ns() const {
-  auto text = read_at_zero(fd_);
+  auto text = read_at_zero(fd_.get());
   return text ? parse_schedstat_run_ns(*text) : std::nullopt;
 }
 

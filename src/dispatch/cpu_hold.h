@@ -16,6 +16,8 @@
 #include <optional>
 #include <string>
 
+#include "common/fd.h"
+
 namespace tamaya::dispatch {
 
 struct HoldPolicy {
@@ -62,15 +64,12 @@ int usable_cores();
 class HostPressure {
  public:
   HostPressure();
-  HostPressure(const HostPressure&) = delete;
-  HostPressure& operator=(const HostPressure&) = delete;
-  ~HostPressure();
-  bool available() const { return fd_ >= 0; }
+  bool available() const { return fd_.valid(); }
   // Microseconds some task waited, since boot; nullopt when unreadable.
   std::optional<int64_t> stalled_us() const;
 
  private:
-  int fd_ = -1;
+  Fd fd_;
 };
 
 // A process's CPU time (its main thread's, from /proc/<pid>/schedstat)
@@ -78,14 +77,11 @@ class HostPressure {
 class RunTimeReader {
  public:
   explicit RunTimeReader(int pid);
-  RunTimeReader(const RunTimeReader&) = delete;
-  RunTimeReader& operator=(const RunTimeReader&) = delete;
-  ~RunTimeReader();
   // Nanoseconds on a CPU; nullopt when the process is gone or unreadable.
   std::optional<int64_t> ns() const;
 
  private:
-  int fd_ = -1;
+  Fd fd_;
 };
 
 // Parsers, exposed for tests.

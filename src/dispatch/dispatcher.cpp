@@ -165,15 +165,17 @@ struct Instance {
   std::string init_error_body;
   int netns_fd = -1;         // network "none": the instance's own namespace
   bool provisioned = false;  // kept warm: no idle timeout, replaced when it dies
-  // Its process is being started on a LaunchQueue thread: no pid, no pipes
-  // yet. Such an instance stays in the map until the launch comes back.
-  bool launching = false;
   // Opened at the first REPORT, while the instance (and its cgroup) lives.
   std::unique_ptr<PeakMemoryReader> peak;
   std::string function_arn;  // made at the first invocation
   // CPU time at the last sample (-1: none yet), for holding (cpu_hold.h).
   std::unique_ptr<RunTimeReader> cpu;
   int64_t cpu_ns = -1;
+
+  // Its process is being started on a LaunchQueue thread: no pid, no pipes
+  // yet. Such an instance stays in the map until the launch comes back (a
+  // failed launch removes it at once).
+  bool launching() const { return process.pid <= 0; }
 };
 
 struct Pool {
@@ -191,8 +193,7 @@ struct Pool {
   std::string provision_error;
   bool provision_waiting = false;
   std::unique_ptr<asio::steady_timer> provision_timer;
-  int active = 0;     // instances with an invocation (running or waiting for their start)
-  bool held = false;  // hold.held(), unless retired
+  int active = 0;  // instances with an invocation (running or waiting for their start)
   HoldState hold;
   int64_t cpu_window_ns = 0;  // its instances' CPU time in the current sample
   int held_waits = 0;         // requests that waited because of the hold, this sample
@@ -510,11 +511,7 @@ struct Dispatcher::Impl {
         return reject_too_large(req, done);
       }
     }
-    if (idle) {
-      uint64_t id = pool.idle.back();
-      pool.idle.pop_back();
-      return assign(*instances.at(id), std::move(req), std::move(done));
-    }
+    if (idle) return assign(take_idle(pool), std::move(req), std::move(done));
     if (start) {
       return start_instance(pool, std::move(req), std::move(done));
     }
@@ -539,15 +536,14 @@ struct Dispatcher::Impl {
   }
 
   void enqueue(Pool& pool, InvokeRequest req, std::function<void(InvokeResult)> done,
-               bool held = false) {
+               bool by_hold = false) {
     auto w = std::make_unique<Waiter>();
     w->request = std::move(req);
     w->done = std::move(done);
-    w->held = held;
-    if (held) pool.held_waits++;
-    const int hold_ms = std::min(settings.scale_hold_max_wait_ms, settings.queue_timeout_ms);
+    w->held = by_hold;
+    if (by_hold) pool.held_waits++;
     w->timer = std::make_unique<asio::steady_timer>(
-        io, milliseconds(held ? hold_ms : settings.queue_timeout_ms));
+        io, milliseconds(by_hold ? hold_wait_ms() : settings.queue_timeout_ms));
     arm_waiter(pool.key, *w);
     pool.queue.push_back(std::move(w));
   }
@@ -574,15 +570,11 @@ struct Dispatcher::Impl {
         auto waiter = std::move(*qi);
         q.erase(qi);
         if (!pool.idle.empty()) {
-          uint64_t id = pool.idle.back();
-          pool.idle.pop_back();
-          return assign(*instances.at(id), std::move(waiter->request), std::move(waiter->done));
+          return assign(take_idle(pool), std::move(waiter->request), std::move(waiter->done));
         }
         return start_instance(pool, std::move(waiter->request), std::move(waiter->done));
       }
-      const int rest = settings.queue_timeout_ms -
-                       std::min(settings.scale_hold_max_wait_ms, settings.queue_timeout_ms);
-      raw->timer->expires_after(milliseconds(rest));
+      raw->timer->expires_after(milliseconds(settings.queue_timeout_ms - hold_wait_ms()));
       return arm_waiter(key, *raw);
     }
     auto waiter = std::move(*qi);
@@ -600,10 +592,8 @@ struct Dispatcher::Impl {
   void serve_queue(Pool& pool) {
     while (!pool.queue.empty() && !held_full(pool)) {
       if (!pool.idle.empty()) {
-        uint64_t id = pool.idle.back();
-        pool.idle.pop_back();
         auto w = pop_waiter(pool);
-        assign(*instances.at(id), std::move(w->request), std::move(w->done));
+        assign(take_idle(pool), std::move(w->request), std::move(w->done));
       } else if (can_start(pool)) {
         auto w = pop_waiter(pool);
         start_instance(pool, std::move(w->request), std::move(w->done));
@@ -611,6 +601,13 @@ struct Dispatcher::Impl {
         return;
       }
     }
+  }
+
+  // The most recently used idle instance (the pool has one).
+  Instance& take_idle(Pool& pool) {
+    uint64_t id = pool.idle.back();
+    pool.idle.pop_back();
+    return *instances.at(id);
   }
 
   std::unique_ptr<Waiter> pop_waiter(Pool& pool) {
@@ -713,7 +710,6 @@ struct Dispatcher::Impl {
     launch_spec->limits.open_files = settings.sandbox_open_files;
     // The instance counts (capacity, stats, drain) from now on; its process
     // comes back from a launch thread (on_launched).
-    inst->launching = true;
     inst->spawned = clock.now();
     inst->state = State::kStarting;
     if (done) {
@@ -739,10 +735,9 @@ struct Dispatcher::Impl {
   void on_launched(uint64_t id, Result<sandbox::Process> process) {
     Instance* inst = find(id);
     if (!inst) {  // cannot happen: a launching instance is never removed
-      if (process.ok()) discard(*process);
+      if (process.ok()) sandbox::terminate(*process);
       return;
     }
-    inst->launching = false;
     if (!process.ok()) return launch_failed(*inst, process.status().message());
     inst->process = *process;
     inst->spawned = clock.now();
@@ -1272,8 +1267,15 @@ struct Dispatcher::Impl {
 
   // --- holding (cpu_hold.h) ------------------------------------------------
 
+  // A retired pool's queue has moved to its successor: it holds nothing.
+  static bool held(const Pool& pool) { return pool.hold.held() && !pool.retired; }
+
   bool held_full(const Pool& pool) const {
-    return pool.held && pool.active >= held_busy_cap(hold_policy);
+    return held(pool) && pool.active >= held_busy_cap(hold_policy);
+  }
+
+  int hold_wait_ms() const {
+    return std::min(settings.scale_hold_max_wait_ms, settings.queue_timeout_ms);
   }
 
   void start_sampling() {
@@ -1295,10 +1297,7 @@ struct Dispatcher::Impl {
   void on_sample() {
     if (instances.empty() || draining) {
       sampling = false;
-      for (auto& [k, p] : pools) {
-        p->held = false;
-        p->hold = HoldState{};
-      }
+      for (auto& [k, p] : pools) p->hold = HoldState{};
       return;
     }
     const SteadyTime now = clock.now();
@@ -1313,14 +1312,12 @@ struct Dispatcher::Impl {
     const int cap = held_busy_cap(hold_policy);
     for (auto& [id, inst] : instances) {
       Pool* pool = pool_of(*inst);
-      if (!pool || inst->state == State::kDying || (pool->instances <= cap && !pool->held)) {
+      if (!pool || inst->state == State::kDying || (pool->instances <= cap && !held(*pool))) {
         inst->cpu_ns = -1;  // a baseline taken now would span this gap later
         continue;
       }
-      if (!inst->cpu && inst->process.pid > 0) {
-        inst->cpu = std::make_unique<RunTimeReader>(inst->process.pid);
-      }
-      if (!inst->cpu) continue;  // still launching
+      if (inst->launching()) continue;
+      if (!inst->cpu) inst->cpu = std::make_unique<RunTimeReader>(inst->process.pid);
       auto ns = inst->cpu->ns();
       if (!ns) continue;
       if (inst->cpu_ns >= 0) pool->cpu_window_ns += *ns - inst->cpu_ns;
@@ -1333,10 +1330,10 @@ struct Dispatcher::Impl {
       p->cpu_window_ns = 0;
       p->held_waits = 0;
       if (!have_window) continue;
-      const bool held = p->hold.update(s, hold_policy) && !p->retired;
-      if (held == p->held) continue;
-      p->held = held;
-      if (held) {
+      const bool was_held = held(*p);
+      p->hold.update(s, hold_policy);
+      if (held(*p) == was_held) continue;
+      if (!was_held) {
         spdlog::info(
             "function held function={} version={} busy_max={} host_cpu_pressure={:.0f}% "
             "function_cpus={:.2f} instances={}: the host's CPUs are saturated and this "
@@ -1358,7 +1355,7 @@ struct Dispatcher::Impl {
   int in_flight() const {
     int n = 0;
     // A launch still out counts too: its process must not outlive the drain.
-    for (const auto& [id, inst] : instances) n += inst->active || inst->launching ? 1 : 0;
+    for (const auto& [id, inst] : instances) n += inst->active || inst->launching() ? 1 : 0;
     for (const auto& [k, p] : pools) n += int(p->queue.size());
     return n;
   }
@@ -1434,7 +1431,7 @@ struct Dispatcher::Impl {
     for (const auto& [k, p] : pools) {
       if (function && p->function != *function) continue;
       s.queued += int(p->queue.size());
-      if (p->held && !p->retired) s.held = true;
+      if (held(*p)) s.held = true;
       if (!p->retired) s.provisioned += p->provisioned;
     }
     return s;

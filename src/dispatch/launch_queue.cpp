@@ -1,9 +1,6 @@
 #include "dispatch/launch_queue.h"
 
-#include <poll.h>
-
 #include <boost/asio/post.hpp>
-#include <csignal>
 
 namespace tamaya::dispatch {
 
@@ -53,22 +50,11 @@ void LaunchQueue::deliver(Result<sandbox::Process> launched, Done done) {
   boost::asio::post(io_,
                     [alive = std::weak_ptr<int>(alive_), done = std::move(done), result]() mutable {
                       if (alive.expired()) {
-                        if (result->ok()) discard(**result);
+                        if (result->ok()) sandbox::terminate(**result);
                         return;
                       }
                       done(std::move(*result));
                     });
-}
-
-void discard(sandbox::Process& process) {
-  sandbox::kill_group(process.pid, SIGKILL).ok();
-  if (process.pidfd >= 0) {
-    pollfd pfd{process.pidfd, POLLIN, 0};
-    poll(&pfd, 1, 1000);
-    sandbox::reap(process).ok();
-  }
-  sandbox::release(process);
-  sandbox::close_fds(process);
 }
 
 }  // namespace tamaya::dispatch

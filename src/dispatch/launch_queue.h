@@ -58,7 +58,4 @@ class LaunchQueue {
   std::vector<std::thread> threads_;
 };
 
-// Kills a launched process that nobody will run and frees what it holds.
-void discard(sandbox::Process& process);
-
 }  // namespace tamaya::dispatch

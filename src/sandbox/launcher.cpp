@@ -1121,6 +1121,17 @@ int64_t peak_rss_bytes(pid_t pid) {
   return 0;
 }
 
+void terminate(Process& process) {
+  if (process.pid <= 0) return;
+  kill_group(process.pid, SIGKILL).ok();
+  pollfd pfd{process.pidfd, POLLIN, 0};
+  if (process.pidfd >= 0) poll(&pfd, 1, 1'000);
+  reap(process).ok();
+  release(process);
+  close_fds(process);
+  process.pid = -1;
+}
+
 void close_fds(Process& process) {
   for (int* fd : {&process.pidfd, &process.stdout_fd, &process.stderr_fd}) {
     if (*fd >= 0) {

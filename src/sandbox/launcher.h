@@ -189,4 +189,9 @@ bool oom_killed(const Process& process);
 // Removes the instance's cgroups (killing stragglers). Call after reaping.
 void release(Process& process);
 
+// Ends a process nobody will run: SIGKILL to its group, up to a second for
+// it to go, then reap, release and close_fds; its pid becomes -1. Nothing
+// when it has no pid.
+void terminate(Process& process);
+
 }  // namespace tamaya::sandbox

@@ -387,15 +387,7 @@ Result<Process> NodePoolLauncher::specialise(Member& member, const LaunchSpec& s
 void NodePoolLauncher::discard(Member& m) {
   if (m.control >= 0) ::close(m.control);
   m.control = -1;
-  if (m.process.pid > 0) {
-    kill_group(m.process.pid, SIGKILL).ok();
-    pollfd pfd{m.process.pidfd, POLLIN, 0};
-    if (m.process.pidfd >= 0) poll(&pfd, 1, 1'000);
-    reap(m.process).ok();
-    release(m.process);
-    close_fds(m.process);
-    m.process.pid = -1;
-  }
+  terminate(m.process);
 }
 
 void NodePoolLauncher::refill_loop() {

@@ -686,16 +686,8 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     ctl_ = -1;
     // The offered children exit (and die with the zygote).
     offers_.clear();
-    if (proc_.pid > 0) {
-      // Its children go with it: they live in its pid namespace.
-      kill_group(proc_.pid, SIGKILL).ok();
-      pollfd pfd{proc_.pidfd, POLLIN, 0};
-      if (proc_.pidfd >= 0) poll(&pfd, 1, 1'000);
-      reap(proc_).ok();
-      release(proc_);
-      close_fds(proc_);
-      proc_.pid = -1;
-    }
+    // Its children go with it: they live in its pid namespace.
+    terminate(proc_);
   }
 
   std::mutex mu_;
