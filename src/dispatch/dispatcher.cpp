@@ -176,6 +176,9 @@ struct Instance {
   // yet. Such an instance stays in the map until the launch comes back (a
   // failed launch removes it at once).
   bool launching() const { return process.pid <= 0; }
+  // Its runtime asked for work before the launch came back to the loop (the
+  // launching thread was slower than the instance): on_launched takes it up.
+  bool next_before_launched = false;
 };
 
 struct Pool {
@@ -751,7 +754,11 @@ struct Dispatcher::Impl {
                   inst->process.pid);
     // Stopped while it was launching (start timeout, retire, drain): now
     // that it has a pid, it goes the usual way (its exit removes it).
-    if (inst->state == State::kDying) sandbox::kill_group(inst->process.pid, SIGKILL).ok();
+    if (inst->state == State::kDying) {
+      sandbox::kill_group(inst->process.pid, SIGKILL).ok();
+    } else if (inst->next_before_launched) {
+      on_next(id);
+    }
   }
 
   // No process: the request it was started for (if any, and not answered
@@ -800,6 +807,13 @@ struct Dispatcher::Impl {
   void on_next(uint64_t id) {
     Instance* inst = find(id);
     if (!inst || inst->state == State::kDying) return;
+    if (inst->launching()) {
+      // Not before its process is ours: an invocation needs its pipes (the
+      // function's output) and its cgroups (Max Memory Used), and a zygote's
+      // child can reach the Runtime API before its launch is back here.
+      inst->next_before_launched = true;
+      return;
+    }
     if (!inst->ready) {
       inst->ready = true;
       inst->init_ms = ms_between(inst->spawned, clock.now());

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "dispatch/dispatcher.h"
 
@@ -304,6 +305,39 @@ TEST_F(DispatcherTest, DrainRefusesNewWorkAndWaitsForInFlight) {
   EXPECT_FALSE((*inflight)->function_error) << (*inflight)->payload;
   ASSERT_TRUE(refused->has_value());
   EXPECT_EQ((*refused)->status.code(), Code::kUnavailable);
+}
+
+// A launching thread slower than its instance: the process is running (and
+// asks the Runtime API for work) before its launch is back on the loop, as
+// a zygote's child can. The invocation must still get the instance's output.
+class SlowLauncher final : public sandbox::Launcher {
+ public:
+  explicit SlowLauncher(sandbox::Launcher& inner) : inner_(inner) {}
+  Result<sandbox::Process> launch(const sandbox::LaunchSpec& spec) override {
+    auto p = inner_.launch(spec);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    return p;
+  }
+
+ private:
+  sandbox::Launcher& inner_;
+};
+
+TEST_F(DispatcherTest, AnInstanceFasterThanItsLaunchKeepsItsOutput) {
+  ASSERT_GE(settings_.launch_threads, 1);
+  SlowLauncher slow(launcher_);
+  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, slow, clock_, &recorder_);
+  InvokeResult r = invoke(target(), R"({"tag":"early"})");
+  ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+  EXPECT_FALSE(r.function_error) << r.payload;
+  bool printed = false;
+  for (const auto& l : recorder_.logs[r.request_id]) printed |= l.text == "line from early";
+  EXPECT_TRUE(printed) << "the function's output was lost";
+  bool drained = false;
+  dispatcher_->drain([&] { drained = true; });
+  run_until([&] { return drained; });
+  // Gone before `slow` is; TearDown drains a fresh one.
+  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
 }
 
 }  // namespace
