@@ -161,7 +161,13 @@ struct Settings {
   int sandbox_uid_count = 10'000;  // size of that range: at most this many functions
   int sandbox_pids_max = 1'024;    // processes + threads per instance (pids cgroup)
   int sandbox_open_files = 1'024;  // RLIMIT_NOFILE per instance
-  int default_tmp_mb = 512;        // size of an instance's private /tmp
+  // "on": the daemon mounts a cgroup hierarchy with favordynmods, so that an
+  // instance joining its cgroups does not wait ~10 ms for an RCU grace period
+  // after a quiet spell (src/sandbox/cgroup.h); it slows fork and exit a
+  // little host-wide and, on recent kernels, lasts until reboot. "off":
+  // leave the host as it is.
+  std::string sandbox_cgroup_favor_dynmods = "on";
+  int default_tmp_mb = 512;  // size of an instance's private /tmp
   int max_tmp_mb = 10'240;
 
   // Sets one field by its name (as in the settings file); used by the file,

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -229,6 +230,36 @@ void remove_cgroups(InstanceCgroups& cgroups) {
   }
   g_pending = std::move(still);
   cgroups = InstanceCgroups{};
+}
+
+Result<Fd> favor_cgroup_migrations() {
+  auto try_mount = [](const char* type, const char* name) -> Result<Fd> {
+    Fd ctx(fsopen(type, FSOPEN_CLOEXEC));
+    if (!ctx.valid())
+      return Status::Unavailable(std::string("fsopen ") + type + ": " + errno_text(errno));
+    if (name != nullptr && fsconfig(ctx.get(), FSCONFIG_SET_STRING, "name", name, 0) < 0) {
+      return Status::Unavailable(std::string(type) + " name=" + name + ": " + errno_text(errno));
+    }
+    if (name != nullptr && fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "none", nullptr, 0) < 0) {
+      return Status::Unavailable(std::string(type) + " none: " + errno_text(errno));
+    }
+    if (fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "favordynmods", nullptr, 0) < 0) {
+      return Status::Unavailable(std::string(type) + " favordynmods: " + errno_text(errno));
+    }
+    if (fsconfig(ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) {
+      return Status::Unavailable(std::string(type) + " with favordynmods: " + errno_text(errno));
+    }
+    Fd mnt(fsmount(ctx.get(), FSMOUNT_CLOEXEC,
+                   MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+    if (!mnt.valid())
+      return Status::Unavailable(std::string("fsmount ") + type + ": " + errno_text(errno));
+    return mnt;
+  };
+  auto v1 = try_mount("cgroup", "tamaya");
+  if (v1.ok()) return v1;
+  auto v2 = try_mount("cgroup2", nullptr);
+  if (v2.ok()) return v2;
+  return Status::Unavailable(v1.status().message() + "; " + v2.status().message());
 }
 
 }  // namespace tamaya::sandbox

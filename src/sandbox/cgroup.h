@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/status.h"
 #include "sandbox/host.h"
 
@@ -60,6 +61,21 @@ bool cgroup_oom_killed(const InstanceCgroups& cgroups);
 // Kills whatever is left in the cgroups and removes them; directories still
 // busy are retried on later calls. Always clears `cgroups`.
 void remove_cgroups(InstanceCgroups& cgroups);
+
+// Joining a cgroup (the child's write to cgroup.procs) takes the kernel's
+// cgroup_threadgroup_rwsem for writing. In that lock's default mode, which
+// favours fork and exit, the first such write after a quiet spell waits for
+// an RCU grace period: 8-15 ms per cold start on the CI's kernel (6.18,
+// HZ=250), where back-to-back starts paid nothing and a whole `provided`
+// start takes about 2 ms. Any cgroup hierarchy mounted with `favordynmods`
+// switches the lock to the mode that favours migrations (what the kernel's
+// CONFIG_CGROUP_FAVOR_DYNMODS makes the default), at a small cost to fork
+// and exit host-wide. This mounts a named v1 hierarchy without controllers
+// ("name=tamaya", shared by every daemon on the host), else cgroup v2, with
+// that option, detached (fsmount: no mount point, nothing in the host's
+// mount table), and returns the fd that keeps it. On recent kernels (6.18
+// here) the switch lasts until reboot even after the fd is closed.
+Result<Fd> favor_cgroup_migrations();
 
 // Reads a single-number cgroup file ("max" reads as -1); -2 when unreadable.
 int64_t read_cgroup_number(const std::string& path);

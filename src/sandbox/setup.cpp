@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include "sandbox/cgroup.h"
+
 namespace tamaya::sandbox {
 
 namespace {
@@ -26,8 +28,14 @@ std::string sandbox_dir(const std::string& data_dir) {
 Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const std::string& data_dir,
                                                const std::string& python_zygote,
                                                ZygoteOptions zygote_options,
-                                               NodePoolOptions node_pool) {
+                                               NodePoolOptions node_pool,
+                                               const std::string& cgroup_favor_dynmods) {
   TAMAYA_RETURN_IF_ERROR(check_mode(mode));
+  if (cgroup_favor_dynmods != "on" && cgroup_favor_dynmods != "off") {
+    return Status::Invalid("sandbox_cgroup_favor_dynmods '" + cgroup_favor_dynmods +
+                           "' is not known; use on (fast joins of instance cgroups) or off "
+                           "(leave the host's cgroup mode as it is)");
+  }
   if (zygote_options.prefork < 0 || zygote_options.prefork > kMaxZygotePrefork) {
     return Status::Invalid("python_zygote_prefork " + std::to_string(zygote_options.prefork) +
                            " is out of range; use 0 to " + std::to_string(kMaxZygotePrefork) +
@@ -45,6 +53,20 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
     const std::string dir = sandbox_dir(data_dir);
     out->host_ = probe_host(dir);
     remove_stale_cgroups(out->host_);
+    if (out->host_.cgroup != CgroupVersion::kNone && cgroup_favor_dynmods == "on") {
+      auto held = favor_cgroup_migrations();
+      if (held.ok()) {
+        out->favor_dynmods_ = std::move(*held);
+        out->cgroup_note_ = "cgroup_favordynmods=on ";
+      } else {
+        out->cgroup_note_ = "cgroup_favordynmods=off ";
+        out->host_.notes.push_back("cgroup favordynmods is refused (" + held.status().message() +
+                                   "): a cold start after a quiet spell may wait ~10 ms to join "
+                                   "its cgroups");
+      }
+    } else if (out->host_.cgroup != CgroupVersion::kNone) {
+      out->cgroup_note_ = "cgroup_favordynmods=off ";
+    }
     options.host = out->host_;
     options.root_dir = dir + "/root";
   }
@@ -90,7 +112,7 @@ std::string Sandbox::startup_line() const {
     return "sandbox isolation=off (sandbox_isolation=off: plain processes with rlimits) " +
            zygote_note_;
   }
-  return "sandbox isolation=auto " + summary(host_) + " " + zygote_note_;
+  return "sandbox isolation=auto " + summary(host_) + " " + cgroup_note_ + zygote_note_;
 }
 
 std::string Sandbox::missing() const {

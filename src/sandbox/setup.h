@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "common/fd.h"
 #include "common/status.h"
 #include "sandbox/host.h"
 #include "sandbox/launcher.h"
@@ -20,10 +21,13 @@ class Sandbox {
   // State (the pivot root's mount point) lives under <data_dir>/sandbox.
   // python_zygote: "on" forks Python instances from a zygote per function
   // (zygote.h) where the sandbox is on; "off" starts every instance directly.
+  // cgroup_favor_dynmods: "on" switches the host's cgroups to fast joins
+  // where instances get cgroups (favor_cgroup_migrations in cgroup.h).
   static Result<std::unique_ptr<Sandbox>> open(const std::string& mode, const std::string& data_dir,
                                                const std::string& python_zygote = "off",
                                                ZygoteOptions zygote_options = {},
-                                               NodePoolOptions node_pool = {});
+                                               NodePoolOptions node_pool = {},
+                                               const std::string& cgroup_favor_dynmods = "off");
   ~Sandbox();
 
   Launcher& launcher() {
@@ -42,9 +46,11 @@ class Sandbox {
  private:
   bool isolate_ = false;
   HostCapabilities host_;
+  Fd favor_dynmods_;  // keeps the favordynmods mount (cgroup.h)
   std::unique_ptr<ProcessLauncher> launcher_;
   std::unique_ptr<ZygoteLauncher> zygotes_;      // null: python_zygote off or no sandbox
   std::unique_ptr<NodePoolLauncher> node_pool_;  // wraps the launcher above; null: off
+  std::string cgroup_note_;  // "cgroup_favordynmods=on|off " where cgroups are on
   std::string zygote_note_;
 };
 

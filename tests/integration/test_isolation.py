@@ -71,6 +71,9 @@ def test_doctor_and_start_line_agree(daemon):
     assert "summary: " in DOCTOR
     summary = DOCTOR.split("summary: ", 1)[1].strip()
     assert f"sandbox isolation=auto {summary}" in daemon.stderr(), daemon.stderr()
+    if CGROUPS:
+        # Joining an instance's cgroups must not wait for an RCU grace period.
+        assert "cgroup_favordynmods=on" in daemon.stderr(), daemon.stderr()
 
 
 @needs_full
