@@ -115,6 +115,13 @@ struct ServerLimits {
   // Between requests on a keep-alive connection. Not applied while a handler
   // is working on a request (long polls may legitimately take minutes).
   std::chrono::milliseconds idle_timeout{60'000};
+  // A small answer whose client has already sent the head of its next
+  // request waits and goes out with the next answer, in one write. Only for
+  // clients that never wait on an answer once they have pipelined their next
+  // request: the Runtime API, whose runtime clients send an invocation's
+  // result and their next long poll together. It saves a send (and on TCP
+  // its segment and acknowledgement) per invocation.
+  bool hold_answers_to_pipelining_clients = false;
 };
 
 class HttpServer {

@@ -13,6 +13,7 @@
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
+#include <utility>
 
 #include "common/log.h"
 #include "net/http.h"
@@ -220,8 +221,16 @@ class Session : public std::enable_shared_from_this<Session> {
       head += "Connection: keep-alive\r\n";
     }
     head += "\r\n";
+    if (keep && server_->limits.hold_answers_to_pipelining_clients &&
+        held_.size() + head.size() + response.body.size() <= kMaxHeldBytes &&
+        next_head_buffered()) {
+      held_ += head;
+      held_ += response.body;
+      return after_write(keep);
+    }
     out_body_ = std::move(response.body);
-    std::array<asio::const_buffer, 2> bufs{asio::buffer(out_head_), asio::buffer(out_body_)};
+    std::array<asio::const_buffer, 3> bufs{asio::buffer(held_), asio::buffer(out_head_),
+                                           asio::buffer(out_body_)};
     // Most responses fit in the socket's buffer: write now (the socket is
     // non-blocking) instead of paying the event loop's round for an
     // asynchronous write's completion; only what is left goes async.
@@ -230,17 +239,27 @@ class Session : public std::enable_shared_from_this<Session> {
     if (wec && wec != asio::error::would_block && wec != asio::error::try_again) {
       return close_after_write();
     }
-    if (!wec && sent == out_head_.size() + out_body_.size()) return after_write(keep);
+    if (!wec && sent == held_.size() + out_head_.size() + out_body_.size()) {
+      held_.clear();
+      return after_write(keep);
+    }
     if (wec) sent = 0;
     set_deadline(kWriteTimeout, Deadline::kWrite);
-    auto rest = beast::buffers_suffix<std::array<asio::const_buffer, 2>>(bufs);
+    auto rest = beast::buffers_suffix<std::array<asio::const_buffer, 3>>(bufs);
     rest.consume(sent);
     asio::async_write(stream_.socket(), rest,
                       [self = shared_from_this(), keep](beast::error_code ec, size_t) {
                         self->clear_deadline();
+                        self->held_.clear();
                         if (ec) return self->close_after_write();
                         self->after_write(keep);
                       });
+  }
+
+  // The head of the client's next request is already here (pipelined).
+  bool next_head_buffered() const {
+    std::string_view in(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    return in.find("\r\n\r\n") != std::string_view::npos;
   }
 
   void after_write(bool keep) {
@@ -276,6 +295,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     text += "Connection: close\r\n\r\n";
     text += head.body;
+    if (!held_.empty()) text.insert(0, std::exchange(held_, {}));
     st->buffered = text.size();
     st->pending.push_back(std::move(text));
     clear_deadline();
@@ -399,6 +419,7 @@ class Session : public std::enable_shared_from_this<Session> {
   static constexpr std::chrono::seconds kWriteTimeout{60};
   static constexpr size_t kKeepBodyCapacity = 64 << 10;
   static constexpr size_t kReadBufferBytes = 4096;
+  static constexpr size_t kMaxHeldBytes = 4096;
 
   void set_deadline(std::chrono::milliseconds d, Deadline kind) {
     timed_out_ = false;
@@ -514,6 +535,8 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t timer_gen_ = 0;
   std::string out_head_;
   std::string out_body_;
+  // Answers held for the next write (ServerLimits::hold_answers_to_pipelining_clients).
+  std::string held_;
   bool http10_ = false;
   bool timed_out_ = false;
   bool keep_alive_ = true;

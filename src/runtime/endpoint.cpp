@@ -27,6 +27,9 @@ Endpoint::Endpoint(boost::asio::io_context& io, EndpointLimits limits, EndpointC
   // A runtime may sit in invocation/next for as long as the instance lives.
   server_limits.idle_timeout = std::chrono::hours(24);
   server_limits.header_timeout = std::chrono::hours(24);
+  // Our runtime clients pipeline an invocation's result with their next
+  // long poll: the 202 then goes out with the next event.
+  server_limits.hold_answers_to_pipelining_clients = true;
   server_ = std::make_unique<net::HttpServer>(
       io, server_limits,
       [this](net::Request r, net::Responder respond) { handle(std::move(r), std::move(respond)); });

@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <functional>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -225,6 +226,65 @@ TEST(ServerYield, RefusedConnectionsReadTheirNextRequestAfterOthers) {
       ASSERT_NE(at429, std::string::npos) << got;
     }
   }
+  server.close_all();
+}
+
+// The Runtime API's runtime clients send an invocation's result and their
+// next long poll together: the answer to the first then waits for the
+// second's, and both go out in one write. A request sent alone is answered
+// at once.
+TEST(ServerHold, AnswersToAPipeliningClientGoOutWithItsNextAnswer) {
+  asio::io_context io;
+  std::optional<Responder> parked;
+  ServerLimits limits;
+  limits.hold_answers_to_pipelining_clients = true;
+  HttpServer server(io, limits, [&](Request req, Responder respond) {
+    if (req.path == "/next") {
+      parked = std::move(respond);  // answered later, as a long poll
+    } else {
+      respond(Response::json(202, R"({"status":"OK"})"));
+    }
+  });
+  ASSERT_TRUE(server.listen("127.0.0.1", 0).ok());
+  asio::io_context client_io;
+  tcp::socket s(client_io);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port()));
+  auto run_until = [&](const std::function<bool()>& done) {
+    for (int i = 0; i < 1'000 && !done(); ++i) io.run_one_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(done());
+  };
+  auto available = [&] {
+    boost::system::error_code ec;
+    size_t n = s.available(ec);
+    return ec ? 0 : n;
+  };
+
+  // Alone: answered at once.
+  asio::write(s, asio::buffer(std::string("POST /r HTTP/1.1\r\nHost: x\r\n\r\n")));
+  run_until([&] { return available() > 0; });
+  std::string first(4096, '\0');
+  first.resize(s.read_some(asio::buffer(first)));
+  EXPECT_EQ(first.rfind("HTTP/1.1 202", 0), 0u) << first;
+
+  // Pipelined with a long poll: nothing until the long poll is answered.
+  asio::write(s,
+              asio::buffer(std::string("POST /r HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+                                       "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")));
+  run_until([&] { return parked.has_value(); });
+  for (int i = 0; i < 20; ++i) io.poll();
+  EXPECT_EQ(available(), 0u) << "the 202 went out on its own";
+  (*parked)(Response::json(200, R"({"event":1})"));
+  run_until([&] { return available() > 0; });
+  std::string both;
+  char buf[4096];
+  while (both.find(R"({"event":1})") == std::string::npos) {
+    both.append(buf, s.read_some(asio::buffer(buf)));
+  }
+  const size_t accepted = both.find("HTTP/1.1 202");
+  const size_t event = both.find("HTTP/1.1 200");
+  ASSERT_NE(accepted, std::string::npos) << both;
+  ASSERT_NE(event, std::string::npos) << both;
+  EXPECT_LT(accepted, event);
   server.close_all();
 }
 
