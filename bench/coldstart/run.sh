@@ -14,7 +14,7 @@
 #   BENCH_SAMPLES    cold starts per row               (default 30)
 #   BENCH_IDLE       idle warm Python instances to hold (default 200; 0 skips; 1000 for issue 3's goal)
 #   BENCH_IDLE_TIMEOUT  seconds allowed for them all to be ready (default 900)
-#   BENCH_PY_GAP_MS  pause before each Python cold start (default 0: back to back)
+#   BENCH_GAP_MS     quiet spell before each cold start of the "apart" rows (default 300)
 #   BENCH_SANDBOX    bench_sandbox binary, for the creation rate (skipped when absent)
 #   BENCH_TAMAYA_SET extra tamaya settings, "key=value key2=value2" (e.g. runtimes_dir=…)
 set -euo pipefail
@@ -37,7 +37,7 @@ done
 [[ "$IDLE_TIMEOUT" =~ ^[1-9][0-9]{0,3}$ ]] || die "BENCH_IDLE_TIMEOUT must be 1..9999 s, got '$IDLE_TIMEOUT'"
 
 COMMAND="bench/coldstart/run.sh"
-for v in BENCH_IDLE BENCH_SAMPLES BENCH_PY_GAP_MS TAMAYA_BIN BENCH_TAMAYA_SET; do
+for v in BENCH_IDLE BENCH_SAMPLES BENCH_GAP_MS TAMAYA_BIN BENCH_TAMAYA_SET; do
   if [[ -n "${!v:-}" ]]; then COMMAND="$v=${!v} $COMMAND"; fi
 done
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"

@@ -1,7 +1,10 @@
 /* The reference rows of bench/coldstart: wall time of fork + execve + waitpid
  * of a command, N times, one line per run in milliseconds. C so that the
  * reference is not inflated by the driver's own interpreter.
- *   spawn_time N program [args...] */
+ *   spawn_time N program [args...]
+ * SPAWN_GAP_MS (environment): idle this long before each run, as the driver
+ * does before the cold starts of its "apart" rows, so both sides of those
+ * ratios start from an idle host. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -20,7 +23,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   int n = atoi(argv[1]);
+  const char* gap_env = getenv("SPAWN_GAP_MS");
+  const long gap_ms = gap_env ? atol(gap_env) : 0;
   for (int i = 0; i < n; ++i) {
+    if (gap_ms > 0) usleep((useconds_t)(gap_ms * 1000));
     double start = now_ms();
     pid_t pid = fork();
     if (pid < 0) {
