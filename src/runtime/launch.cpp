@@ -19,7 +19,9 @@ Result<sandbox::LaunchSpec> make_launch_spec(const InstanceSpec& spec, const Run
     sandbox::Isolation& iso = out.isolation;
     iso.enabled = true;
     iso.code_dir = spec.code_dir;
-    iso.runtimes_dir = paths.runtimes_dir;
+    // A `provided` function brings its own runtime: no runtime clients to
+    // mount (one detached mount fewer per cold start).
+    if (spec.runtime != "provided") iso.runtimes_dir = paths.runtimes_dir;
     iso.memory_bytes = int64_t(spec.memory_mb) << 20;
     iso.cpu_shares = sandbox::cpu_shares_for_memory(spec.memory_mb);
     iso.tmp_bytes = int64_t(spec.tmp_mb) << 20;
