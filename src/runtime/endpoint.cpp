@@ -153,8 +153,12 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
                                       std::to_string(limits_.max_response_bytes) + " bytes)."));
             return;
           }
-          if (callbacks_.on_response) callbacks_.on_response(id, std::move(request.body));
+          // The 202 first: a runtime that waits for it before its next long
+          // poll (every AWS runtime but ours) is then back sooner, while the
+          // caller's answer is written. Both happen in this one turn of the
+          // loop, so the runtime cannot exit between them.
           respond(accepted());
+          if (callbacks_.on_response) callbacks_.on_response(id, std::move(request.body));
         } else {
           std::string type(request.header("Lambda-Runtime-Function-Error-Type").value_or(""));
           if (callbacks_.on_error)
