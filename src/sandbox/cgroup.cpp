@@ -233,33 +233,23 @@ void remove_cgroups(InstanceCgroups& cgroups) {
 }
 
 Result<Fd> favor_cgroup_migrations() {
-  auto try_mount = [](const char* type, const char* name) -> Result<Fd> {
-    Fd ctx(fsopen(type, FSOPEN_CLOEXEC));
-    if (!ctx.valid())
-      return Status::Unavailable(std::string("fsopen ") + type + ": " + errno_text(errno));
-    if (name != nullptr && fsconfig(ctx.get(), FSCONFIG_SET_STRING, "name", name, 0) < 0) {
-      return Status::Unavailable(std::string(type) + " name=" + name + ": " + errno_text(errno));
-    }
-    if (name != nullptr && fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "none", nullptr, 0) < 0) {
-      return Status::Unavailable(std::string(type) + " none: " + errno_text(errno));
-    }
-    if (fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "favordynmods", nullptr, 0) < 0) {
-      return Status::Unavailable(std::string(type) + " favordynmods: " + errno_text(errno));
-    }
-    if (fsconfig(ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) {
-      return Status::Unavailable(std::string(type) + " with favordynmods: " + errno_text(errno));
-    }
-    Fd mnt(fsmount(ctx.get(), FSMOUNT_CLOEXEC,
-                   MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
-    if (!mnt.valid())
-      return Status::Unavailable(std::string("fsmount ") + type + ": " + errno_text(errno));
-    return mnt;
+  auto refused = [](const char* step) {
+    return Status::Unavailable(std::string("a cgroup v1 hierarchy name=tamaya with "
+                                           "favordynmods: ") +
+                               step + ": " + errno_text(errno));
   };
-  auto v1 = try_mount("cgroup", "tamaya");
-  if (v1.ok()) return v1;
-  auto v2 = try_mount("cgroup2", nullptr);
-  if (v2.ok()) return v2;
-  return Status::Unavailable(v1.status().message() + "; " + v2.status().message());
+  Fd ctx(fsopen("cgroup", FSOPEN_CLOEXEC));
+  if (!ctx.valid()) return refused("fsopen");
+  if (fsconfig(ctx.get(), FSCONFIG_SET_STRING, "name", "tamaya", 0) < 0) return refused("name");
+  if (fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "none", nullptr, 0) < 0) return refused("none");
+  if (fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "favordynmods", nullptr, 0) < 0) {
+    return refused("favordynmods");
+  }
+  if (fsconfig(ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) return refused("create");
+  Fd mnt(fsmount(ctx.get(), FSMOUNT_CLOEXEC,
+                 MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+  if (!mnt.valid()) return refused("fsmount");
+  return mnt;
 }
 
 }  // namespace tamaya::sandbox

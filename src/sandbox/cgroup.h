@@ -71,10 +71,13 @@ void remove_cgroups(InstanceCgroups& cgroups);
 // switches the lock to the mode that favours migrations (what the kernel's
 // CONFIG_CGROUP_FAVOR_DYNMODS makes the default), at a small cost to fork
 // and exit host-wide. This mounts a named v1 hierarchy without controllers
-// ("name=tamaya", shared by every daemon on the host), else cgroup v2, with
-// that option, detached (fsmount: no mount point, nothing in the host's
-// mount table), and returns the fd that keeps it. On recent kernels (6.18
-// here) the switch lasts until reboot even after the fd is closed.
+// ("name=tamaya", shared by every daemon on the host) with that option,
+// detached (fsmount: no mount point, nothing in the host's mount table), and
+// returns the fd that keeps it. On recent kernels (6.18 here) the switch
+// lasts until reboot even after the fd is closed. Not cgroup v2: a new
+// cgroup2 mount re-applies its options to the host's one hierarchy and
+// would clear the host's own (nsdelegate, memory_recursiveprot); where v1
+// is disabled the owner can remount cgroup2 with favordynmods.
 Result<Fd> favor_cgroup_migrations();
 
 // Reads a single-number cgroup file ("max" reads as -1); -2 when unreadable.

@@ -60,9 +60,11 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
         out->cgroup_note_ = "cgroup_favordynmods=on ";
       } else {
         out->cgroup_note_ = "cgroup_favordynmods=off ";
-        out->host_.notes.push_back("cgroup favordynmods is refused (" + held.status().message() +
-                                   "): a cold start after a quiet spell may wait ~10 ms to join "
-                                   "its cgroups");
+        out->host_.notes.push_back(
+            "cgroup favordynmods is refused (" + held.status().message() +
+            "): a cold start after a quiet spell may wait ~10 ms to join its cgroups; on a "
+            "cgroup v2 host, remount it with favordynmods (mount -o remount,favordynmods "
+            "/sys/fs/cgroup) to avoid that");
       }
     } else if (out->host_.cgroup != CgroupVersion::kNone) {
       out->cgroup_note_ = "cgroup_favordynmods=off ";
