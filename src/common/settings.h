@@ -167,6 +167,10 @@ struct Settings {
   // little host-wide and, on recent kernels, lasts until reboot. "off":
   // leave the host as it is.
   std::string sandbox_cgroup_favor_dynmods = "on";
+  // Instance cgroup sets kept made ahead of need, so that a cold start does
+  // not wait for their mkdirs (src/sandbox/cgroup.h, CgroupStock); 0: each
+  // start makes its own.
+  int sandbox_cgroups_ahead = 2;
   int default_tmp_mb = 512;  // size of an instance's private /tmp
   int max_tmp_mb = 10'240;
 

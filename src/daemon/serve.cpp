@@ -129,9 +129,11 @@ int serve(const cli::ServeOptions& options) {
   sandbox::NodePoolOptions node_pool;
   node_pool.size = settings.node_pool_size;
   node_pool.start_timeout_ms = settings.node_pool_start_timeout_ms;
-  auto sandbox =
-      sandbox::Sandbox::open(settings.sandbox_isolation, settings.data_dir, settings.python_zygote,
-                             zygote_options, node_pool, settings.sandbox_cgroup_favor_dynmods);
+  sandbox::CgroupOptions cgroups;
+  cgroups.favor_dynmods = settings.sandbox_cgroup_favor_dynmods;
+  cgroups.ahead = settings.sandbox_cgroups_ahead;
+  auto sandbox = sandbox::Sandbox::open(settings.sandbox_isolation, settings.data_dir,
+                                        settings.python_zygote, zygote_options, node_pool, cgroups);
   if (!sandbox.ok()) {
     spdlog::critical("{}", sandbox.status().message());
     return 1;

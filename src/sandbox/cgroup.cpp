@@ -9,10 +9,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 namespace tamaya::sandbox {
 
@@ -66,64 +69,166 @@ int64_t cpu_weight_from_shares(int64_t shares) {
   return std::clamp<int64_t>(1 + ((shares - 2) * 9999) / 262142, 1, 10000);
 }
 
+namespace {
+
+// The directories of one set: one (v2) or one per controller the limits ask
+// for (v1). No limit written yet.
+Status make_set(const HostCapabilities& caps, const std::string& name, const CgroupLimits& limits,
+                InstanceCgroups& out) {
+  out.version = caps.cgroup;
+  if (caps.cgroup == CgroupVersion::kV2) {
+    const std::string dir = caps.cgroup_memory + "/" + name;
+    TAMAYA_RETURN_IF_ERROR(make_dir(dir, out.dirs));
+    out.memory_dir = out.pids_dir = out.cpu_dir = dir;
+    return Status::Ok();
+  }
+  if (caps.cgroup != CgroupVersion::kV1) return Status::Ok();
+  if (!caps.cgroup_memory.empty() && limits.memory_bytes > 0) {
+    out.memory_dir = caps.cgroup_memory + "/" + name;
+    TAMAYA_RETURN_IF_ERROR(make_dir(out.memory_dir, out.dirs));
+  }
+  if (!caps.cgroup_pids.empty() && limits.pids_max > 0) {
+    out.pids_dir = caps.cgroup_pids + "/" + name;
+    TAMAYA_RETURN_IF_ERROR(make_dir(out.pids_dir, out.dirs));
+  }
+  if (!caps.cgroup_cpu.empty() && limits.cpu_shares > 0) {
+    out.cpu_dir = caps.cgroup_cpu + "/" + name;
+    TAMAYA_RETURN_IF_ERROR(make_dir(out.cpu_dir, out.dirs));
+  }
+  return Status::Ok();
+}
+
+// The limits of a set just made (nothing in it yet, every limit at its
+// default).
+Status write_new_limits(const HostCapabilities& caps, const InstanceCgroups& set,
+                        const CgroupLimits& limits) {
+  if (set.version == CgroupVersion::kV2) {
+    const std::string& dir = set.memory_dir;
+    if (limits.memory_bytes > 0) {
+      TAMAYA_RETURN_IF_ERROR(write_file(dir + "/memory.max", std::to_string(limits.memory_bytes)));
+      if (caps.memory_swap_control)
+        TAMAYA_RETURN_IF_ERROR(write_file(dir + "/memory.swap.max", "0"));
+    }
+    if (limits.pids_max > 0) {
+      TAMAYA_RETURN_IF_ERROR(write_file(dir + "/pids.max", std::to_string(limits.pids_max)));
+    }
+    if (limits.cpu_shares > 0) {
+      TAMAYA_RETURN_IF_ERROR(write_file(dir + "/cpu.weight",
+                                        std::to_string(cpu_weight_from_shares(limits.cpu_shares))));
+    }
+    return Status::Ok();
+  }
+  // v1: the memory limit goes first, memsw second (memsw may never be below
+  // the memory limit): equal means no swap.
+  if (!set.memory_dir.empty() && limits.memory_bytes > 0) {
+    const std::string bytes = std::to_string(limits.memory_bytes);
+    TAMAYA_RETURN_IF_ERROR(write_file(set.memory_dir + "/memory.limit_in_bytes", bytes));
+    TAMAYA_RETURN_IF_ERROR(caps.memory_swap_control
+                               ? write_file(set.memory_dir + "/memory.memsw.limit_in_bytes", bytes)
+                               : write_file(set.memory_dir + "/memory.swappiness", "0"));
+  }
+  if (!set.pids_dir.empty() && limits.pids_max > 0) {
+    TAMAYA_RETURN_IF_ERROR(write_file(set.pids_dir + "/pids.max", std::to_string(limits.pids_max)));
+  }
+  if (!set.cpu_dir.empty() && limits.cpu_shares > 0) {
+    TAMAYA_RETURN_IF_ERROR(
+        write_file(set.cpu_dir + "/cpu.shares", std::to_string(limits.cpu_shares)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::string& name,
                                        const CgroupLimits& limits) {
   InstanceCgroups out;
   out.version = caps.cgroup;
   if (caps.cgroup == CgroupVersion::kNone) return out;
-  auto cleanup_on_error = [&](Status s) -> Status {
+  Status s = make_set(caps, name, limits, out);
+  if (s.ok()) s = write_new_limits(caps, out, limits);
+  if (!s.ok()) {
     remove_cgroups(out);
     return s;
-  };
-  if (caps.cgroup == CgroupVersion::kV2) {
-    const std::string dir = caps.cgroup_memory + "/" + name;
-    if (Status s = make_dir(dir, out.dirs); !s.ok()) return cleanup_on_error(s);
-    out.memory_dir = out.pids_dir = out.cpu_dir = dir;
-    Status s = Status::Ok();
-    if (limits.memory_bytes > 0) {
-      s = write_file(dir + "/memory.max", std::to_string(limits.memory_bytes));
-      if (s.ok() && caps.memory_swap_control) s = write_file(dir + "/memory.swap.max", "0");
-    }
-    if (s.ok() && limits.pids_max > 0) {
-      s = write_file(dir + "/pids.max", std::to_string(limits.pids_max));
-    }
-    if (s.ok() && limits.cpu_shares > 0) {
-      s = write_file(dir + "/cpu.weight",
-                     std::to_string(cpu_weight_from_shares(limits.cpu_shares)));
-    }
-    if (!s.ok()) return cleanup_on_error(s);
-    return out;
-  }
-  // v1: one directory per hierarchy. The memory limit goes first, memsw
-  // second (memsw may never be below the memory limit): equal means no swap.
-  if (!caps.cgroup_memory.empty() && limits.memory_bytes > 0) {
-    const std::string dir = caps.cgroup_memory + "/" + name;
-    if (Status s = make_dir(dir, out.dirs); !s.ok()) return cleanup_on_error(s);
-    out.memory_dir = dir;
-    const std::string bytes = std::to_string(limits.memory_bytes);
-    Status s = write_file(dir + "/memory.limit_in_bytes", bytes);
-    if (s.ok() && caps.memory_swap_control)
-      s = write_file(dir + "/memory.memsw.limit_in_bytes", bytes);
-    if (s.ok() && !caps.memory_swap_control) s = write_file(dir + "/memory.swappiness", "0");
-    if (!s.ok()) return cleanup_on_error(s);
-  }
-  if (!caps.cgroup_pids.empty() && limits.pids_max > 0) {
-    const std::string dir = caps.cgroup_pids + "/" + name;
-    if (Status s = make_dir(dir, out.dirs); !s.ok()) return cleanup_on_error(s);
-    out.pids_dir = dir;
-    if (Status s = write_file(dir + "/pids.max", std::to_string(limits.pids_max)); !s.ok()) {
-      return cleanup_on_error(s);
-    }
-  }
-  if (!caps.cgroup_cpu.empty() && limits.cpu_shares > 0) {
-    const std::string dir = caps.cgroup_cpu + "/" + name;
-    if (Status s = make_dir(dir, out.dirs); !s.ok()) return cleanup_on_error(s);
-    out.cpu_dir = dir;
-    if (Status s = write_file(dir + "/cpu.shares", std::to_string(limits.cpu_shares)); !s.ok()) {
-      return cleanup_on_error(s);
-    }
   }
   return out;
+}
+
+struct CgroupStock::State {
+  HostCapabilities caps;
+  int depth = 0;
+  std::mutex mu;
+  std::condition_variable wake;
+  std::deque<InstanceCgroups> ready;
+  bool stop = false;
+  uint64_t made = 0;
+  std::thread thread;
+
+  // Every controller the host has: instances ask for all three.
+  static CgroupLimits all() { return {1, 1, 1}; }
+
+  void run() {
+    std::unique_lock lock(mu);
+    while (!stop) {
+      if (int(ready.size()) >= depth) {
+        wake.wait(lock);
+        continue;
+      }
+      const std::string name = "ahead-" + std::to_string(++made);
+      lock.unlock();
+      InstanceCgroups set;
+      Status s = make_set(caps, name, all(), set);
+      if (!s.ok()) remove_cgroups(set);
+      lock.lock();
+      if (s.ok()) {
+        ready.push_back(std::move(set));
+      } else {
+        // The host refuses more cgroups for now: launches make their own
+        // (and report why); try again later rather than spin.
+        wake.wait_for(lock, std::chrono::seconds(1), [&] { return stop; });
+      }
+    }
+  }
+};
+
+CgroupStock::CgroupStock(HostCapabilities caps, int depth) : state_(std::make_shared<State>()) {
+  state_->caps = std::move(caps);
+  state_->depth = depth;
+  if (state_->caps.cgroup != CgroupVersion::kNone && depth > 0) {
+    state_->thread = std::thread([st = state_.get()] { st->run(); });
+  }
+}
+
+CgroupStock::~CgroupStock() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->stop = true;
+  }
+  state_->wake.notify_all();
+  if (state_->thread.joinable()) state_->thread.join();
+  for (auto& set : state_->ready) remove_cgroups(set);
+}
+
+std::optional<InstanceCgroups> CgroupStock::take(const CgroupLimits& limits) {
+  const HostCapabilities& caps = state_->caps;
+  // A set has every controller; limits without one of them get their own.
+  if ((!caps.cgroup_memory.empty() && limits.memory_bytes <= 0) ||
+      (!caps.cgroup_pids.empty() && limits.pids_max <= 0) ||
+      (!caps.cgroup_cpu.empty() && limits.cpu_shares <= 0)) {
+    return std::nullopt;
+  }
+  InstanceCgroups set;
+  {
+    std::lock_guard lock(state_->mu);
+    if (state_->ready.empty()) return std::nullopt;
+    set = std::move(state_->ready.front());
+    state_->ready.pop_front();
+  }
+  state_->wake.notify_one();
+  if (Status s = write_new_limits(caps, set, limits); !s.ok()) {
+    remove_cgroups(set);
+    return std::nullopt;
+  }
+  return set;
 }
 
 Status set_cgroup_limits(const HostCapabilities& caps, const InstanceCgroups& cgroups,

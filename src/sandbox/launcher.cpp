@@ -847,8 +847,19 @@ Result<std::unique_ptr<ProcessLauncher>> ProcessLauncher::create(SandboxOptions 
       launcher->self_pidfd_ = self.release();
     }
   }
+  if (launcher->layers_.cgroups && options.cgroups_ahead > 0) {
+    launcher->cgroup_stock_ = std::make_unique<CgroupStock>(options.host, options.cgroups_ahead);
+  }
   launcher->options_ = std::move(options);
   return launcher;
+}
+
+Result<InstanceCgroups> ProcessLauncher::make_cgroups(const std::string& name,
+                                                      const CgroupLimits& limits) const {
+  if (cgroup_stock_) {
+    if (auto ready = cgroup_stock_->take(limits)) return *std::move(ready);
+  }
+  return create_cgroups(options_.host, name, limits);
 }
 
 ProcessLauncher::~ProcessLauncher() {
@@ -972,9 +983,8 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
     // Last, so that every earlier failure has no cgroup to remove.
     if (layers_.cgroups && (iso.memory_bytes > 0 || iso.pids_max > 0 || iso.cpu_shares > 0)) {
       const std::string name = iso.name.empty() ? "i" + std::to_string(getpid()) : iso.name;
-      TAMAYA_ASSIGN_OR_RETURN(
-          cgroups,
-          create_cgroups(options_.host, name, {iso.memory_bytes, iso.pids_max, iso.cpu_shares}));
+      TAMAYA_ASSIGN_OR_RETURN(cgroups,
+                              make_cgroups(name, {iso.memory_bytes, iso.pids_max, iso.cpu_shares}));
       auto fds = open_procs_files(cgroups);
       if (!fds.ok()) {
         remove_cgroups(cgroups);

@@ -125,6 +125,9 @@ struct SandboxOptions {
   bool isolate = false;   // false: a plain process (sandbox_isolation "off")
   HostCapabilities host;  // what the host allows (probe_host)
   std::string root_dir;   // an empty directory: mount point of each instance's root
+  // Instance cgroup sets kept made ahead of need (CgroupStock); 0: each
+  // launch makes its own.
+  int cgroups_ahead = 0;
 };
 
 // fork/exec with the limits above. Safe to call from a multi-threaded
@@ -153,6 +156,9 @@ class ProcessLauncher final : public Launcher {
   Layers layers() const override { return layers_; }
   const SeccompProgram& seccomp() const { return seccomp_; }
   const SandboxOptions& options() const { return options_; }
+  // An instance's cgroups with these limits: a set made ahead when one is
+  // ready, else made now (create_cgroups). Thread-safe.
+  Result<InstanceCgroups> make_cgroups(const std::string& name, const CgroupLimits& limits) const;
 
  private:
   SandboxOptions options_;
@@ -160,6 +166,7 @@ class ProcessLauncher final : public Launcher {
   SeccompProgram seccomp_;
   std::shared_ptr<RootTemplates> roots_;  // with the filesystem layer
   int self_pidfd_ = -1;                   // the daemon's own pidfd, for children's liveness check
+  std::unique_ptr<CgroupStock> cgroup_stock_;  // with the cgroup layer and cgroups_ahead > 0
 };
 
 // The rlimits an instance with these limits gets, as (RLIMIT_*, value) with

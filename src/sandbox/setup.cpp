@@ -10,6 +10,8 @@ namespace tamaya::sandbox {
 
 namespace {
 
+constexpr int kMaxCgroupsAhead = 64;
+
 Status check_mode(const std::string& mode) {
   if (mode == "auto" || mode == "off") return Status::Ok();
   return Status::Invalid("sandbox_isolation '" + mode +
@@ -29,8 +31,14 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
                                                const std::string& python_zygote,
                                                ZygoteOptions zygote_options,
                                                NodePoolOptions node_pool,
-                                               const std::string& cgroup_favor_dynmods) {
+                                               const CgroupOptions& cgroups) {
+  const std::string& cgroup_favor_dynmods = cgroups.favor_dynmods;
   TAMAYA_RETURN_IF_ERROR(check_mode(mode));
+  if (cgroups.ahead < 0 || cgroups.ahead > kMaxCgroupsAhead) {
+    return Status::Invalid("sandbox_cgroups_ahead " + std::to_string(cgroups.ahead) +
+                           " is out of range; use 0 (each start makes its own) to " +
+                           std::to_string(kMaxCgroupsAhead));
+  }
   if (cgroup_favor_dynmods != "on" && cgroup_favor_dynmods != "off") {
     return Status::Invalid("sandbox_cgroup_favor_dynmods '" + cgroup_favor_dynmods +
                            "' is not known; use on (fast joins of instance cgroups) or off "
@@ -71,6 +79,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
     }
     options.host = out->host_;
     options.root_dir = dir + "/root";
+    options.cgroups_ahead = cgroups.ahead;
   }
   TAMAYA_ASSIGN_OR_RETURN(out->launcher_, ProcessLauncher::create(std::move(options)));
   if (python_zygote == "off") {
@@ -102,6 +111,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
 Sandbox::~Sandbox() {
   node_pool_.reset();  // pool members and their cgroups go before the bases below
   zygotes_.reset();    // so do zygotes
+  launcher_.reset();   // and the cgroups it made ahead of need
   // Instances are gone by now (the dispatcher removed their cgroups): this
   // daemon's own tamaya-<pid> directories go too.
   for (const std::string& base : {host_.cgroup_memory, host_.cgroup_pids, host_.cgroup_cpu}) {

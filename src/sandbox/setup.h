@@ -15,19 +15,26 @@
 
 namespace tamaya::sandbox {
 
+// How instances' cgroups are made, where the host has cgroups.
+struct CgroupOptions {
+  // "on" switches the host's cgroups to fast joins (favor_cgroup_migrations
+  // in cgroup.h); "off" leaves the host as it is.
+  std::string favor_dynmods = "off";
+  // Sets kept made ahead of need, off the request path (CgroupStock).
+  int ahead = 0;
+};
+
 class Sandbox {
  public:
   // mode: "auto" (every layer the host supports) or "off" (a plain process).
   // State (the pivot root's mount point) lives under <data_dir>/sandbox.
   // python_zygote: "on" forks Python instances from a zygote per function
   // (zygote.h) where the sandbox is on; "off" starts every instance directly.
-  // cgroup_favor_dynmods: "on" switches the host's cgroups to fast joins
-  // where instances get cgroups (favor_cgroup_migrations in cgroup.h).
   static Result<std::unique_ptr<Sandbox>> open(const std::string& mode, const std::string& data_dir,
                                                const std::string& python_zygote = "off",
                                                ZygoteOptions zygote_options = {},
                                                NodePoolOptions node_pool = {},
-                                               const std::string& cgroup_favor_dynmods = "off");
+                                               const CgroupOptions& cgroups = {});
   ~Sandbox();
 
   Launcher& launcher() {

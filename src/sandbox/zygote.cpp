@@ -301,9 +301,9 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     Prepared p;
     if (direct.layers().cgroups &&
         (iso.memory_bytes > 0 || iso.pids_max > 0 || iso.cpu_shares > 0)) {
-      TAMAYA_ASSIGN_OR_RETURN(p.cgroups,
-                              create_cgroups(direct.options().host, iso.name,
-                                             {iso.memory_bytes, iso.pids_max, iso.cpu_shares}));
+      TAMAYA_ASSIGN_OR_RETURN(
+          p.cgroups,
+          direct.make_cgroups(iso.name, {iso.memory_bytes, iso.pids_max, iso.cpu_shares}));
       auto fds = open_procs_files(p.cgroups);
       if (!fds.ok()) {
         remove_cgroups(p.cgroups);

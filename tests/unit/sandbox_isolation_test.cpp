@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -315,6 +316,52 @@ TEST_F(Isolated, FavorCgroupMigrationsHoldsAHierarchyWithoutAMountPoint) {
   // A second holder (another daemon on the host) shares the hierarchy.
   auto again = favor_cgroup_migrations();
   EXPECT_TRUE(again.ok()) << again.status().message();
+}
+
+// Sets made ahead of need carry the limits they are taken with, and the
+// stock removes what it still holds when it goes.
+TEST_F(Isolated, CgroupStockHandsOutSetsWithTheirLimits) {
+  if (caps_->cgroup == CgroupVersion::kNone) GTEST_SKIP() << "no cgroups here";
+  const CgroupLimits limits{kMemoryBytes, kPids, kShares};
+  auto ahead_dirs = [&] {
+    int n = 0;
+    for (const std::string& base : {caps_->cgroup_memory, caps_->cgroup_pids, caps_->cgroup_cpu}) {
+      if (base.empty()) continue;
+      for (const auto& e : fs::directory_iterator(base)) {
+        n += e.path().filename().string().rfind("ahead-", 0) == 0 ? 1 : 0;
+      }
+    }
+    return n;
+  };
+  {
+    CgroupStock stock(*caps_, 2);
+    std::optional<InstanceCgroups> set;
+    for (int i = 0; i < 200 && !set; ++i) {
+      set = stock.take(limits);
+      if (!set) usleep(10'000);
+    }
+    ASSERT_TRUE(set.has_value()) << "no set was made ahead within 2 s";
+    if (caps_->cgroup == CgroupVersion::kV1) {
+      if (!set->memory_dir.empty()) {
+        EXPECT_EQ(read_cgroup_number(set->memory_dir + "/memory.limit_in_bytes"), kMemoryBytes);
+      }
+      if (!set->cpu_dir.empty()) {
+        EXPECT_EQ(read_cgroup_number(set->cpu_dir + "/cpu.shares"), kShares);
+      }
+    } else {
+      EXPECT_EQ(read_cgroup_number(set->memory_dir + "/memory.max"), kMemoryBytes);
+    }
+    if (!set->pids_dir.empty()) {
+      EXPECT_EQ(read_cgroup_number(set->pids_dir + "/pids.max"), kPids);
+    }
+    // Limits without a controller the sets have get no set.
+    EXPECT_FALSE(stock.take({kMemoryBytes, 0, kShares}).has_value());
+    remove_cgroups(*set);
+    // The stock makes up for the one taken.
+    for (int i = 0; i < 200 && ahead_dirs() == 0; ++i) usleep(10'000);
+    EXPECT_GT(ahead_dirs(), 0);
+  }
+  EXPECT_EQ(ahead_dirs(), 0) << "sets left behind";
 }
 
 TEST(CpuShares, ProportionalToMemoryAsLambda) {
