@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
@@ -160,7 +161,6 @@ struct CgroupStock::State {
   std::condition_variable wake;
   std::deque<InstanceCgroups> ready;
   bool stop = false;
-  uint64_t made = 0;
   std::thread thread;
 
   // Every controller the host has: instances ask for all three.
@@ -173,6 +173,9 @@ struct CgroupStock::State {
         wake.wait(lock);
         continue;
       }
+      // Unique in the process: two stocks under one base (two launchers)
+      // must never hand out the same directory.
+      static std::atomic<uint64_t> made{0};
       const std::string name = "ahead-" + std::to_string(++made);
       lock.unlock();
       InstanceCgroups set;
