@@ -65,17 +65,13 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
       auto held = favor_cgroup_migrations();
       if (held.ok()) {
         out->favor_dynmods_ = std::move(*held);
-        out->cgroup_note_ = "cgroup_favordynmods=on ";
       } else {
-        out->cgroup_note_ = "cgroup_favordynmods=off ";
         out->host_.notes.push_back(
             "cgroup favordynmods is refused (" + held.status().message() +
             "): a cold start after a quiet spell may wait ~10 ms to join its cgroups; on a "
             "cgroup v2 host, remount it with favordynmods (mount -o remount,favordynmods "
             "/sys/fs/cgroup) to avoid that");
       }
-    } else if (out->host_.cgroup != CgroupVersion::kNone) {
-      out->cgroup_note_ = "cgroup_favordynmods=off ";
     }
     options.host = out->host_;
     options.root_dir = dir + "/root";
@@ -124,7 +120,11 @@ std::string Sandbox::startup_line() const {
     return "sandbox isolation=off (sandbox_isolation=off: plain processes with rlimits) " +
            zygote_note_;
   }
-  return "sandbox isolation=auto " + summary(host_) + " " + cgroup_note_ + zygote_note_;
+  std::string cgroups;
+  if (host_.cgroup != CgroupVersion::kNone) {
+    cgroups = favor_dynmods_.valid() ? "cgroup_favordynmods=on " : "cgroup_favordynmods=off ";
+  }
+  return "sandbox isolation=auto " + summary(host_) + " " + cgroups + zygote_note_;
 }
 
 std::string Sandbox::missing() const {

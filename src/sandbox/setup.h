@@ -57,7 +57,6 @@ class Sandbox {
   std::unique_ptr<ProcessLauncher> launcher_;
   std::unique_ptr<ZygoteLauncher> zygotes_;      // null: python_zygote off or no sandbox
   std::unique_ptr<NodePoolLauncher> node_pool_;  // wraps the launcher above; null: off
-  std::string cgroup_note_;  // "cgroup_favordynmods=on|off " where cgroups are on
   std::string zygote_note_;
 };
 
