@@ -6,12 +6,14 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 namespace tamaya::meter {
@@ -25,13 +27,65 @@ Status trim_records(store::Database& db, const StoreLimits& limits, int64_t now_
                             db.prepare("DELETE FROM invocations WHERE start_ms < ?"));
     old.bind(1, now_ms - limits.record_max_age_ms);
     TAMAYA_RETURN_IF_ERROR(old.run());
+    // Ids are rowids, each one more than the newest: the newest max_rows rows
+    // are those within max_rows of the newest id, found without walking them
+    // (an OFFSET walked up to max_rows index entries every second).
     TAMAYA_ASSIGN_OR_RETURN(
         store::Statement extra,
-        db.prepare("DELETE FROM invocations WHERE id <= "
-                   "(SELECT id FROM invocations ORDER BY id DESC LIMIT 1 OFFSET ?)"));
+        db.prepare("DELETE FROM invocations WHERE id <= (SELECT MAX(id) FROM invocations) - ?"));
     extra.bind(1, limits.record_max_rows);
     return extra.run();
   });
+}
+
+// A row of several lines keeps them in `message` as "<ms after the row's
+// time> <line>\n" each, with '\\' and '\n' in a line escaped; a row of one
+// line keeps it as it is (rows written before migration 204 are such rows).
+void encode_line(std::string& out, int64_t delta_ms, const std::string& line) {
+  out += std::to_string(delta_ms);
+  out += ' ';
+  for (char c : line) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  out += '\n';
+}
+
+// Appends the lines of one row to `out`, skipping those with an id <= since_id.
+void decode_row(int64_t row_id, int64_t time_ms, const std::string& function,
+                const std::string& request_id, const std::string& message, int64_t lines,
+                int64_t since_id, std::vector<LogEvent>& out) {
+  auto add = [&](int64_t index, int64_t at_ms, std::string text) {
+    const int64_t id = row_id * kLogLinesPerRow + index;
+    if (id <= since_id) return;
+    out.push_back(LogEvent{id, at_ms, function, request_id, std::move(text)});
+  };
+  if (lines <= 1) {
+    add(0, time_ms, message);
+    return;
+  }
+  size_t pos = 0;
+  for (int64_t index = 0; index < lines && pos < message.size(); ++index) {
+    const size_t space = message.find(' ', pos);
+    if (space == std::string::npos) break;
+    const int64_t delta = std::strtoll(message.c_str() + pos, nullptr, 10);
+    std::string text;
+    size_t i = space + 1;
+    for (; i < message.size() && message[i] != '\n'; ++i) {
+      if (message[i] == '\\' && i + 1 < message.size()) {
+        text += message[++i] == 'n' ? '\n' : message[i];
+      } else {
+        text += message[i];
+      }
+    }
+    add(index, time_ms + delta, std::move(text));
+    pos = i + 1;
+  }
 }
 
 constexpr const char* kRecordColumns =
@@ -103,6 +157,18 @@ CREATE INDEX invocations_request_id ON invocations(request_id);
       // id walks (function, id), which retention bounds to
       // log_max_events_per_function rows.
       {203, "meter: drop log_events_request_id", "DROP INDEX IF EXISTS log_events_request_id;"},
+      // One row per invocation's lines instead of one per line (logs.h,
+      // kLogLinesPerRow): the writer's cost is per row and per index entry.
+      // seq: the function's lines written so far, up to this row's last; in
+      // the index, so retention finds where the newest lines begin without
+      // reading rows (rows from before have 0 and go first).
+      {204, "meter: log_events rows of several lines",
+       R"sql(
+ALTER TABLE log_events ADD COLUMN lines INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE log_events ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+DROP INDEX IF EXISTS log_events_function_id;
+CREATE INDEX log_events_function_id_seq ON log_events(function, id, seq);
+)sql"},
   };
 }
 
@@ -114,6 +180,7 @@ struct LogStore::Impl {
         limits(l) {}
 
   void run();
+  Result<int64_t> last_seq(const std::string& function);
   Status write(const std::vector<LogEvent>& batch, const std::vector<InvocationRecord>& records);
   void trim(const std::set<std::string>& functions);
   void publish(const std::vector<LogEvent>& events);
@@ -123,6 +190,10 @@ struct LogStore::Impl {
   void note_rejected(int64_t rejected);
 
   std::unique_ptr<store::Database> writer_db;  // used by the writer thread only
+  // Writer thread only: each function's seq (migration 204) as last written,
+  // read from the table on its first write. After remove_function it runs
+  // ahead of the table, which retention does not mind.
+  std::unordered_map<std::string, int64_t> seqs;
   std::unique_ptr<store::Database> reader_db;  // guarded by reader_mu
   mutable std::mutex reader_mu;
   const int64_t max_events_per_function;
@@ -232,17 +303,55 @@ void LogStore::Impl::run() {
   }
 }
 
+Result<int64_t> LogStore::Impl::last_seq(const std::string& function) {
+  if (auto known = seqs.find(function); known != seqs.end()) return known->second;
+  TAMAYA_ASSIGN_OR_RETURN(store::Statement st,
+                          writer_db->prepare("SELECT seq FROM log_events WHERE function = ? "
+                                             "ORDER BY id DESC LIMIT 1"));
+  st.bind(1, function);
+  TAMAYA_ASSIGN_OR_RETURN(bool row, st.step());
+  return row ? st.column_int(0) : int64_t{0};
+}
+
 Status LogStore::Impl::write(const std::vector<LogEvent>& batch,
                              const std::vector<InvocationRecord>& record_batch) {
-  return writer_db->transaction([&]() -> Status {
+  std::unordered_map<std::string, int64_t> written;
+  Status s = writer_db->transaction([&]() -> Status {
     TAMAYA_ASSIGN_OR_RETURN(
         store::Statement insert,
-        writer_db->prepare(
-            "INSERT INTO log_events(time_ms, function, request_id, message) VALUES (?, ?, ?, ?)"));
-    for (const LogEvent& e : batch) {
+        writer_db->prepare("INSERT INTO log_events(time_ms, function, request_id, message, lines, "
+                           "seq) VALUES (?, ?, ?, ?, ?, ?)"));
+    std::string chunk;
+    for (size_t first = 0; first < batch.size();) {
+      const LogEvent& head = batch[first];
+      size_t end = first + 1;
+      while (end < batch.size() && end - first < size_t(kLogLinesPerRow) &&
+             batch[end].function == head.function && batch[end].request_id == head.request_id) {
+        ++end;
+      }
+      const std::string* message = &head.message;
+      if (end - first > 1) {
+        chunk.clear();
+        for (size_t i = first; i < end; ++i) {
+          encode_line(chunk, batch[i].time_ms - head.time_ms, batch[i].message);
+        }
+        message = &chunk;
+      }
+      auto seq = written.find(head.function);
+      if (seq == written.end()) {
+        TAMAYA_ASSIGN_OR_RETURN(int64_t last, last_seq(head.function));
+        seq = written.emplace(head.function, last).first;
+      }
+      seq->second += int64_t(end - first);
       insert.reset();
-      insert.bind(1, e.time_ms).bind(2, e.function).bind(3, e.request_id).bind(4, e.message);
+      insert.bind(1, head.time_ms)
+          .bind(2, head.function)
+          .bind(3, head.request_id)
+          .bind(4, *message)
+          .bind(5, int64_t(end - first))
+          .bind(6, seq->second);
       TAMAYA_RETURN_IF_ERROR(insert.run());
+      first = end;
     }
     if (record_batch.empty()) return Status::Ok();
     TAMAYA_ASSIGN_OR_RETURN(
@@ -270,17 +379,26 @@ Status LogStore::Impl::write(const std::vector<LogEvent>& batch,
     }
     return Status::Ok();
   });
+  // Taken only when the transaction committed: a rolled-back batch wrote
+  // none of its lines.
+  if (s.ok()) {
+    for (const auto& [function, seq] : written) seqs[function] = seq;
+  }
+  return s;
 }
 
 void LogStore::Impl::trim(const std::set<std::string>& functions) {
-  // Keeps the newest max_events_per_function: finds the id just below them
-  // through the (function, id) index and deletes from there down.
+  // Keeps the newest max_events_per_function lines: the rows whose last line
+  // (seq) is among them. The first such row is found through the (function,
+  // id, seq) index from the oldest row up, so a trim reads about as many
+  // index entries as it deletes rows.
   Status s = writer_db->transaction([&]() -> Status {
     TAMAYA_ASSIGN_OR_RETURN(
         store::Statement del,
-        writer_db->prepare("DELETE FROM log_events WHERE function = ?1 AND id <= "
-                           "(SELECT id FROM log_events WHERE function = ?1 "
-                           " ORDER BY id DESC LIMIT 1 OFFSET ?2)"));
+        writer_db->prepare("DELETE FROM log_events WHERE function = ?1 AND id < "
+                           "(SELECT id FROM log_events WHERE function = ?1 AND seq > "
+                           "(SELECT seq FROM log_events WHERE function = ?1 ORDER BY id DESC "
+                           "LIMIT 1) - ?2 ORDER BY id LIMIT 1)"));
     for (const std::string& fn : functions) {
       del.reset();
       del.bind(1, fn).bind(2, max_events_per_function);
@@ -409,37 +527,35 @@ Result<std::vector<LogEvent>> LogStore::query(const std::string& function, int64
   }
   std::lock_guard lk(impl_->reader_mu);
   store::Database& db = *impl_->reader_db;
+  // Every row holds at least one line, so limit + 1 rows (the first may hold
+  // only lines up to since_id) give the page.
   auto stmt = request_id.empty()
                   ? db.prepare(
-                        "SELECT id, time_ms, function, request_id, message FROM log_events "
-                        "WHERE function = ? AND id > ? ORDER BY id LIMIT ?")
+                        "SELECT id, time_ms, request_id, message, lines FROM log_events "
+                        "WHERE function = ? AND id >= ? ORDER BY id LIMIT ?")
                   : db.prepare(
-                        "SELECT id, time_ms, function, request_id, message FROM log_events "
-                        "WHERE function = ? AND id > ? AND request_id = ? "
+                        "SELECT id, time_ms, request_id, message, lines FROM log_events "
+                        "WHERE function = ? AND id >= ? AND request_id = ? "
                         "ORDER BY id LIMIT ?");
   if (!stmt.ok()) {
     return stmt.status();
   }
-  stmt->bind(1, function).bind(2, since_id);
+  stmt->bind(1, function).bind(2, since_id / kLogLinesPerRow);
   if (request_id.empty()) {
-    stmt->bind(3, int64_t{limit});
+    stmt->bind(3, int64_t{limit} + 1);
   } else {
-    stmt->bind(3, request_id).bind(4, int64_t{limit});
+    stmt->bind(3, request_id).bind(4, int64_t{limit} + 1);
   }
   std::vector<LogEvent> out;
-  while (true) {
+  while (out.size() < size_t(limit)) {
     TAMAYA_ASSIGN_OR_RETURN(bool row, stmt->step());
     if (!row) {
       break;
     }
-    LogEvent e;
-    e.id = stmt->column_int(0);
-    e.time_ms = stmt->column_int(1);
-    e.function = stmt->column_text(2);
-    e.request_id = stmt->column_text(3);
-    e.message = stmt->column_text(4);
-    out.push_back(std::move(e));
+    decode_row(stmt->column_int(0), stmt->column_int(1), function, stmt->column_text(2),
+               stmt->column_text(3), stmt->column_int(4), since_id, out);
   }
+  if (out.size() > size_t(limit)) out.resize(size_t(limit));
   return out;
 }
 

@@ -28,10 +28,17 @@ struct LogEvent {
   std::string message;
 };
 
-// Versions 200..299: table log_events with indexes (function, id) and
-// (request_id); table invocations (records). Pass them to
-// store::Database::open before LogStore::open.
+// Versions 200..299: table log_events (index (function, id)) and table
+// invocations (records). Pass them to store::Database::open before
+// LogStore::open.
 std::vector<store::Migration> migrations();
+
+// Consecutive lines of one function and request (an invocation's START,
+// output, END and REPORT) are stored as one row of at most this many lines:
+// a row costs the writer about as much as a line did. A line's id is its
+// row's id times this plus its place in the row, so ids still grow line by
+// line and a query can start inside a row.
+inline constexpr int64_t kLogLinesPerRow = 1'024;
 
 // Events waiting for the writer; beyond this append() drops and counts them,
 // because blocking the event loop on a slow disk would be worse.
@@ -43,6 +50,8 @@ inline constexpr size_t kLogBatchEvents = 4'096;
 inline constexpr std::chrono::milliseconds kLogBatchInterval{100};
 // How often functions written to are trimmed to max_events_per_function
 // (also on every flush()): between trims a function may hold a bit more.
+// Rows go whole: the row holding the oldest line kept stays with all its
+// lines, so a function keeps up to kLogLinesPerRow - 1 lines more.
 inline constexpr std::chrono::milliseconds kLogRetentionInterval{1'000};
 inline constexpr int kMaxLogQueryLimit = 10'000;
 // Records waiting for the writer; beyond this they are dropped and counted.

@@ -130,8 +130,10 @@ TEST_F(LogStoreTest, FiltersByRequestId) {
 TEST_F(LogStoreTest, RetentionKeepsNewestPerFunction) {
   auto logs = open_store(/*max_per_function=*/5);
   ASSERT_TRUE(logs);
+  // A request each, so each line is a row of its own.
   std::vector<LogEvent> batch;
-  for (int i = 0; i < 12; ++i) batch.push_back(event("busy", "r", std::to_string(i)));
+  for (int i = 0; i < 12; ++i)
+    batch.push_back(event("busy", "r" + std::to_string(i), std::to_string(i)));
   batch.push_back(event("quiet", "r", "only one"));
   logs->append(std::move(batch));
   logs->flush();
@@ -144,11 +146,80 @@ TEST_F(LogStoreTest, RetentionKeepsNewestPerFunction) {
   EXPECT_EQ(quiet->size(), 1u);
 
   // A second round trims again, across batches.
-  logs->append({event("busy", "r", "12"), event("busy", "r", "13")});
+  logs->append({event("busy", "r12", "12"), event("busy", "r13", "13")});
   logs->flush();
   busy = logs->query("busy", 0, 100, "");
   ASSERT_TRUE(busy.ok());
   EXPECT_EQ(messages(*busy), (std::vector<std::string>{"9", "10", "11", "12", "13"}));
+}
+
+TEST_F(LogStoreTest, AnInvocationsLinesShareARowAndComeBackOneByOne) {
+  auto logs = open_store();
+  ASSERT_TRUE(logs);
+  // Lines with the characters the row's encoding escapes, and their times.
+  logs->append({event("fn", "r1", "START", 1'000), event("fn", "r1", "two\nlines", 1'004),
+                event("fn", "r1", "back\\slash \\n not a newline", 1'009),
+                event("fn", "r1", "", 1'010), event("fn", "r2", "next request", 1'020)});
+  logs->flush();
+
+  auto got = logs->query("fn", 0, 100, "");
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(messages(*got),
+            (std::vector<std::string>{"START", "two\nlines", "back\\slash \\n not a newline", "",
+                                      "next request"}));
+  ASSERT_EQ(got->size(), 5u);
+  EXPECT_EQ((*got)[1].time_ms, 1'004);
+  EXPECT_EQ((*got)[2].time_ms, 1'009);
+  EXPECT_EQ((*got)[3].request_id, "r1");
+  EXPECT_EQ((*got)[4].request_id, "r2");
+  for (size_t i = 1; i < got->size(); ++i) EXPECT_LT((*got)[i - 1].id, (*got)[i].id);
+
+  // Two rows: r1's four lines and r2's one.
+  auto rows = db_->prepare("SELECT lines FROM log_events ORDER BY id");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_TRUE(*rows->step());
+  EXPECT_EQ(rows->column_int(0), 4);
+  ASSERT_TRUE(*rows->step());
+  EXPECT_EQ(rows->column_int(0), 1);
+  EXPECT_FALSE(*rows->step());
+
+  // A page may start and end inside a row.
+  auto middle = logs->query("fn", (*got)[0].id, 2, "");
+  ASSERT_TRUE(middle.ok());
+  EXPECT_EQ(messages(*middle),
+            (std::vector<std::string>{"two\nlines", "back\\slash \\n not a newline"}));
+  auto rest = logs->query("fn", middle->back().id, 100, "r1");
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(messages(*rest), (std::vector<std::string>{""}));
+}
+
+TEST_F(LogStoreTest, RetentionKeepsARowWholeAndBoundsItsLines) {
+  auto logs = open_store(/*max_per_function=*/5);
+  ASSERT_TRUE(logs);
+  // One request's 2,000 lines: rows of kLogLinesPerRow lines at most.
+  std::vector<LogEvent> batch;
+  for (int i = 0; i < 2'000; ++i) batch.push_back(event("fn", "r", std::to_string(i)));
+  logs->append(std::move(batch));
+  logs->flush();
+  auto count = db_->prepare("SELECT COUNT(*), MAX(lines) FROM log_events");
+  ASSERT_TRUE(count.ok());
+  ASSERT_TRUE(*count->step());
+  // The newest 5 lines are in the second row (lines 1,024..1,999), kept whole.
+  EXPECT_EQ(count->column_int(0), 1);
+  EXPECT_EQ(count->column_int(1), 2'000 - kLogLinesPerRow);
+  auto got = logs->query("fn", 0, kMaxLogQueryLimit, "");
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), size_t(2'000 - kLogLinesPerRow));
+  EXPECT_EQ(got->front().message, std::to_string(kLogLinesPerRow));
+  EXPECT_EQ(got->back().message, "1999");
+
+  // A newer row of its own pushes the big one out once it holds 5 lines.
+  logs->append({event("fn", "s", "a"), event("fn", "s", "b"), event("fn", "s", "c"),
+                event("fn", "s", "d"), event("fn", "s", "e")});
+  logs->flush();
+  got = logs->query("fn", 0, kMaxLogQueryLimit, "");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(messages(*got), (std::vector<std::string>{"a", "b", "c", "d", "e"}));
 }
 
 TEST_F(LogStoreTest, RemoveFunctionDeletesStoredAndQueued) {
@@ -238,7 +309,7 @@ TEST_F(LogStoreTest, DropsAndCountsBeyondTheQueueBound) {
   logs->append(std::move(flood));
   EXPECT_EQ(logs->dropped(), 10);
   logs->flush();
-  auto count = db_->prepare("SELECT COUNT(*) FROM log_events");
+  auto count = db_->prepare("SELECT SUM(lines) FROM log_events");
   ASSERT_TRUE(count.ok());
   ASSERT_TRUE(*count->step());
   EXPECT_EQ(count->column_int(0), static_cast<int64_t>(kMaxQueuedLogEvents));
@@ -263,6 +334,44 @@ TEST_F(LogStoreTest, OpenNeedsMigrations) {
   ASSERT_FALSE(bare.ok());
   EXPECT_EQ(bare.status().code(), Code::kFailedPrecondition);
   EXPECT_NE(bare.status().message().find("meter::migrations()"), std::string::npos);
+}
+
+TEST_F(LogStoreTest, LinesStoredBeforeRowsOfSeveralLinesReadAndTrimAsBefore) {
+  // A database of the migrations before 204, with two lines in it.
+  const std::string old_path = (dir_ / "old.db").string();
+  {
+    std::vector<store::Migration> before;
+    for (auto& m : migrations()) {
+      if (m.version < 204) before.push_back(m);
+    }
+    auto db = store::Database::open(old_path, before);
+    ASSERT_TRUE(db.ok()) << db.status().to_string();
+    ASSERT_TRUE((*db)
+                    ->exec("INSERT INTO log_events(time_ms, function, request_id, message) "
+                           "VALUES (5, 'fn', 'old', 'first'), (6, 'fn', 'old', 'second')")
+                    .ok());
+  }
+  auto db = store::Database::open(old_path, migrations());
+  ASSERT_TRUE(db.ok()) << db.status().to_string();
+  auto logs = LogStore::open(old_path, 3);
+  ASSERT_TRUE(logs.ok());
+  auto got = (*logs)->query("fn", 0, 100, "");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(messages(*got), (std::vector<std::string>{"first", "second"}));
+  EXPECT_EQ((*got)[1].time_ms, 6);
+
+  // Newer lines come after them, and retention counts them as lines.
+  (*logs)->append({event("fn", "new", "third"), event("fn", "new", "fourth")});
+  (*logs)->flush();
+  got = (*logs)->query("fn", 0, 100, "");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(messages(*got), (std::vector<std::string>{"first", "second", "third", "fourth"}));
+  (*logs)->append({event("fn", "newer", "fifth"), event("fn", "newer", "sixth"),
+                   event("fn", "newer", "seventh")});
+  (*logs)->flush();
+  got = (*logs)->query("fn", 0, 100, "");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(messages(*got), (std::vector<std::string>{"fifth", "sixth", "seventh"}));
 }
 
 InvocationRecord record(const std::string& fn, int64_t start_ms, const std::string& status,
