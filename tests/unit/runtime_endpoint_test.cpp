@@ -62,6 +62,12 @@ class EndpointTest : public ::testing::Test {
     req.timeout = std::chrono::seconds(5);
     auto r = net::http_request(url_, req);
     EXPECT_TRUE(r.ok()) << r.status().to_string();
+    // The endpoint may answer before its callback runs (a response's 202 goes
+    // out first), in the same turn of the loop: once a later turn has run,
+    // the callback's records are complete and safe to read here.
+    std::promise<void> turn;
+    asio::post(io_, [&] { turn.set_value(); });
+    turn.get_future().wait();
     return r.ok() ? *r : net::Response{0, {}, {}};
   }
 

@@ -367,7 +367,10 @@ TEST(Launcher, KillGroupKillsChildAndGrandchild) {
   // Orphaned grandchildren come to us, so their end can be observed exactly.
   ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
   ProcessLauncher launcher;
-  auto p = launcher.launch(spec_of({"/bin/sh", "-c", "sleep 100 & echo $!; sleep 100"}));
+  // `exec`: a shell that waits for its last command could reap the killed
+  // grandchild itself (its wait4 reaps before its own SIGKILL lands); a
+  // sleep never waits, so the orphan comes to us.
+  auto p = launcher.launch(spec_of({"/bin/sh", "-c", "sleep 100 & echo $!; exec sleep 100"}));
   ASSERT_TRUE(p.ok()) << p.status().to_string();
 
   std::string line;
