@@ -38,4 +38,16 @@ std::string lower(std::string_view text) {
   return out;
 }
 
+void append_escaped_line(std::string& out, std::string_view text) {
+  for (char c : text) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+}
+
 }  // namespace tamaya

@@ -1,6 +1,6 @@
-// Small text helpers that several parsers share (cron expressions, ARNs,
-// SigV4 headers, gateway events). ASCII only and locale-independent, because
-// every caller parses protocol text, never prose.
+// Small text helpers that several parsers and writers share (cron
+// expressions, ARNs, SigV4 headers, gateway events, metrics, log rows). ASCII only and
+// locale-independent, because every caller parses protocol text, never prose.
 #pragma once
 
 #include <string>
@@ -18,5 +18,9 @@ std::string_view trim(std::string_view text);
 
 // `text` with ASCII letters lower-cased.
 std::string lower(std::string_view text);
+
+// Appends `text` to `out` with '\\' as "\\\\" and a newline as "\\n", so it
+// fits on one line (Prometheus HELP text, rows of log lines).
+void append_escaped_line(std::string& out, std::string_view text);
 
 }  // namespace tamaya

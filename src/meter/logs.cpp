@@ -16,6 +16,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/strings.h"
+
 namespace tamaya::meter {
 
 namespace {
@@ -44,15 +46,7 @@ Status trim_records(store::Database& db, const StoreLimits& limits, int64_t now_
 void encode_line(std::string& out, int64_t delta_ms, const std::string& line) {
   out += std::to_string(delta_ms);
   out += ' ';
-  for (char c : line) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
+  append_escaped_line(out, line);
   out += '\n';
 }
 

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <set>
 
+#include "common/strings.h"
+
 namespace tamaya::meter {
 
 Histogram::Histogram(const std::vector<double>& bounds)
@@ -139,15 +141,7 @@ namespace {
 // HELP text escapes backslash and newline only.
 std::string escape_help(const std::string& h) {
   std::string out;
-  for (char c : h) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
+  append_escaped_line(out, h);
   return out;
 }
 

@@ -29,6 +29,12 @@ TEST(Trim, RemovesAsciiWhitespaceOnBothSidesOnly) {
   EXPECT_EQ(trim("x"), "x");
 }
 
+TEST(AppendEscapedLine, EscapesBackslashAndNewlineOnly) {
+  std::string out = "x:";
+  append_escaped_line(out, "a\\b\nc\td");
+  EXPECT_EQ(out, "x:a\\\\b\\nc\td");
+}
+
 TEST(Lower, LowersAsciiLettersAndLeavesOtherBytes) {
   EXPECT_EQ(lower("Content-Type: ÄB"), "content-type: Äb");
   EXPECT_EQ(lower(""), "");
