@@ -154,21 +154,46 @@ Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::
   return out;
 }
 
-struct CgroupStock::State {
+namespace {
+void remove_now(InstanceCgroups& cgroups);
+}  // namespace
+
+struct CgroupStockState {
   HostCapabilities caps;
   int depth = 0;
   std::mutex mu;
   std::condition_variable wake;
   std::deque<InstanceCgroups> ready;
+  std::deque<InstanceCgroups> given_back;  // to remove, before making more
   bool stop = false;
   std::thread thread;
 
   // Every controller the host has: instances ask for all three.
   static CgroupLimits all() { return {1, 1, 1}; }
 
+  // False once the thread has stopped: the caller removes the set itself.
+  bool give_back(InstanceCgroups& set) {
+    {
+      std::lock_guard lock(mu);
+      if (stop) return false;
+      given_back.push_back(std::move(set));
+      given_back.back().stock.reset();
+    }
+    wake.notify_one();
+    return true;
+  }
+
   void run() {
     std::unique_lock lock(mu);
     while (!stop) {
+      if (!given_back.empty()) {
+        InstanceCgroups set = std::move(given_back.front());
+        given_back.pop_front();
+        lock.unlock();
+        remove_now(set);
+        lock.lock();
+        continue;
+      }
       if (int(ready.size()) >= depth) {
         wake.wait(lock);
         continue;
@@ -193,7 +218,8 @@ struct CgroupStock::State {
   }
 };
 
-CgroupStock::CgroupStock(HostCapabilities caps, int depth) : state_(std::make_shared<State>()) {
+CgroupStock::CgroupStock(HostCapabilities caps, int depth)
+    : state_(std::make_shared<CgroupStockState>()) {
   state_->caps = std::move(caps);
   state_->depth = depth;
   if (state_->caps.cgroup != CgroupVersion::kNone && depth > 0) {
@@ -208,7 +234,9 @@ CgroupStock::~CgroupStock() {
   }
   state_->wake.notify_all();
   if (state_->thread.joinable()) state_->thread.join();
-  for (auto& set : state_->ready) remove_cgroups(set);
+  // Nothing is given back once stop is set (give_back refuses).
+  for (auto& set : state_->given_back) remove_now(set);
+  for (auto& set : state_->ready) remove_now(set);
 }
 
 std::optional<InstanceCgroups> CgroupStock::take(const CgroupLimits& limits) {
@@ -231,6 +259,7 @@ std::optional<InstanceCgroups> CgroupStock::take(const CgroupLimits& limits) {
     remove_cgroups(set);
     return std::nullopt;
   }
+  set.stock = state_;
   return set;
 }
 
@@ -324,7 +353,10 @@ bool cgroup_oom_killed(const InstanceCgroups& cgroups) {
   return false;
 }
 
-void remove_cgroups(InstanceCgroups& cgroups) {
+namespace {
+
+// remove_cgroups on the calling thread.
+void remove_now(InstanceCgroups& cgroups) {
   std::lock_guard lock(g_pending_mutex);
   std::vector<std::string> still;
   for (const auto& dir : g_pending) {
@@ -338,6 +370,16 @@ void remove_cgroups(InstanceCgroups& cgroups) {
   }
   g_pending = std::move(still);
   cgroups = InstanceCgroups{};
+}
+
+}  // namespace
+
+void remove_cgroups(InstanceCgroups& cgroups) {
+  if (auto stock = cgroups.stock.lock(); stock && stock->give_back(cgroups)) {
+    cgroups = InstanceCgroups{};
+    return;
+  }
+  remove_now(cgroups);
 }
 
 Result<Fd> favor_cgroup_migrations() {

@@ -29,6 +29,8 @@ int64_t cpu_shares_for_memory(int64_t memory_mb);
 // The v2 cpu.weight (1..10000, 100 = 1024 shares) for the same share.
 int64_t cpu_weight_from_shares(int64_t shares);
 
+struct CgroupStockState;  // CgroupStock's, shared with the sets it hands out
+
 // The cgroup directories of one instance, made and removed as a unit.
 struct InstanceCgroups {
   CgroupVersion version = CgroupVersion::kNone;
@@ -36,6 +38,9 @@ struct InstanceCgroups {
   std::string memory_dir;         // "" without a memory cgroup
   std::string pids_dir;
   std::string cpu_dir;
+  // Set by CgroupStock::take: remove_cgroups hands the set back to the
+  // stock's thread instead of removing it on the caller's.
+  std::weak_ptr<CgroupStockState> stock;
 };
 
 // Makes the instance's cgroups named `name` under the host's bases and writes
@@ -48,7 +53,10 @@ Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::
 // take() writes a set's limits, the only per-function part, and hands it
 // out. Three mkdirs (~0.1 ms on the CI host, under the kernel's
 // cgroup_mutex) then no longer come between a request and its instance.
-// Thread-safe. The destructor stops the thread and removes the sets left.
+// The same thread removes the sets it handed out once remove_cgroups gives
+// them back (three rmdirs, 0.1-0.4 ms here), so an instance's end does not
+// hold its caller's event loop either. Thread-safe. The destructor stops
+// the thread and removes the sets left, ready or given back.
 class CgroupStock {
  public:
   CgroupStock(HostCapabilities caps, int depth);
@@ -61,8 +69,7 @@ class CgroupStock {
   std::optional<InstanceCgroups> take(const CgroupLimits& limits);
 
  private:
-  struct State;
-  std::shared_ptr<State> state_;
+  std::shared_ptr<CgroupStockState> state_;
 };
 
 // Writes new limits into an instance's existing cgroups (a pre-started pool
@@ -83,7 +90,8 @@ int64_t cgroup_peak_memory_bytes(const InstanceCgroups& cgroups);
 bool cgroup_oom_killed(const InstanceCgroups& cgroups);
 
 // Kills whatever is left in the cgroups and removes them; directories still
-// busy are retried on later calls. Always clears `cgroups`.
+// busy are retried on later calls. A set from a CgroupStock that still runs
+// is removed by the stock's thread, soon after. Always clears `cgroups`.
 void remove_cgroups(InstanceCgroups& cgroups);
 
 // Joining a cgroup (the child's write to cgroup.procs) takes the kernel's

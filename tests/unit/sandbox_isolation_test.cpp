@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -356,10 +357,27 @@ TEST_F(Isolated, CgroupStockHandsOutSetsWithTheirLimits) {
     }
     // Limits without a controller the sets have get no set.
     EXPECT_FALSE(stock.take({kMemoryBytes, 0, kShares}).has_value());
+    // Given back, the set is removed by the stock's thread, soon.
+    const std::vector<std::string> dirs = set->dirs;
+    ASSERT_FALSE(dirs.empty());
     remove_cgroups(*set);
+    EXPECT_TRUE(set->dirs.empty());
+    auto any_left = [&] {
+      return std::any_of(dirs.begin(), dirs.end(), [](const auto& d) { return fs::exists(d); });
+    };
+    for (int i = 0; i < 200 && any_left(); ++i) usleep(10'000);
+    EXPECT_FALSE(any_left()) << "a set given back was not removed within 2 s";
     // The stock makes up for the one taken.
     for (int i = 0; i < 200 && ahead_dirs() == 0; ++i) usleep(10'000);
     EXPECT_GT(ahead_dirs(), 0);
+    // A set given back just before the stock ends is removed by its end.
+    std::optional<InstanceCgroups> last;
+    for (int i = 0; i < 200 && !last; ++i) {
+      last = stock.take(limits);
+      if (!last) usleep(10'000);
+    }
+    ASSERT_TRUE(last.has_value());
+    remove_cgroups(*last);
   }
   EXPECT_EQ(ahead_dirs(), 0) << "sets left behind";
 }
