@@ -4,7 +4,9 @@
 # once while function B (native echo, warm) serves one request every 2 ms.
 # The figure is B's p99 in the burst's first second against B's p99 in the
 # second just before it (the reference, same run), median of BURST_ROUNDS
-# rounds. A benchmark, not a test: it fails only when something could not be
+# rounds. From the second round on it also reports B's worst request in the
+# second after A's last BURST_N instances are retired (a new revision of A).
+# A benchmark, not a test: it fails only when something could not be
 # started. Results: bench/results/burst-<timestamp>.md.
 #
 #   TAMAYA_BIN=build/release/tamaya [BURST_N=48] [BURST_ROUNDS=3] \
