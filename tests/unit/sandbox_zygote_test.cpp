@@ -52,6 +52,8 @@ print('env', os.environ.get('MARKER'))
 print('nofile', open('/proc/self/limits').read().count('Max open files            77'))
 import sys
 sys.stdout.flush()
+import time
+time.sleep(float(os.environ.get('EXIT_AFTER_S', '0')))
 os._exit(3)
 )";
 
@@ -295,7 +297,11 @@ TEST_F(Zygotes, AnInstanceWhoseZygoteDiesIsReportedKilled) {
 // for its zygote, which may be busy forking the next child (here: stopped).
 TEST_F(Zygotes, AnInstancesExitStatusDoesNotWaitForItsZygote) {
   ZygoteLauncher zygotes(*direct_, {});
-  const LaunchSpec spec = python("busy");
+  LaunchSpec spec = python("busy");
+  // The zygote must be stopped before the instance ends: one that reaps it
+  // and is stopped before its report leaves nothing to read but the 1 s
+  // wait and its SIGKILL (seen under ctest -j2).
+  spec.env.push_back("EXIT_AFTER_S=0.5");
   auto p = zygotes.launch(spec);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   ASSERT_NE(p->exit_source, nullptr);
