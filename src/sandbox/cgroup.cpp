@@ -382,20 +382,33 @@ void remove_cgroups(InstanceCgroups& cgroups) {
   remove_now(cgroups);
 }
 
+// favor_cgroup_migrations: up to 50 more tries 20 ms apart (1 s) on EBUSY.
+constexpr int kFavorBusyRetries = 50;
+constexpr useconds_t kFavorBusyRetryUs = 20'000;
+
 Result<Fd> favor_cgroup_migrations() {
   auto refused = [](const char* step) {
     return Status::Unavailable(std::string("a cgroup v1 hierarchy name=tamaya with "
                                            "favordynmods: ") +
                                step + ": " + errno_text(errno));
   };
-  Fd ctx(fsopen("cgroup", FSOPEN_CLOEXEC));
-  if (!ctx.valid()) return refused("fsopen");
-  if (fsconfig(ctx.get(), FSCONFIG_SET_STRING, "name", "tamaya", 0) < 0) return refused("name");
-  if (fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "none", nullptr, 0) < 0) return refused("none");
-  if (fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "favordynmods", nullptr, 0) < 0) {
-    return refused("favordynmods");
+  Fd ctx;
+  // The hierarchy is shared: while another daemon (or `tamaya doctor`) that
+  // held it is letting it go, creating it again can fail with EBUSY (seen in
+  // CI, a test's daemon started right after another ended). That passes
+  // within milliseconds, so retry for a bounded while before giving up.
+  for (int attempt = 0;; ++attempt) {
+    ctx = Fd(fsopen("cgroup", FSOPEN_CLOEXEC));
+    if (!ctx.valid()) return refused("fsopen");
+    if (fsconfig(ctx.get(), FSCONFIG_SET_STRING, "name", "tamaya", 0) < 0) return refused("name");
+    if (fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "none", nullptr, 0) < 0) return refused("none");
+    if (fsconfig(ctx.get(), FSCONFIG_SET_FLAG, "favordynmods", nullptr, 0) < 0) {
+      return refused("favordynmods");
+    }
+    if (fsconfig(ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) == 0) break;
+    if (errno != EBUSY || attempt >= kFavorBusyRetries) return refused("create");
+    usleep(kFavorBusyRetryUs);
   }
-  if (fsconfig(ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) return refused("create");
   Fd mnt(fsmount(ctx.get(), FSMOUNT_CLOEXEC,
                  MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
   if (!mnt.valid()) return refused("fsmount");
