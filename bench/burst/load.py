@@ -98,14 +98,14 @@ def one_round(k):
 
 def main():
     rows, ratios, retire_max = [], [], []
+    labels = {"alone": "alone", "during": f"first second of {N} cold starts of A",
+              "retire": f"first second after A's {N} instances are retired (a PATCH)"}
     for k in range(1, ROUNDS + 1):
         r = one_round(k)
         if not r["alone"] or not r["during"]:
             sys.exit("load.py: B answered nothing in a phase")
         ratio = q(r["during"], 0.99) / q(r["alone"], 0.99)
         ratios.append(ratio)
-        labels = {"alone": "alone", "during": f"first second of {N} cold starts of A",
-                  "retire": f"first second after A's {N} instances are retired (a PATCH)"}
         for phase in ("retire", "alone", "during") if k > 1 else ("alone", "during"):
             xs = r[phase]
             rows.append(f"| {k} | {labels[phase]} "

@@ -1,9 +1,8 @@
 // bench_log_store: CPU time the log store's writer spends per invocation,
 // fed as the daemon feeds it under load (a record and its START, END and
-// REPORT lines per invocation, a few functions). The figure is the
-// process's CPU time but the feeding thread's, divided by
-// the invocations written; it moves far less with a shared machine's load
-// than wall time does.
+// REPORT lines per invocation, a few functions). The figure is the CPU time
+// of every thread but the feeding one, divided by the invocations written;
+// it moves far less with a shared machine's load than wall time does.
 //
 //   bench_log_store [invocations=200000] [rate_per_s=12000] [functions=2]
 //

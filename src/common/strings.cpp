@@ -50,4 +50,17 @@ void append_escaped_line(std::string& out, std::string_view text) {
   }
 }
 
+std::string unescape_line(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 1 < text.size()) {
+      out += text[++i] == 'n' ? '\n' : text[i];
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 }  // namespace tamaya

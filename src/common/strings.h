@@ -1,6 +1,7 @@
 // Small text helpers that several parsers and writers share (cron
-// expressions, ARNs, SigV4 headers, gateway events, metrics, log rows). ASCII only and
-// locale-independent, because every caller parses protocol text, never prose.
+// expressions, ARNs, SigV4 headers, gateway events, metrics, log rows).
+// ASCII only and locale-independent, because every caller parses protocol
+// text, never prose.
 #pragma once
 
 #include <string>
@@ -22,5 +23,8 @@ std::string lower(std::string_view text);
 // Appends `text` to `out` with '\\' as "\\\\" and a newline as "\\n", so it
 // fits on one line (Prometheus HELP text, rows of log lines).
 void append_escaped_line(std::string& out, std::string_view text);
+// The inverse: "\\n" as a newline, '\\' before any other character as that
+// character.
+std::string unescape_line(std::string_view text);
 
 }  // namespace tamaya

@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -68,17 +69,12 @@ void decode_row(int64_t row_id, int64_t time_ms, const std::string& function,
     const size_t space = message.find(' ', pos);
     if (space == std::string::npos) break;
     const int64_t delta = std::strtoll(message.c_str() + pos, nullptr, 10);
-    std::string text;
-    size_t i = space + 1;
-    for (; i < message.size() && message[i] != '\n'; ++i) {
-      if (message[i] == '\\' && i + 1 < message.size()) {
-        text += message[++i] == 'n' ? '\n' : message[i];
-      } else {
-        text += message[i];
-      }
-    }
-    add(index, time_ms + delta, std::move(text));
-    pos = i + 1;
+    // Escaped lines hold no newline: the next one ends this line.
+    size_t end = message.find('\n', space + 1);
+    if (end == std::string::npos) end = message.size();
+    add(index, time_ms + delta,
+        unescape_line(std::string_view(message).substr(space + 1, end - space - 1)));
+    pos = end + 1;
   }
 }
 

@@ -28,7 +28,7 @@ struct LogEvent {
   std::string message;
 };
 
-// Versions 200..299: table log_events (index (function, id)) and table
+// Versions 200..299: table log_events (index (function, id, seq)) and table
 // invocations (records). Pass them to store::Database::open before
 // LogStore::open.
 std::vector<store::Migration> migrations();

@@ -59,6 +59,23 @@ void kill_members(const std::string& dir) {
 
 bool try_rmdir(const std::string& dir) { return rmdir(dir.c_str()) == 0 || errno == ENOENT; }
 
+// remove_cgroups on the calling thread.
+void remove_now(InstanceCgroups& cgroups) {
+  std::lock_guard lock(g_pending_mutex);
+  std::vector<std::string> still;
+  for (const auto& dir : g_pending) {
+    kill_members(dir);
+    if (!try_rmdir(dir)) still.push_back(dir);
+  }
+  for (const auto& dir : cgroups.dirs) {
+    if (try_rmdir(dir)) continue;
+    kill_members(dir);
+    if (!try_rmdir(dir)) still.push_back(dir);
+  }
+  g_pending = std::move(still);
+  cgroups = InstanceCgroups{};
+}
+
 }  // namespace
 
 int64_t cpu_shares_for_memory(int64_t memory_mb) {
@@ -154,10 +171,6 @@ Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::
   return out;
 }
 
-namespace {
-void remove_now(InstanceCgroups& cgroups);
-}  // namespace
-
 struct CgroupStockState {
   HostCapabilities caps;
   int depth = 0;
@@ -177,7 +190,6 @@ struct CgroupStockState {
       std::lock_guard lock(mu);
       if (stop) return false;
       given_back.push_back(std::move(set));
-      given_back.back().stock.reset();
     }
     wake.notify_one();
     return true;
@@ -352,27 +364,6 @@ bool cgroup_oom_killed(const InstanceCgroups& cgroups) {
   }
   return false;
 }
-
-namespace {
-
-// remove_cgroups on the calling thread.
-void remove_now(InstanceCgroups& cgroups) {
-  std::lock_guard lock(g_pending_mutex);
-  std::vector<std::string> still;
-  for (const auto& dir : g_pending) {
-    kill_members(dir);
-    if (!try_rmdir(dir)) still.push_back(dir);
-  }
-  for (const auto& dir : cgroups.dirs) {
-    if (try_rmdir(dir)) continue;
-    kill_members(dir);
-    if (!try_rmdir(dir)) still.push_back(dir);
-  }
-  g_pending = std::move(still);
-  cgroups = InstanceCgroups{};
-}
-
-}  // namespace
 
 void remove_cgroups(InstanceCgroups& cgroups) {
   if (auto stock = cgroups.stock.lock(); stock && stock->give_back(cgroups)) {

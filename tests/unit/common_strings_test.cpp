@@ -35,6 +35,15 @@ TEST(AppendEscapedLine, EscapesBackslashAndNewlineOnly) {
   EXPECT_EQ(out, "x:a\\\\b\\nc\td");
 }
 
+TEST(UnescapeLine, UndoesAppendEscapedLine) {
+  for (std::string text : {"", "plain", "a\\b\nc", "\\n is not a newline", "ends\\"}) {
+    std::string escaped;
+    append_escaped_line(escaped, text);
+    EXPECT_EQ(escaped.find('\n'), std::string::npos) << escaped;
+    EXPECT_EQ(unescape_line(escaped), text);
+  }
+}
+
 TEST(Lower, LowersAsciiLettersAndLeavesOtherBytes) {
   EXPECT_EQ(lower("Content-Type: ÄB"), "content-type: Äb");
   EXPECT_EQ(lower(""), "");

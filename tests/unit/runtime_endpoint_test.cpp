@@ -4,6 +4,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -65,15 +66,22 @@ class EndpointTest : public ::testing::Test {
     // The endpoint may answer before its callback runs (a response's 202 goes
     // out first), in the same turn of the loop: once a later turn has run,
     // the callback's records are complete and safe to read here.
-    std::promise<void> turn;
-    asio::post(io_, [&] { turn.set_value(); });
-    turn.get_future().wait();
+    on_io([] {});
     return r.ok() ? *r : net::Response{0, {}, {}};
   }
 
-  void deliver(const std::string& id, const std::string& payload) {
+  // Runs `fn` on the endpoint's thread and waits for it.
+  void on_io(const std::function<void()>& fn) {
     std::promise<void> done;
     asio::post(io_, [&] {
+      fn();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+  void deliver(const std::string& id, const std::string& payload) {
+    on_io([&] {
       Invocation inv;
       inv.request_id = id;
       inv.payload = payload;
@@ -81,9 +89,7 @@ class EndpointTest : public ::testing::Test {
       inv.function_arn = "arn:aws:lambda:us-east-1:000000000000:function:f";
       inv.trace_id = "Root=1-abc";
       endpoint_->deliver(inv);
-      done.set_value();
     });
-    done.get_future().wait();
   }
 
   asio::io_context io_;
