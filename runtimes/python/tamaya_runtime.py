@@ -264,8 +264,9 @@ class RuntimeApiClient:
         status = int(parts[1])
         headers = {}
         for line in lines[1:]:
+            # No space may come before the colon (RFC 9112 5.1); the value's is trimmed.
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+            headers[name.lower()] = value.strip()
         if "chunked" in headers.get("transfer-encoding", "").lower():
             body, buf = self._read_chunked(buf)
             self.answer_bytes = 0
@@ -409,6 +410,10 @@ class _EmptyReply(ConnectionError):
 class CognitoIdentity:
     __slots__ = ["cognito_identity_id", "cognito_identity_pool_id"]
 
+    def __init__(self):
+        self.cognito_identity_id = None
+        self.cognito_identity_pool_id = None
+
     def __repr__(self):
         return (
             f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
@@ -445,24 +450,42 @@ def _obj_from_dict(cls, values):
     return obj
 
 
+# The context's fields that come from the environment, in LambdaContext's order. Lambda sets them
+# and user code cannot, so main() reads them once: os.environ.get costs an encode, a decode and,
+# for a missing name, a raised KeyError, and a warm invocation runs in ~20 us.
+_CONTEXT_ENV = (
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+)
+_context_env = None  # their values, once main() has read them
+
+
+def _read_context_env():
+    return tuple(os.environ.get(name) for name in _CONTEXT_ENV)
+
+
 class LambdaContext:
     def __init__(self, request_id, client_context, cognito_identity, deadline_ms, function_arn):
-        env = os.environ
         self.aws_request_id = request_id
-        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
-        # A string, as in awslambdaric, because it comes straight from the environment.
-        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        (
+            self.log_group_name,
+            self.log_stream_name,
+            self.function_name,
+            # A string, as in awslambdaric, because it comes straight from the environment.
+            self.memory_limit_in_mb,
+            self.function_version,
+        ) = (_context_env or _read_context_env())
         self.invoked_function_arn = function_arn
         self.client_context = _obj_from_dict(ClientContext, client_context)
         if self.client_context is not None:
             self.client_context.client = _obj_from_dict(Client, self.client_context.client)
-        self.identity = _obj_from_dict(CognitoIdentity, {})
+        identity = self.identity = CognitoIdentity()
         if isinstance(cognito_identity, dict):
-            self.identity.cognito_identity_id = cognito_identity.get("cognitoIdentityId")
-            self.identity.cognito_identity_pool_id = cognito_identity.get("cognitoIdentityPoolId")
+            identity.cognito_identity_id = cognito_identity.get("cognitoIdentityId")
+            identity.cognito_identity_pool_id = cognito_identity.get("cognitoIdentityPoolId")
         self._deadline_ms = deadline_ms
 
     def get_remaining_time_in_millis(self):
@@ -668,6 +691,14 @@ def _flush_output():
         pass
 
 
+# `name in os.environ` raises and catches a KeyError when the name is missing (Mapping's
+# __contains__); CPython's os.environ keeps the encoded names in a dict of its own.
+_environ_data = getattr(os.environ, "_data", os.environ)
+_TRACE_KEY = "_X_AMZN_TRACE_ID"
+if _environ_data is not os.environ:
+    _TRACE_KEY = os.environ.encodekey(_TRACE_KEY)
+
+
 def handle_invocation(handler, headers, body):
     """Runs one invocation; returns (request id, body, content type, error type or None)."""
     global _current_request_id
@@ -677,7 +708,7 @@ def handle_invocation(handler, headers, body):
     trace_id = get("lambda-runtime-trace-id")
     if trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
-    elif "_X_AMZN_TRACE_ID" in os.environ:
+    elif _TRACE_KEY in _environ_data:
         del os.environ["_X_AMZN_TRACE_ID"]
 
     try:
@@ -746,6 +777,8 @@ def main():
         )
         return 1
     client = RuntimeApiClient(address)
+    global _context_env
+    _context_env = _read_context_env()
 
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     if task_root not in sys.path:

@@ -123,9 +123,11 @@ class RuntimeApiServer:
                     "Lambda-Runtime-Invoked-Function-Arn",
                     "arn:aws:lambda:us-east-1:000000000000:function:fn",
                 )
-                self.send_header("Lambda-Runtime-Trace-Id", "Root=1-abc;Parent=def;Sampled=0")
+                if "Lambda-Runtime-Trace-Id" not in inv.extra_headers:
+                    self.send_header("Lambda-Runtime-Trace-Id", "Root=1-abc;Parent=def;Sampled=0")
                 for name, value in inv.extra_headers.items():
-                    self.send_header(name, value)
+                    if value is not None:  # None: leave the header out
+                        self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 

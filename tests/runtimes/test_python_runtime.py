@@ -185,6 +185,15 @@ def handler(event, context):
     assert out["trace"] == "Root=1-abc;Parent=def;Sampled=0"
 
 
+def test_trace_id_variable_follows_each_invocation(api, start):
+    app = "import os\ndef handler(e, c):\n    return os.environ.get('_X_AMZN_TRACE_ID')\n"
+    start("python", {"app.py": app})
+    assert api.invoke({}).wait().json() == "Root=1-abc;Parent=def;Sampled=0"
+    # An invocation without a trace header leaves no trace id of the one before.
+    assert api.invoke({}, headers={"Lambda-Runtime-Trace-Id": None}).wait().json() is None
+    assert api.invoke({}).wait().json() == "Root=1-abc;Parent=def;Sampled=0"
+
+
 def test_remaining_time_never_negative(api, start):
     start("python", {"app.py": "def handler(e, c):\n    return c.get_remaining_time_in_millis()\n"})
     assert api.invoke({}, timeout_ms=-1000).wait().json() == 0
