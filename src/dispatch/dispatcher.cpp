@@ -143,6 +143,12 @@ struct Instance {
   std::unique_ptr<asio::posix::stream_descriptor> pidfd;
   std::unique_ptr<asio::posix::stream_descriptor> out;
   std::unique_ptr<asio::posix::stream_descriptor> err;
+  // A zygote's child is handed over at its "go" (LaunchSpec::hand_over_at_go)
+  // and says here whether it walled itself in; closed once it has.
+  std::unique_ptr<asio::posix::stream_descriptor> walled;
+  // It could not: killed, and the request it was started for starts again
+  // (on_exit), as a spawn that failed before the hand-over did.
+  std::string not_walled_in;
   std::string partial[2];
   State state = State::kStarting;
   SteadyTime spawned{};
@@ -710,6 +716,9 @@ struct Dispatcher::Impl {
       return fail_start(req, done, type, msg);
     }
     launch_spec->limits.file_size_bytes = 512ll << 20;
+    // The instance's pipes, exit watch and first exchange are set up here
+    // while a zygote's child walls itself in, not after (watch_walled).
+    launch_spec->hand_over_at_go = true;
     launch_spec->limits.open_files = settings.sandbox_open_files;
     // The instance counts (capacity, stats, drain) from now on; its process
     // comes back from a launch thread (on_launched).
@@ -747,6 +756,11 @@ struct Dispatcher::Impl {
     inst->pidfd = std::make_unique<asio::posix::stream_descriptor>(io, process->pidfd);
     inst->out = std::make_unique<asio::posix::stream_descriptor>(io, process->stdout_fd);
     inst->err = std::make_unique<asio::posix::stream_descriptor>(io, process->stderr_fd);
+    if (process->walled_fd >= 0) {
+      inst->walled = std::make_unique<asio::posix::stream_descriptor>(
+          io, std::exchange(inst->process.walled_fd, -1));
+      watch_walled(*inst);
+    }
     watch_exit(*inst);
     watch_pipe(*inst, 0);
     watch_pipe(*inst, 1);
@@ -966,6 +980,8 @@ struct Dispatcher::Impl {
       watch_exit(*inst);
       return;
     }
+    if (inst->walled) read_walled(*inst, /*alive=*/false);  // it may have said why first
+    if (!inst->not_walled_in.empty()) return restart_not_walled_in(*inst);
     std::string how = sandbox::describe_exit(*status);
     if (inst->active) {
       if (!inst->active->begun) begin_for_error(*inst);
@@ -1148,7 +1164,7 @@ struct Dispatcher::Impl {
     }
     book.remove(function);
     const bool unreserved = !book.reserved(function);
-    for (auto* sd : {inst.pidfd.get(), inst.out.get(), inst.err.get()}) {
+    for (auto* sd : {inst.pidfd.get(), inst.out.get(), inst.err.get(), inst.walled.get()}) {
       if (sd) sd->close();
     }
     sandbox::release(inst.process);
@@ -1177,6 +1193,52 @@ struct Dispatcher::Impl {
                            [this, id](boost::system::error_code ec) {
                              if (!ec) on_exit(id);
                            });
+  }
+
+  void watch_walled(Instance& inst) {
+    uint64_t id = inst.id;
+    inst.walled->async_wait(asio::posix::stream_descriptor::wait_read,
+                            [this, id](boost::system::error_code ec) {
+                              Instance* i = find(id);
+                              if (ec || !i || !i->walled) return;
+                              if (!read_walled(*i, /*alive=*/true)) watch_walled(*i);
+                            });
+  }
+
+  // Reads what the child said on its walled fd; false when it has said
+  // nothing yet. Not walled in: an `alive` one is killed (on_exit goes on).
+  bool read_walled(Instance& inst, bool alive) {
+    Status s =
+        sandbox::read_walled_in(inst.walled->native_handle(), inst.process.exit_source.get());
+    if (s.code() == Code::kUnavailable) return false;
+    inst.walled->close();
+    inst.walled.reset();
+    if (s.ok()) return true;
+    spdlog::warn("instance not walled in function={} instance={}: {}", inst.function, inst.id,
+                 s.message());
+    inst.not_walled_in = s.message();
+    if (alive && inst.state != State::kDying) {
+      inst.state = State::kDying;
+      clear_due(inst);
+      sandbox::kill_group(inst.process.pid, SIGKILL).ok();
+    }
+    return true;
+  }
+
+  // An instance that could not wall itself in ran nothing of the function:
+  // the request it was started for is admitted again (the launcher now
+  // starts instances directly for a while). Without one (provisioned), the
+  // pool's usual retry replaces it.
+  void restart_not_walled_in(Instance& inst) {
+    std::optional<Active> active = std::move(inst.active);
+    inst.active.reset();
+    if (Pool* pool = pool_of(inst); active && pool) pool->active--;
+    if (!active) {
+      inst.init_error_type = "Runtime.InvalidEntrypoint";
+      inst.init_error_body = inst.not_walled_in;
+    }
+    remove(inst.id);
+    if (active) invoke(std::move(active->request), std::move(active->done));
   }
 
   void watch_pipe(Instance& inst, int which) {

@@ -1143,7 +1143,7 @@ void terminate(Process& process) {
 }
 
 void close_fds(Process& process) {
-  for (int* fd : {&process.pidfd, &process.stdout_fd, &process.stderr_fd}) {
+  for (int* fd : {&process.pidfd, &process.stdout_fd, &process.stderr_fd, &process.walled_fd}) {
     if (*fd >= 0) {
       close(*fd);
     }

@@ -78,6 +78,13 @@ struct LaunchSpec {
   std::vector<std::string> generic_argv;
   // >= 0: the child's stdin instead of /dev/null (a zygote's control socket).
   int stdin_fd = -1;
+  // A zygote's child is handed over as soon as it has its request ("go"),
+  // while it walls itself in, instead of once it is: the caller then sets up
+  // its side of the instance (pipes, exit watch, Runtime API) in the
+  // meantime rather than after, and watches Process::walled_fd for the
+  // outcome. The instance runs nothing of the function before it is walled
+  // in either way. Other launches ignore it.
+  bool hand_over_at_go = false;
 };
 
 // Where the exit status of an instance that is not the daemon's own child
@@ -88,6 +95,10 @@ class ExitSource {
   // The wait status of `pid` (as the daemon sees it), which has exited; an
   // error when it is not known (yet).
   virtual Result<int> exit_status(pid_t pid) = 0;
+  // A child handed over at its "go" (LaunchSpec::hand_over_at_go) could not
+  // wall itself in: the source is not used for a while, as when a spawn
+  // fails before the hand-over.
+  virtual void child_not_walled_in() {}
 };
 
 // Owned fds of a started process; the caller closes them (close_fds) and
@@ -97,9 +108,17 @@ struct Process {
   int pidfd = -1;      // readable when the process has exited
   int stdout_fd = -1;  // non-blocking, close-on-exec, read end
   int stderr_fd = -1;
+  // >= 0 for a zygote's child handed over at its "go": readable once the
+  // child is walled in or could not be (read_walled_in).
+  int walled_fd = -1;
   InstanceCgroups cgroups;
   std::shared_ptr<ExitSource> exit_source;  // set: not our child; ask it for the status
 };
+
+// What a child handed over at its "go" says on `walled_fd`, read without
+// blocking: Ok once it is walled in; kUnavailable while it has said nothing
+// yet; otherwise why it could not be (it exits), which `source` is told.
+Status read_walled_in(int walled_fd, ExitSource* source);
 
 // Which isolation layers a launcher applies to an instance that asks for them.
 struct Layers {

@@ -105,7 +105,33 @@ Status send_with_fds(int sock, const std::string& body, const std::vector<int>& 
   return Status::Ok();
 }
 
+// The child's word once it has tried to wall itself in: "ok", or why not
+// (an error text, or nothing when it died first). Does not block.
+Status read_walled_word(int sock) {
+  char buf[4096];
+  ssize_t n;
+  do {
+    n = recv(sock, buf, sizeof buf, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    return Status::Unavailable("the zygote child is still walling itself in");
+  }
+  if (n != 2 || std::memcmp(buf, "ok", 2) != 0) {
+    std::string why = n > 0 ? std::string(buf, size_t(n)) : "it exited";
+    return Status::Precondition("zygote child could not specialise: " + why);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status read_walled_in(int walled_fd, ExitSource* source) {
+  Status s = read_walled_word(walled_fd);
+  if (!s.ok() && s.code() != Code::kUnavailable && source != nullptr) {
+    source->child_not_walled_in();
+  }
+  return s;
+}
 
 // One running zygote. Also the ExitSource of the instances it forked: it is
 // their parent, so it alone learns how they ended.
@@ -223,6 +249,17 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     auto forked = spawn_forked(spec, direct, deadline);
     if (forked.ok()) ask_prefork();
     return forked;
+  }
+
+  void child_not_walled_in() override {
+    std::lock_guard lock(mu_);
+    not_walled_in_ = true;
+  }
+  // Whether a child handed over at its "go" failed to wall itself in since
+  // the last call.
+  bool take_not_walled_in() {
+    std::lock_guard lock(mu_);
+    return std::exchange(not_walled_in_, false);
   }
 
   Result<int> exit_status(pid_t pid) override {
@@ -394,16 +431,12 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     if (!wait_readable(sock, deadline)) {
       return Status::Unavailable("zygote child did not specialise in time");
     }
-    char buf[4096];
-    ssize_t n = recv(sock, buf, sizeof buf, 0);
-    if (n != 2 || std::memcmp(buf, "ok", 2) != 0) {
-      std::string why = n > 0 ? std::string(buf, size_t(n)) : "it exited";
-      return Status::Precondition("zygote child could not specialise: " + why);
-    }
-    return Status::Ok();
+    return read_walled_word(sock);
   }
 
-  Process handed_over(Prepared& p, pid_t host_pid, Fd& pidfd) {
+  // `walled`: the child's end of the hand-over when it is handed over at its
+  // "go" (it says there whether it walled itself in); else it has said so.
+  Process handed_over(Prepared& p, pid_t host_pid, Fd& pidfd, Fd walled = Fd()) {
     ++live_;
     if (auto stat = proc_stat(host_pid); stat) started_[host_pid] = stat->start_ticks;
     Process out;
@@ -411,6 +444,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     out.pidfd = pidfd.release();
     out.stdout_fd = p.out_r.release();
     out.stderr_fd = p.err_r.release();
+    out.walled_fd = walled.release();
     out.cgroups = std::move(p.cgroups);
     out.exit_source = shared_from_this();
     return out;
@@ -450,6 +484,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     }
     p.out_w.reset();
     p.err_w.reset();
+    if (spec.hand_over_at_go) return handed_over(p, host_pid, pidfd, std::move(chan));
     if (Status s = read_ok(chan.get(), deadline); !s.ok()) return fail(s);
     return handed_over(p, host_pid, pidfd);
   }
@@ -514,6 +549,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       host_of_ns_.erase(ns_pid);
       return fail(Status::Unavailable("zygote child vanished before specialising"), false);
     }
+    if (spec.hand_over_at_go) return handed_over(p, host_pid, pidfd, std::move(hs));
     if (Status s = read_ok(hs.get(), deadline); !s.ok()) {
       host_of_ns_.erase(ns_pid);
       return fail(s, s.code() == Code::kUnavailable);
@@ -694,6 +730,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
   Process proc_;
   int ctl_ = -1;
   bool broken_ = false;
+  bool not_walled_in_ = false;  // see take_not_walled_in
   // A child forked ahead of need: our socket to it and its pid in the
   // zygote's namespace.
   struct Offer {
@@ -786,6 +823,16 @@ Result<Process> ZygoteLauncher::launch(const LaunchSpec& spec) {
   stop_idle();
   const std::string key = key_of(spec);
   auto zygote = zygote_for(key, spec);
+  if (zygote.ok() && (*zygote)->take_not_walled_in()) {
+    // As after a spawn that failed: this zygote's children are not used for a while.
+    spdlog::warn(
+        "python zygote pid={}: a child could not wall itself in; instances start "
+        "directly for {} ms",
+        (*zygote)->pid(), options_.retry_after_failure_ms);
+    zygotes_[key].failed_at_ms = now_ms();
+    ++counters_.fallbacks;
+    return direct_.launch(spec);
+  }
   if (zygote.ok()) {
     bool offered = false;
     auto process = (*zygote)->spawn(spec, direct_, options_.spawn_timeout_ms, &offered);

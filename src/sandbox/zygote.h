@@ -11,6 +11,9 @@
 // same seccomp filter as a direct start. The child reports "ok" only once all
 // of that is done; any failure, a zygote that died or does not answer in
 // time, falls back to a direct start, so an invoke never hangs on a zygote.
+// With LaunchSpec::hand_over_at_go the child is returned at its "go" and
+// reports on Process::walled_fd instead (read_walled_in); a child that
+// could not wall itself in keeps its zygote from being used for a while.
 #pragma once
 
 #include <cstdint>

@@ -2,7 +2,10 @@
 // processes, real Runtime API endpoints on loopback.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <cmath>
 #include <filesystem>
@@ -337,6 +340,50 @@ TEST_F(DispatcherTest, AnInstanceFasterThanItsLaunchKeepsItsOutput) {
   dispatcher_->drain([&] { drained = true; });
   run_until([&] { return drained; });
   // Gone before `slow` is; TearDown drains a fresh one.
+  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+}
+
+// A zygote's child is handed over at its "go" and may then say it could
+// not wall itself in (sandbox::read_walled_in). The first launch here is such
+// a child: a process that never reaches the Runtime API, handed over with a
+// walled fd that says why. The request must not fail for it: it starts again
+// on the next instance, which is an ordinary one.
+class UnwalledOnceLauncher final : public sandbox::Launcher {
+ public:
+  explicit UnwalledOnceLauncher(sandbox::Launcher& inner) : inner_(inner) {}
+  Result<sandbox::Process> launch(const sandbox::LaunchSpec& spec) override {
+    if (launches_++ > 0) return inner_.launch(spec);
+    EXPECT_TRUE(spec.hand_over_at_go);
+    sandbox::LaunchSpec stuck = spec;
+    stuck.argv = {"/bin/sleep", "30"};
+    auto p = inner_.launch(stuck);
+    if (!p.ok()) return p;
+    int pair[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+    const std::string why = "error: setrlimit failed";
+    EXPECT_EQ(send(pair[1], why.data(), why.size(), 0), ssize_t(why.size()));
+    close(pair[1]);
+    p->walled_fd = pair[0];
+    return p;
+  }
+  int launches() const { return launches_; }
+
+ private:
+  sandbox::Launcher& inner_;
+  std::atomic<int> launches_{0};
+};
+
+TEST_F(DispatcherTest, ARequestWhoseInstanceCouldNotWallItselfInStartsAgain) {
+  UnwalledOnceLauncher unwalled(launcher_);
+  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, unwalled, clock_, &recorder_);
+  InvokeResult r = invoke(target(), R"({"tag":"again"})");
+  ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+  EXPECT_FALSE(r.function_error) << r.payload;
+  EXPECT_TRUE(r.cold);
+  EXPECT_EQ(unwalled.launches(), 2);
+  bool drained = false;
+  dispatcher_->drain([&] { drained = true; });
+  run_until([&] { return drained; });
   dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
 }
 

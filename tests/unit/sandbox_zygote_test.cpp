@@ -197,6 +197,68 @@ TEST_F(Zygotes, ChildrenForkedAfterThePagesAreLearntAreWalledInToo) {
   EXPECT_EQ(zygotes.counters().fallbacks, 0);
 }
 
+// The daemon takes a child over at its "go" (LaunchSpec::hand_over_at_go)
+// and learns from walled_fd when it has walled itself in: the walls are the
+// same, whether the child was offered or forked on demand.
+TEST_F(Zygotes, AChildHandedOverAtItsGoSaysWhenItIsWalledIn) {
+  for (int prefork : {2, 0}) {
+    ZygoteOptions options;
+    options.prefork = prefork;
+    ZygoteLauncher zygotes(*direct_, options);
+    ASSERT_TRUE(run(zygotes, python("first")).forked);
+    LaunchSpec spec = python("early");
+    spec.hand_over_at_go = true;
+    if (prefork > 0) {
+      ASSERT_TRUE(wait_for_offer(zygotes, spec));
+    }
+    Status walled = Status::Unavailable("not read");
+    Finished f;
+    static_cast<testing::Finished&>(f) =
+        testing::launch_and_finish(zygotes, spec, std::chrono::seconds(20), [&](Process& p) {
+          f.forked = p.exit_source != nullptr;
+          ASSERT_GE(p.walled_fd, 0);
+          pollfd pfd{p.walled_fd, POLLIN, 0};
+          ASSERT_EQ(poll(&pfd, 1, 10'000), 1);
+          walled = read_walled_in(p.walled_fd, p.exit_source.get());
+        });
+    ASSERT_TRUE(f.forked) << prefork << f.err;
+    EXPECT_TRUE(walled.ok()) << prefork << walled.to_string();
+    expect_walled_in(f, spec, "early");
+    EXPECT_EQ(zygotes.counters().fallbacks, 0);
+  }
+}
+
+// A child that cannot wall itself in after its "go" (here: an open-files
+// limit above the kernel's maximum) says why, exits, and the zygote is not
+// used for a while: the next start is direct, as after a failed spawn.
+TEST_F(Zygotes, AChildThatCannotWallItselfInAfterItsGoSaysWhyAndTheNextStartIsDirect) {
+  ZygoteLauncher zygotes(*direct_, {});
+  ASSERT_TRUE(run(zygotes, python("first")).forked);
+  LaunchSpec spec = python("unwalled");
+  spec.hand_over_at_go = true;
+  spec.limits.open_files = int64_t{1} << 40;
+  ASSERT_TRUE(wait_for_offer(zygotes, spec));
+  auto p = zygotes.launch(spec);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  ASSERT_GE(p->walled_fd, 0);
+  pollfd pfd{p->walled_fd, POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 10'000), 1);
+  Status walled = read_walled_in(p->walled_fd, p->exit_source.get());
+  EXPECT_EQ(walled.code(), Code::kFailedPrecondition) << walled.to_string();
+  EXPECT_NE(walled.message().find("could not specialise"), std::string::npos) << walled.message();
+  pollfd exited{p->pidfd, POLLIN, 0};
+  ASSERT_EQ(poll(&exited, 1, 10'000), 1);
+  auto status = reap(*p);
+  ASSERT_TRUE(status.ok()) << status.status().to_string();
+  EXPECT_EQ(*status, 127 << 8);
+  close_fds(*p);
+  release(*p);
+  Finished f = run(zygotes, python("after"));
+  EXPECT_FALSE(f.forked);
+  EXPECT_EQ(fields(f.out)["env"], "after") << f.err;
+  EXPECT_EQ(zygotes.counters().fallbacks, 1);
+}
+
 TEST_F(Zygotes, WithoutPreforkAChildForkedOnDemandHasTheSameWalls) {
   ZygoteOptions options;
   options.prefork = 0;
