@@ -678,10 +678,15 @@ def _offer(ctl, tmp_bytes):
                 except OSError:
                     pass
                 os.close(report)
-            theirs.send(b"hello")
-            msg, fds, _, _ = socket.recv_fds(theirs, MAX_MESSAGE_BYTES, 3)
+            try:
+                theirs.send(b"hello")
+                msg, fds, _, _ = socket.recv_fds(theirs, MAX_MESSAGE_BYTES, 3)
+            except OSError:
+                msg = b""  # the daemon closed its end: as below
             if not msg:
-                os._exit(0)  # not wanted after all (the daemon or the zygote is going away)
+                # Not wanted after all: the daemon or the zygote is going away, or a burst of
+                # cold starts is over and the daemon keeps fewer children ready again.
+                os._exit(0)
             _become(json.loads(msg), fds, prepared, hs=theirs)
 
         _run_child(wait_for_instance)

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -149,7 +150,8 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
   ~Zygote() override { stop(); }
 
   static Result<std::shared_ptr<Zygote>> start(ProcessLauncher& direct, const LaunchSpec& spec,
-                                               int timeout_ms, int prefork) {
+                                               int timeout_ms, int prefork,
+                                               int64_t burst_quiet_ms) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
       return Status::Exhausted("zygote: socketpair: " + errno_text());
@@ -194,7 +196,8 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     zygote->proc_ = proc;
     zygote->ctl_ = ours.release();
     zygote->last_used_ms_ = now_ms();
-    zygote->prefork_ = prefork;
+    zygote->prefork_ = zygote->base_prefork_ = prefork;
+    zygote->burst_quiet_ms_ = burst_quiet_ms;
     zygote->offers_asked_ = prefork > 0 ? 1 : 0;  // a zygote offers its first child unasked
     if (direct.layers().seccomp) zygote->seccomp_hex_ = hex(direct.seccomp());
     std::lock_guard lock(zygote->mu_);
@@ -235,6 +238,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       auto offered = spawn_offered(std::move(chan), ns_pid, spec, direct, deadline);
       if (offered.ok()) {
         *offered_child = true;
+        end_quiet_burst();
         ask_prefork();
         return offered;
       }
@@ -245,6 +249,12 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       if (offered.status().code() != Code::kUnavailable) return offered.status();
       spdlog::warn("offered zygote child unusable: {}", offered.status().message());
       it = offers_.begin();
+    }
+    // None ready: the starts come faster than children are prepared. Keep
+    // one more ready for the rest of this burst (see burst_quiet_ms).
+    if (base_prefork_ > 0) {
+      prefork_ = std::min(prefork_ + 1, base_prefork_ + kZygoteBurstPrefork);
+      last_unready_ms_ = now_ms();
     }
     auto forked = spawn_forked(spec, direct, deadline);
     if (forked.ok()) ask_prefork();
@@ -601,6 +611,17 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     return stat->exit_code > 0 ? stat->exit_code : -1;
   }
 
+  // A burst's extra children go once starts have found one ready for
+  // burst_quiet_ms: closing our end tells a waiting child it is not wanted
+  // (it exits); the newest go first.
+  void end_quiet_burst() {
+    if (prefork_ <= base_prefork_ || now_ms() - last_unready_ms_ < burst_quiet_ms_) return;
+    prefork_ = base_prefork_;
+    while (!offers_.empty() && int(offers_.size()) + offers_asked_ > prefork_) {
+      offers_.pop_back();
+    }
+  }
+
   // Asks the zygote for offered children until `prefork_` are here or coming.
   void ask_prefork() {
     static const std::string kPrefork = R"({"prefork":true})";
@@ -737,10 +758,13 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     Fd fd;
     pid_t ns_pid;
   };
-  int prefork_ = 0;           // offered children to keep
-  int offers_asked_ = 0;      // {"prefork"}s out (and the first offer, which comes unasked)
-  std::deque<Offer> offers_;  // oldest first
-  std::string seccomp_hex_;   // the filter the children load, as the request carries it
+  int prefork_ = 0;       // offered children to keep now
+  int base_prefork_ = 0;  // ... outside a burst of starts (ZygoteOptions::prefork)
+  int64_t burst_quiet_ms_ = 0;
+  int64_t last_unready_ms_ = 0;  // the last start that found no child ready
+  int offers_asked_ = 0;         // {"prefork"}s out (and the first offer, which comes unasked)
+  std::deque<Offer> offers_;     // oldest first
+  std::string seccomp_hex_;      // the filter the children load, as the request carries it
   std::map<pid_t, pid_t> host_of_ns_;  // live children: the zygote's pid -> ours
   std::map<pid_t, int> exits_;         // ended children (our pid) -> wait status
   std::map<pid_t, uint64_t> started_;  // live children (our pid) -> start time (/proc stat)
@@ -789,7 +813,8 @@ Result<std::shared_ptr<Zygote>> ZygoteLauncher::zygote_for(const std::string& ke
     return Status::Unavailable("zygote failed recently");
   }
   if (entry.zygote) return entry.zygote;
-  auto started = Zygote::start(direct_, spec, options_.start_timeout_ms, options_.prefork);
+  auto started = Zygote::start(direct_, spec, options_.start_timeout_ms, options_.prefork,
+                               options_.burst_quiet_ms);
   if (!started.ok()) {
     entry.failed_at_ms = now_ms();
     spdlog::warn("python zygote did not start, instances start directly: {}",

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "sandbox/host.h"
@@ -174,6 +175,45 @@ TEST_F(Zygotes, TwoChildrenAheadOfNeedServeTwoStartsInARowEachWalledIn) {
   expect_walled_in(b, spec_b, "b");
   // Both are replaced: the zygote keeps two ready again.
   EXPECT_TRUE(wait_for_offer(zygotes, python("x"), 2));
+}
+
+// Starts that find no child ready (a burst) make the zygote keep one more
+// ready, up to prefork + kZygoteBurstPrefork; after burst_quiet_ms without
+// such a start, the next start brings it back to prefork.
+TEST_F(Zygotes, ABurstOfStartsKeepsMoreChildrenReadyUntilItIsOver) {
+  ZygoteOptions options;
+  options.prefork = 1;
+  options.burst_quiet_ms = 1'500;
+  ZygoteLauncher zygotes(*direct_, options);
+  ASSERT_TRUE(run(zygotes, python("first")).forked);
+  const LaunchSpec any = python("x");
+  ASSERT_TRUE(wait_for_offer(zygotes, any, 1));
+  // Starts in a row: the second (and likely the third) finds none ready,
+  // the first's replacement being still in preparation, and is forked on
+  // demand; each such start makes the zygote keep one more ready.
+  std::vector<Process> burst;
+  for (const char* marker : {"a", "b", "c"}) {
+    auto p = zygotes.launch(python(marker));
+    ASSERT_TRUE(p.ok()) << p.status().to_string();
+    burst.push_back(*p);
+  }
+  EXPECT_TRUE(wait_for_offer(zygotes, any, 2)) << "a burst keeps more ready";
+  for (Process& p : burst) {
+    kill_group(p.pid, SIGKILL).ok();
+    pollfd pfd{p.pidfd, POLLIN, 0};
+    poll(&pfd, 1, 10'000);
+    reap(p).ok();
+    close_fds(p);
+    release(p);
+  }
+  // Quiet: the next start, from a ready child, ends the burst; children
+  // beyond prefork are let go, one stays ready.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'600));
+  Finished d = run(zygotes, python("d"));
+  ASSERT_TRUE(d.forked) << d.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(zygotes.offers_ready(any), 1);
+  EXPECT_EQ(zygotes.counters().fallbacks, 0);
 }
 
 // The first offered child reports the pages it writes and the zygote learns
