@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Python cold starts through one daemon, in rows of N samples each after a given quiet spell:
-a quicker A/B probe than run.sh (no references, one runtime), for comparing two binaries or
+"""Cold starts through one daemon, in rows of N samples each after a given quiet spell: a
+quicker A/B probe than run.sh (no references, one runtime), for comparing two binaries or
 settings in alternation on a noisy host. Not a test; prints one line per row.
 
-  python3 bench/coldstart/gaps.py BINARY GAPS_MS [N] [key=value ...]
+  python3 bench/coldstart/gaps.py [--provided] BINARY GAPS_MS [N] [key=value ...]
   e.g. python3 bench/coldstart/gaps.py build/release/tamaya 0,0,300 40 python_zygote_prefork=3
 
 GAPS_MS is a comma-separated list (0: back to back, as run.sh's first row); each key=value is
-passed to the daemon as --set. Root only, as run.sh.
+passed to the daemon as --set. Python by default; --provided starts bench/invoke's native echo
+(compiled with cc). Root only, as run.sh.
 """
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 
@@ -20,18 +22,30 @@ import coldstart as cs  # noqa: E402
 
 
 def main():
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    provided = bool(args) and args[0] == "--provided"
+    if provided:
+        args = args[1:]
+    if len(args) < 2:
         sys.exit(__doc__)
-    binary, gaps = sys.argv[1], [float(g) for g in sys.argv[2].split(",")]
-    n = int(sys.argv[3]) if len(sys.argv) > 3 else 30
+    binary, gaps = args[0], [float(g) for g in args[1].split(",")]
+    n = int(args[2]) if len(args) > 2 else 30
     settings = {"python_zygote": "on", "log_level": "warn", "node_pool_size": 0}
-    settings.update(kv.split("=", 1) for kv in sys.argv[4:])
+    settings.update(kv.split("=", 1) for kv in args[3:])
     with tempfile.TemporaryDirectory(prefix="tamaya-coldstart-gaps.") as tmp:
+        os.chmod(tmp, 0o755)  # instances run under their own uids
         d = cs.Daemon(binary, f"{tmp}/data", f"{tmp}/tamaya.log", settings)
         try:
-            d.deploy("py", "python3", "app.handler", [("app.py", cs.PY_APP, 0o100644)])
+            if provided:
+                here = os.path.dirname(os.path.abspath(__file__))
+                source = os.path.join(here, "..", "invoke", "echo_bootstrap.c")
+                subprocess.run(["cc", "-O2", "-o", f"{tmp}/bootstrap", source], check=True)
+                with open(f"{tmp}/bootstrap", "rb") as f:
+                    d.deploy("fn", "provided", None, [("bootstrap", f.read(), 0o100755)])
+            else:
+                d.deploy("fn", "python3", "app.handler", [("app.py", cs.PY_APP, 0o100644)])
             for gap in gaps:
-                v = cs.cold_samples(d, "py", n, gap_s=gap / 1000)
+                v = cs.cold_samples(d, "fn", n, gap_s=gap / 1000)
                 print(f"gap {gap:5.0f} ms: p50 {statistics.median(v):.2f} ms  "
                       f"p90 {cs.pct(v, 90):.2f}  min {min(v):.2f}  (n={n})", flush=True)
         finally:

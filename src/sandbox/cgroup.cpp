@@ -176,8 +176,14 @@ struct CgroupStockState {
   int depth = 0;
   std::mutex mu;
   std::condition_variable wake;
-  std::deque<InstanceCgroups> ready;
+  // A set made ahead, and the limits written into it, if any.
+  struct Ready {
+    InstanceCgroups set;
+    std::optional<CgroupLimits> written;
+  };
+  std::deque<Ready> ready;
   std::deque<InstanceCgroups> given_back;  // to remove, before making more
+  std::optional<CgroupLimits> last_taken;  // what new sets get written
   bool stop = false;
   std::thread thread;
 
@@ -214,13 +220,15 @@ struct CgroupStockState {
       // must never hand out the same directory.
       static std::atomic<uint64_t> made{0};
       const std::string name = "ahead-" + std::to_string(++made);
+      const std::optional<CgroupLimits> limits = last_taken;
       lock.unlock();
       InstanceCgroups set;
       Status s = make_set(caps, name, all(), set);
+      if (s.ok() && limits) s = write_new_limits(caps, set, *limits);
       if (!s.ok()) remove_cgroups(set);
       lock.lock();
       if (s.ok()) {
-        ready.push_back(std::move(set));
+        ready.push_back({std::move(set), limits});
       } else {
         // The host refuses more cgroups for now: launches make their own
         // (and report why); try again later rather than spin.
@@ -248,7 +256,7 @@ CgroupStock::~CgroupStock() {
   if (state_->thread.joinable()) state_->thread.join();
   // Nothing is given back once stop is set (give_back refuses).
   for (auto& set : state_->given_back) remove_now(set);
-  for (auto& set : state_->ready) remove_now(set);
+  for (auto& r : state_->ready) remove_now(r.set);
 }
 
 std::optional<InstanceCgroups> CgroupStock::take(const CgroupLimits& limits) {
@@ -259,20 +267,25 @@ std::optional<InstanceCgroups> CgroupStock::take(const CgroupLimits& limits) {
       (!caps.cgroup_cpu.empty() && limits.cpu_shares <= 0)) {
     return std::nullopt;
   }
-  InstanceCgroups set;
+  CgroupStockState::Ready r;
   {
     std::lock_guard lock(state_->mu);
+    state_->last_taken = limits;
     if (state_->ready.empty()) return std::nullopt;
-    set = std::move(state_->ready.front());
+    r = std::move(state_->ready.front());
     state_->ready.pop_front();
   }
   state_->wake.notify_one();
-  if (Status s = write_new_limits(caps, set, limits); !s.ok()) {
+  InstanceCgroups& set = r.set;
+  Status s = !r.written             ? write_new_limits(caps, set, limits)
+             : *r.written != limits ? set_cgroup_limits(caps, set, limits)
+                                    : Status::Ok();
+  if (!s.ok()) {
     remove_cgroups(set);
     return std::nullopt;
   }
   set.stock = state_;
-  return set;
+  return std::move(set);
 }
 
 Status set_cgroup_limits(const HostCapabilities& caps, const InstanceCgroups& cgroups,

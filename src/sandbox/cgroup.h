@@ -20,6 +20,7 @@ struct CgroupLimits {
   int64_t memory_bytes = 0;  // 0: no memory cgroup
   int64_t pids_max = 0;      // 0: no pids limit
   int64_t cpu_shares = 0;    // v1 cpu.shares (1024 = one full CPU's share); 0: default
+  bool operator==(const CgroupLimits&) const = default;
 };
 
 // Lambda gives one vCPU at 1,769 MB and CPU in proportion below and above.
@@ -53,6 +54,10 @@ Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::
 // take() writes a set's limits, the only per-function part, and hands it
 // out. Three mkdirs (~0.1 ms on the CI host, under the kernel's
 // cgroup_mutex) then no longer come between a request and its instance.
+// The thread also writes into each new set the limits the last take()
+// asked for: a burst of one function's starts (the same limits each time)
+// then writes none on the request path either; other limits are rewritten
+// by take().
 // The same thread removes the sets it handed out once remove_cgroups gives
 // them back (three rmdirs, 0.1-0.4 ms here), so an instance's end does not
 // hold its caller's event loop either. Thread-safe. The destructor stops

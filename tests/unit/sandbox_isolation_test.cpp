@@ -382,6 +382,54 @@ TEST_F(Isolated, CgroupStockHandsOutSetsWithTheirLimits) {
   EXPECT_EQ(ahead_dirs(), 0) << "sets left behind";
 }
 
+// Sets made after a take carry that take's limits already (a burst of one
+// function writes none on its path); a take with other limits, larger or
+// smaller, still gets exactly its own.
+TEST_F(Isolated, CgroupStockWritesTheLastLimitsAheadAndRewritesOthers) {
+  if (caps_->cgroup == CgroupVersion::kNone) GTEST_SKIP() << "no cgroups here";
+  auto take = [](CgroupStock& stock, const CgroupLimits& limits) {
+    std::optional<InstanceCgroups> set;
+    for (int i = 0; i < 200 && !set; ++i) {
+      set = stock.take(limits);
+      if (!set) usleep(10'000);
+    }
+    return set;
+  };
+  auto expect_limits = [&](const InstanceCgroups& set, const CgroupLimits& limits) {
+    if (caps_->cgroup == CgroupVersion::kV1) {
+      if (!set.memory_dir.empty()) {
+        EXPECT_EQ(read_cgroup_number(set.memory_dir + "/memory.limit_in_bytes"),
+                  limits.memory_bytes);
+        if (caps_->memory_swap_control) {
+          EXPECT_EQ(read_cgroup_number(set.memory_dir + "/memory.memsw.limit_in_bytes"),
+                    limits.memory_bytes);
+        }
+      }
+      if (!set.cpu_dir.empty()) {
+        EXPECT_EQ(read_cgroup_number(set.cpu_dir + "/cpu.shares"), limits.cpu_shares);
+      }
+    } else {
+      EXPECT_EQ(read_cgroup_number(set.memory_dir + "/memory.max"), limits.memory_bytes);
+    }
+    if (!set.pids_dir.empty()) {
+      EXPECT_EQ(read_cgroup_number(set.pids_dir + "/pids.max"), limits.pids_max);
+    }
+  };
+  const CgroupLimits a{kMemoryBytes, kPids, kShares};
+  const CgroupLimits larger{kMemoryBytes * 4, kPids + 5, kShares * 2};
+  const CgroupLimits smaller{kMemoryBytes / 2, kPids - 1, kShares / 2};
+  CgroupStock stock(*caps_, 2);
+  std::vector<InstanceCgroups> taken;
+  for (const CgroupLimits* limits : {&a, &a, &a, &larger, &smaller, &a}) {
+    auto set = take(stock, *limits);
+    ASSERT_TRUE(set.has_value()) << "no set was made ahead within 2 s";
+    expect_limits(*set, *limits);
+    taken.push_back(std::move(*set));
+    usleep(50'000);  // the stock makes the next ones with these limits
+  }
+  for (auto& set : taken) remove_cgroups(set);
+}
+
 TEST(CpuShares, ProportionalToMemoryAsLambda) {
   EXPECT_EQ(cpu_shares_for_memory(1769), 1024);
   EXPECT_EQ(cpu_shares_for_memory(128), 74);
