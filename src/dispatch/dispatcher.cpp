@@ -779,19 +779,25 @@ struct Dispatcher::Impl {
   // yet) gets the start error, as a failed synchronous start did.
   void launch_failed(Instance& inst, const std::string& message) {
     const std::string type = "Runtime.InvalidEntrypoint";
-    std::optional<Active> active;
-    if (inst.active) {
-      active = std::move(inst.active);
-      inst.active.reset();
-      if (Pool* pool = pool_of(inst)) pool->active--;
+    if (auto active = remove_unstarted(inst, type, message)) {
+      fail_start(active->request, active->done, type, message);
     }
+  }
+
+  // Removes an instance whose start failed and hands back the request it was
+  // started for, if any; without one (provisioned), remove() reports
+  // `type`: `message` as the pool's start failure.
+  std::optional<Active> remove_unstarted(Instance& inst, const std::string& type,
+                                         const std::string& message) {
+    std::optional<Active> active = std::move(inst.active);
+    inst.active.reset();
+    if (Pool* pool = pool_of(inst); active && pool) pool->active--;
     if (!active) {
-      // A provisioned start: remove() reports it as the pool's start failure.
       inst.init_error_type = type;
       inst.init_error_body = message;
     }
     remove(inst.id);
-    if (active) fail_start(active->request, active->done, type, message);
+    return active;
   }
 
   void fail_start(const InvokeRequest& req, const std::function<void(InvokeResult)>& done,
@@ -1230,15 +1236,10 @@ struct Dispatcher::Impl {
   // starts instances directly for a while). Without one (provisioned), the
   // pool's usual retry replaces it.
   void restart_not_walled_in(Instance& inst) {
-    std::optional<Active> active = std::move(inst.active);
-    inst.active.reset();
-    if (Pool* pool = pool_of(inst); active && pool) pool->active--;
-    if (!active) {
-      inst.init_error_type = "Runtime.InvalidEntrypoint";
-      inst.init_error_body = inst.not_walled_in;
+    const std::string why = inst.not_walled_in;  // remove() destroys inst
+    if (auto active = remove_unstarted(inst, "Runtime.InvalidEntrypoint", why)) {
+      invoke(std::move(active->request), std::move(active->done));
     }
-    remove(inst.id);
-    if (active) invoke(std::move(active->request), std::move(active->done));
   }
 
   void watch_pipe(Instance& inst, int which) {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -261,16 +262,12 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     return forked;
   }
 
-  void child_not_walled_in() override {
-    std::lock_guard lock(mu_);
-    not_walled_in_ = true;
-  }
+  // Called on the event loop, so no mu_: a launch thread may hold it for a
+  // spawn's whole wait.
+  void child_not_walled_in() override { not_walled_in_ = true; }
   // Whether a child handed over at its "go" failed to wall itself in since
   // the last call.
-  bool take_not_walled_in() {
-    std::lock_guard lock(mu_);
-    return std::exchange(not_walled_in_, false);
-  }
+  bool take_not_walled_in() { return not_walled_in_.exchange(false); }
 
   Result<int> exit_status(pid_t pid) override {
     std::lock_guard lock(mu_);
@@ -751,7 +748,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
   Process proc_;
   int ctl_ = -1;
   bool broken_ = false;
-  bool not_walled_in_ = false;  // see take_not_walled_in
+  std::atomic<bool> not_walled_in_{false};  // see take_not_walled_in
   // A child forked ahead of need: our socket to it and its pid in the
   // zygote's namespace.
   struct Offer {
@@ -848,19 +845,14 @@ Result<Process> ZygoteLauncher::launch(const LaunchSpec& spec) {
   stop_idle();
   const std::string key = key_of(spec);
   auto zygote = zygote_for(key, spec);
-  if (zygote.ok() && (*zygote)->take_not_walled_in()) {
-    // As after a spawn that failed: this zygote's children are not used for a while.
-    spdlog::warn(
-        "python zygote pid={}: a child could not wall itself in; instances start "
-        "directly for {} ms",
-        (*zygote)->pid(), options_.retry_after_failure_ms);
-    zygotes_[key].failed_at_ms = now_ms();
-    ++counters_.fallbacks;
-    return direct_.launch(spec);
-  }
   if (zygote.ok()) {
     bool offered = false;
-    auto process = (*zygote)->spawn(spec, direct_, options_.spawn_timeout_ms, &offered);
+    // A child it handed over at its "go" that could not wall itself in
+    // counts as a failed spawn, found late.
+    auto process = (*zygote)->take_not_walled_in()
+                       ? Result<Process>(Status::Precondition(
+                             "a child it handed over could not wall itself in"))
+                       : (*zygote)->spawn(spec, direct_, options_.spawn_timeout_ms, &offered);
     if (process.ok()) {
       ++counters_.forked;
       if (offered) ++counters_.offered;
