@@ -58,6 +58,10 @@ struct Settings {
   int concurrency_unreserved_min = 100;
   int provision_retry_max_ms = 60'000;  // back-off cap when min_instances keep failing to start
   int launch_threads = 2;  // threads that start instances' processes, off the event loop
+  // The daemon's event loop polls for up to this long after it runs out of
+  // work before it sleeps, adapting to how soon work follows (see
+  // net/event_loop.h); 0: sleep at once.
+  int event_loop_idle_poll_us = 100;
   // Holding a CPU-bound function's scale-out on a saturated host (see
   // dispatch/cpu_hold.h): while the host's CPU pressure is at least
   // scale_hold_cpu_pressure_percent and a function's instances use at least

@@ -30,6 +30,7 @@
 #include "gateway/store.h"
 #include "meter/logs.h"
 #include "meter/metrics.h"
+#include "net/event_loop.h"
 #include "net/http.h"
 #include "net/router.h"
 #include "registry/artifacts.h"
@@ -391,7 +392,7 @@ int serve(const cli::ServeOptions& options) {
             << "  data dir:   " << settings.data_dir << "\n"
             << std::flush;
   (**scheduler).start();
-  io.run();
+  net::run_event_loop(io, std::chrono::microseconds(settings.event_loop_idle_poll_us));
   spdlog::info("stopped cleanly");
   return stopping ? 0 : 1;
 }

@@ -1,0 +1,48 @@
+// The daemon's event loop: Asio's run(), except that when the loop runs out
+// of ready work it keeps polling its sockets for a short window before it
+// sleeps in epoll_wait.
+//
+// Why: an invocation is a chain of hops between processes (client → daemon
+// → instance → daemon → client), and on a virtual machine a CPU that went
+// idle halts at once, so every hop that finds the daemon asleep also pays
+// the wake-up of a halted vCPU (an IPI and a VM entry). While answers arrive
+// within tens of microseconds of each other, polling through the gap is
+// cheaper than sleeping across it. The window adapts as the kernel's
+// haltpoll governor does: it grows when a wake-up came just after the loop
+// gave up polling, and shrinks when the loop slept longer than the largest
+// window, so an idle or sparsely used daemon does not poll at all. Polling
+// yields the CPU (sched_yield) between polls, so a runnable task on the same
+// CPU (an instance, a client) is never kept waiting by it.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+
+namespace tamaya::net {
+
+// The adaptation alone, apart from any clock, so tests can drive it.
+class IdlePollWindow {
+ public:
+  // Windows below this are not worth a poll; growing starts here.
+  static constexpr std::chrono::microseconds kGrowStart{10};
+
+  // max 0: never poll.
+  explicit IdlePollWindow(std::chrono::microseconds max);
+
+  // How long to poll for the next gap; 0: sleep at once.
+  std::chrono::microseconds window() const { return window_; }
+
+  // The loop found nothing while polling for window() and then slept this
+  // long before its next work arrived.
+  void slept(std::chrono::nanoseconds how_long);
+
+ private:
+  std::chrono::microseconds max_;
+  std::chrono::microseconds window_;
+};
+
+// Runs io until it is stopped, polling for up to max_idle_poll between
+// bursts of work as above (0: plain io.run()).
+void run_event_loop(boost::asio::io_context& io, std::chrono::microseconds max_idle_poll);
+
+}  // namespace tamaya::net

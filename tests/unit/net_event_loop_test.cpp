@@ -1,0 +1,147 @@
+// The daemon's event loop: the idle poll window's adaptation, and the loop
+// running real handlers, timers and sockets until it is stopped.
+#include <gtest/gtest.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <thread>
+
+#include "net/event_loop.h"
+
+namespace tamaya::net {
+namespace {
+
+namespace asio = boost::asio;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+TEST(IdlePollWindow, StartsAtItsLargestWindow) {
+  EXPECT_EQ(IdlePollWindow(microseconds(100)).window(), microseconds(100));
+}
+
+TEST(IdlePollWindow, ZeroOrTinyMaximumNeverPolls) {
+  for (auto max : {microseconds(0), microseconds(5)}) {
+    IdlePollWindow w(max);
+    EXPECT_EQ(w.window(), microseconds(0));
+    w.slept(microseconds(1));
+    EXPECT_EQ(w.window(), microseconds(0));
+  }
+}
+
+TEST(IdlePollWindow, LongSleepsShrinkItToNothing) {
+  IdlePollWindow w(microseconds(100));
+  w.slept(milliseconds(5));
+  EXPECT_EQ(w.window(), microseconds(50));
+  w.slept(milliseconds(5));
+  EXPECT_EQ(w.window(), microseconds(25));
+  w.slept(milliseconds(5));
+  EXPECT_EQ(w.window(), microseconds(12));
+  w.slept(milliseconds(5));
+  EXPECT_EQ(w.window(), microseconds(0)) << "below the grow start, polling is not worth it";
+  w.slept(milliseconds(5));
+  EXPECT_EQ(w.window(), microseconds(0));
+}
+
+TEST(IdlePollWindow, WorkSoonAfterGivingUpGrowsItBackToTheMaximum) {
+  IdlePollWindow w(microseconds(100));
+  for (int i = 0; i < 10; ++i) w.slept(milliseconds(5));
+  ASSERT_EQ(w.window(), microseconds(0));
+  w.slept(microseconds(40));
+  EXPECT_EQ(w.window(), IdlePollWindow::kGrowStart);
+  w.slept(microseconds(40));
+  EXPECT_EQ(w.window(), microseconds(20));
+  w.slept(microseconds(40));
+  EXPECT_EQ(w.window(), microseconds(40));
+  w.slept(microseconds(90));
+  EXPECT_EQ(w.window(), microseconds(80));
+  w.slept(microseconds(90));
+  EXPECT_EQ(w.window(), microseconds(100)) << "capped at the maximum";
+  w.slept(microseconds(100));
+  EXPECT_EQ(w.window(), microseconds(100));
+}
+
+TEST(IdlePollWindow, ASleepWithinTheWindowLeavesIt) {
+  IdlePollWindow w(microseconds(100));
+  w.slept(milliseconds(1));
+  ASSERT_EQ(w.window(), microseconds(50));
+  w.slept(microseconds(30));
+  EXPECT_EQ(w.window(), microseconds(50));
+}
+
+// The loop with polling on: handlers posted from another thread, timers and
+// a socket exchange all run, and stop() ends it.
+class EventLoopTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(EventLoopTest, RunsHandlersTimersAndSocketsUntilStopped) {
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  int posted = 0;
+  int timers = 0;
+  std::string echoed;
+
+  // A sparse timer (longer than any window) and a burst of short ones.
+  asio::steady_timer slow(io, milliseconds(30));
+  slow.async_wait([&](auto) { ++timers; });
+  std::vector<std::unique_ptr<asio::steady_timer>> quick;
+  for (int i = 1; i <= 20; ++i) {
+    quick.push_back(std::make_unique<asio::steady_timer>(io, microseconds(20 * i)));
+    quick.back()->async_wait([&](auto) { ++timers; });
+  }
+
+  // A loopback echo: the loop accepts, reads and writes back.
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::address_v4::loopback(), 0});
+  asio::ip::tcp::socket server(io);
+  std::array<char, 5> buf{};
+  acceptor.async_accept(server, [&](auto ec) {
+    ASSERT_FALSE(ec);
+    asio::async_read(server, asio::buffer(buf), [&](auto ec2, size_t) {
+      ASSERT_FALSE(ec2);
+      asio::async_write(server, asio::buffer(buf), [](auto, size_t) {});
+    });
+  });
+  const auto port = acceptor.local_endpoint().port();
+  std::thread client([&] {
+    asio::io_context cio;
+    asio::ip::tcp::socket s(cio);
+    s.connect({asio::ip::address_v4::loopback(), port});
+    asio::write(s, asio::buffer(std::string("hello")));
+    std::array<char, 5> back{};
+    asio::read(s, asio::buffer(back));
+    for (int i = 0; i < 100; ++i) {
+      asio::post(io, [&] { ++posted; });
+      if (i % 10 == 0) std::this_thread::sleep_for(microseconds(200));
+    }
+    asio::post(io, [&, back] {
+      echoed.assign(back.begin(), back.end());
+      guard.reset();
+      slow.async_wait([&](auto) { io.stop(); });
+    });
+  });
+
+  run_event_loop(io, microseconds(GetParam()));
+  client.join();
+
+  EXPECT_TRUE(io.stopped());
+  EXPECT_EQ(posted, 100);
+  EXPECT_EQ(timers, 21);
+  EXPECT_EQ(echoed, "hello");
+}
+
+TEST_P(EventLoopTest, ReturnsWhenOutOfWork) {
+  asio::io_context io;
+  int ran = 0;
+  asio::steady_timer t(io, milliseconds(2));
+  t.async_wait([&](auto) { ++ran; });
+  asio::post(io, [&] { ++ran; });
+  run_event_loop(io, microseconds(GetParam()));
+  EXPECT_EQ(ran, 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(PollWindows, EventLoopTest, ::testing::Values(0, 100, 5000),
+                         [](const auto& info) { return "max_us_" + std::to_string(info.param); });
+
+}  // namespace
+}  // namespace tamaya::net
