@@ -25,7 +25,8 @@ void IdlePollWindow::slept(std::chrono::nanoseconds how_long) {
   }
 }
 
-void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll) {
+void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll,
+                    const std::function<bool()>& may_poll) {
   IdlePollWindow window(max_idle_poll);
   if (window.window() == microseconds(0)) {
     io.run();
@@ -34,7 +35,7 @@ void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll) {
   using clock = std::chrono::steady_clock;
   while (!io.stopped()) {
     if (io.poll() > 0) continue;
-    if (window.window() > microseconds(0)) {
+    if (window.window() > microseconds(0) && (!may_poll || may_poll())) {
       const auto deadline = clock::now() + window.window();
       bool found = false;
       while (!found && clock::now() < deadline && !io.stopped()) {
