@@ -1,8 +1,11 @@
 #include "net/event_loop.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 
 namespace tamaya::net {
 
@@ -25,6 +28,37 @@ void IdlePollWindow::slept(std::chrono::nanoseconds how_long) {
   }
 }
 
+SpareCpu::SpareCpu() : loadavg_(::open("/proc/loadavg", O_RDONLY | O_CLOEXEC)) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cpus_ = std::max(1, CPU_COUNT(&set));
+}
+
+bool SpareCpu::now() const {
+  if (!loadavg_.valid()) return false;
+  char buf[128];
+  const ssize_t n = ::pread(loadavg_.get(), buf, sizeof buf, 0);
+  if (n <= 0) return false;
+  const auto running = parse_loadavg_running(std::string_view(buf, size_t(n)));
+  // The loop itself is one of them.
+  return running && *running - 1 < cpus_;
+}
+
+std::optional<int> parse_loadavg_running(std::string_view text) {
+  size_t at = 0;
+  for (int field = 0; field < 3; ++field) {
+    at = text.find(' ', at);
+    if (at == std::string_view::npos) return std::nullopt;
+    ++at;
+  }
+  const size_t slash = text.find('/', at);
+  if (slash == std::string_view::npos) return std::nullopt;
+  int running = 0;
+  auto [end, ec] = std::from_chars(text.data() + at, text.data() + slash, running);
+  if (ec != std::errc() || end != text.data() + slash) return std::nullopt;
+  return running;
+}
+
 void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll,
                     const std::function<bool()>& may_poll) {
   IdlePollWindow window(max_idle_poll);
@@ -33,9 +67,10 @@ void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll,
     return;
   }
   using clock = std::chrono::steady_clock;
+  const SpareCpu spare;
   while (!io.stopped()) {
     if (io.poll() > 0) continue;
-    if (window.window() > microseconds(0) && (!may_poll || may_poll())) {
+    if (window.window() > microseconds(0) && (!may_poll || may_poll()) && spare.now()) {
       const auto deadline = clock::now() + window.window();
       bool found = false;
       while (!found && clock::now() < deadline && !io.stopped()) {

@@ -12,12 +12,17 @@
 // gave up polling, and shrinks when the loop slept longer than the largest
 // window, so an idle or sparsely used daemon does not poll at all. Polling
 // yields the CPU (sched_yield) between polls, so a runnable task on the same
-// CPU (an instance, a client) is never kept waiting by it.
+// CPU (an instance, a client) is never kept waiting by it, and the loop
+// polls only while the host has a CPU to spare (SpareCpu).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <functional>
+#include <optional>
+#include <string_view>
+
+#include "common/fd.h"
 
 namespace tamaya::net {
 
@@ -41,6 +46,27 @@ class IdlePollWindow {
   std::chrono::microseconds max_;
   std::chrono::microseconds window_;
 };
+
+// Whether the host has a CPU to spare for polling. A polling thread hides
+// its CPU from the scheduler (it is busy, not idle), so a task woken
+// meanwhile may queue behind another task on a busy CPU instead of taking
+// this one; polling pays only while every other runnable task has a CPU of
+// its own. Reads the host's count of running tasks from /proc/loadavg
+// through a kept fd (one pread, a few microseconds, once per idle gap).
+class SpareCpu {
+ public:
+  SpareCpu();
+  // False when the count cannot be read: then the loop does not poll.
+  bool now() const;
+
+ private:
+  Fd loadavg_;
+  int cpus_ = 1;  // that this process may run on
+};
+
+// The running tasks in /proc/loadavg's text ("0.20 0.31 0.40 3/412 9021":
+// 3), the caller included.
+std::optional<int> parse_loadavg_running(std::string_view text);
 
 // Runs io until it is stopped, polling for up to max_idle_poll between
 // bursts of work as above (0: plain io.run()). may_poll, asked before each

@@ -2,12 +2,14 @@
 // running real handlers, timers and sockets until it is stopped.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <thread>
+#include <vector>
 
 #include "net/event_loop.h"
 
@@ -69,6 +71,35 @@ TEST(IdlePollWindow, ASleepWithinTheWindowLeavesIt) {
   ASSERT_EQ(w.window(), microseconds(50));
   w.slept(microseconds(30));
   EXPECT_EQ(w.window(), microseconds(50));
+}
+
+TEST(SpareCpu, ParsesTheRunningTasksOfLoadavg) {
+  EXPECT_EQ(parse_loadavg_running("0.20 0.31 0.40 3/412 9021\n"), 3);
+  EXPECT_EQ(parse_loadavg_running("12.00 9.50 8.25 17/1200 4"), 17);
+  EXPECT_EQ(parse_loadavg_running(""), std::nullopt);
+  EXPECT_EQ(parse_loadavg_running("0.20 0.31 0.40"), std::nullopt);
+  EXPECT_EQ(parse_loadavg_running("0.20 0.31 0.40 x/412 9021"), std::nullopt);
+  EXPECT_EQ(parse_loadavg_running("0.20 0.31 0.40 3412 9021"), std::nullopt);
+}
+
+TEST(SpareCpu, ABusyHostHasNoCpuToSpare) {
+  const SpareCpu spare;
+  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  // Keep every CPU busy with a spinning thread each: the host has none to
+  // spare while they run.
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> spinners;
+  for (unsigned i = 0; i < cpus; ++i) {
+    spinners.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+      }
+    });
+  }
+  std::this_thread::sleep_for(milliseconds(20));
+  const bool while_busy = spare.now();
+  stop = true;
+  for (auto& t : spinners) t.join();
+  EXPECT_FALSE(while_busy);
 }
 
 // The loop with polling on: handlers posted from another thread, timers and
