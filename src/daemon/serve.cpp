@@ -392,8 +392,7 @@ int serve(const cli::ServeOptions& options) {
             << "  data dir:   " << settings.data_dir << "\n"
             << std::flush;
   (**scheduler).start();
-  net::run_event_loop(io, std::chrono::microseconds(settings.event_loop_idle_poll_us),
-                      [&] { return !dispatcher.starting(); });
+  net::run_event_loop(io, std::chrono::microseconds(settings.event_loop_idle_poll_us));
   spdlog::info("stopped cleanly");
   return stopping ? 0 : 1;
 }

@@ -246,8 +246,6 @@ struct Dispatcher::Impl {
 
   std::unordered_map<std::string, std::unique_ptr<Pool>> pools;
   std::unordered_map<uint64_t, std::unique_ptr<Instance>> instances;
-  // Instances in State::kStarting, kept by set_state() and remove().
-  int starting = 0;
   uint64_t next_id = 1;
 
   bool draining = false;
@@ -725,7 +723,7 @@ struct Dispatcher::Impl {
     // The instance counts (capacity, stats, drain) from now on; its process
     // comes back from a launch thread (on_launched).
     inst->spawned = clock.now();
-    inst->state = State::kStarting;  // counted in `starting` once it is in `instances`
+    inst->state = State::kStarting;
     if (done) {
       Active a;
       a.request = std::move(req);
@@ -739,7 +737,6 @@ struct Dispatcher::Impl {
     book.add(pool.function);
     Instance& ref = *inst;
     instances.emplace(id, std::move(inst));
-    starting++;
     set_due(ref, Due::kStart, milliseconds(settings.instance_start_timeout_ms));
     launches.submit(std::move(*launch_spec), [this, id](Result<sandbox::Process> process) {
       on_launched(id, std::move(process));
@@ -850,7 +847,7 @@ struct Dispatcher::Impl {
                       inst->function, id, inst->init_ms);
       }
       if (inst->active) {
-        set_state(*inst, State::kBusy);
+        inst->state = State::kBusy;
         begin(*inst);
       } else {
         make_idle(*inst);
@@ -860,7 +857,7 @@ struct Dispatcher::Impl {
 
   void assign(Instance& inst, InvokeRequest req, std::function<void(InvokeResult)> done) {
     clear_due(inst);
-    set_state(inst, State::kBusy);
+    inst.state = State::kBusy;
     Active a;
     a.request = std::move(req);
     a.done = std::move(done);
@@ -1027,7 +1024,7 @@ struct Dispatcher::Impl {
       auto w = pop_waiter(*pool);
       return assign(inst, std::move(w->request), std::move(w->done));
     }
-    set_state(inst, State::kIdle);
+    inst.state = State::kIdle;
     pool->idle.push_back(inst.id);
     if (!inst.provisioned) arm_idle_timer(inst);
   }
@@ -1145,23 +1142,16 @@ struct Dispatcher::Impl {
     if (!inst || inst->state == State::kDying) return;
     auto pit = pools.find(inst->pool_key);
     if (pit != pools.end()) std::erase(pit->second->idle, id);
-    set_state(*inst, State::kDying);
+    inst->state = State::kDying;
     clear_due(*inst);
     sandbox::kill_group(inst->process.pid, SIGKILL).ok();
     // The pidfd watcher removes the instance once the kernel says it is gone.
-  }
-
-  void set_state(Instance& inst, State state) {
-    if (inst.state == State::kStarting) starting--;
-    if (state == State::kStarting) starting++;
-    inst.state = state;
   }
 
   void remove(uint64_t id) {
     auto it = instances.find(id);
     if (it == instances.end()) return;
     Instance& inst = *it->second;
-    if (inst.state == State::kStarting) starting--;
     clear_due(inst);
     if (inst.endpoint) inst.endpoint->close();
     // Kill stragglers the runtime may have left in its group.
@@ -1234,7 +1224,7 @@ struct Dispatcher::Impl {
                  s.message());
     inst.not_walled_in = s.message();
     if (alive && inst.state != State::kDying) {
-      set_state(inst, State::kDying);
+      inst.state = State::kDying;
       clear_due(inst);
       sandbox::kill_group(inst.process.pid, SIGKILL).ok();
     }
@@ -1583,6 +1573,5 @@ void Dispatcher::drain(std::function<void()> done) { impl_->drain(std::move(done
 
 Stats Dispatcher::stats() const { return impl_->stats_of(nullptr); }
 Stats Dispatcher::stats(const std::string& function) const { return impl_->stats_of(&function); }
-bool Dispatcher::starting() const { return impl_->starting > 0; }
 
 }  // namespace tamaya::dispatch

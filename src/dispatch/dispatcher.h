@@ -149,10 +149,6 @@ class Dispatcher {
 
   Stats stats() const;
   Stats stats(const std::string& function) const;
-  // Some instance is starting (launched, its runtime not yet asking for
-  // work). Cheap: the event loop asks before each idle poll, and does not
-  // poll while a start needs the CPU (net/event_loop.h).
-  bool starting() const;
 
  private:
   struct Impl;

@@ -59,8 +59,7 @@ std::optional<int> parse_loadavg_running(std::string_view text) {
   return running;
 }
 
-void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll,
-                    const std::function<bool()>& may_poll) {
+void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll) {
   IdlePollWindow window(max_idle_poll);
   if (window.window() == microseconds(0)) {
     io.run();
@@ -70,7 +69,7 @@ void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll,
   const SpareCpu spare;
   while (!io.stopped()) {
     if (io.poll() > 0) continue;
-    if (window.window() > microseconds(0) && (!may_poll || may_poll()) && spare.now()) {
+    if (window.window() > microseconds(0) && spare.now()) {
       const auto deadline = clock::now() + window.window();
       bool found = false;
       while (!found && clock::now() < deadline && !io.stopped()) {

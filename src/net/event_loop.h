@@ -18,7 +18,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
-#include <functional>
 #include <optional>
 #include <string_view>
 
@@ -69,11 +68,7 @@ class SpareCpu {
 std::optional<int> parse_loadavg_running(std::string_view text);
 
 // Runs io until it is stopped, polling for up to max_idle_poll between
-// bursts of work as above (0: plain io.run()). may_poll, asked before each
-// idle poll, can forbid it: the daemon forbids it while an instance starts,
-// because the new process then needs the CPU more than the loop needs a
-// quick wake-up (its next event is milliseconds away).
-void run_event_loop(boost::asio::io_context& io, std::chrono::microseconds max_idle_poll,
-                    const std::function<bool()>& may_poll = {});
+// bursts of work as above (0: plain io.run()).
+void run_event_loop(boost::asio::io_context& io, std::chrono::microseconds max_idle_poll);
 
 }  // namespace tamaya::net

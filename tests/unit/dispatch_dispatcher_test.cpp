@@ -130,39 +130,6 @@ TEST_F(DispatcherTest, ColdThenWarmOnTheSameInstance) {
   EXPECT_EQ(dispatcher_->stats().instances, 1);
 }
 
-// The event loop does not poll while an instance starts; starting() must
-// follow every way out of the starting state.
-TEST_F(DispatcherTest, StartingFollowsInstancesUntilTheyAskForWorkOrFail) {
-  EXPECT_FALSE(dispatcher_->starting());
-  auto t = target();
-  auto slot = start(t, "{}");
-  EXPECT_TRUE(dispatcher_->starting()) << "counted from the launch on";
-  EXPECT_EQ(dispatcher_->stats().starting, 1);
-  run_until([&] { return slot->has_value(); });
-  ASSERT_TRUE(slot->has_value());
-  EXPECT_FALSE(dispatcher_->starting()) << "the runtime asked for work";
-
-  auto bad = target();
-  bad.function.name = "bad";
-  bad.function.config.runtime = "provided";  // no bootstrap: the start fails
-  auto failed = start(bad, "{}");
-  run_until([&] { return failed->has_value(); });
-  ASSERT_TRUE(failed->has_value());
-  EXPECT_EQ(failed->value().error_type, "Runtime.InvalidEntrypoint");
-  EXPECT_FALSE(dispatcher_->starting()) << "a failed start is not starting any more";
-
-  auto crash = target();
-  crash.function.name = "crash";
-  crash.function.config.handler = "missing.handler";  // the runtime exits in its init
-  auto crashed = start(crash, "{}");
-  run_until([&] { return crashed->has_value(); });
-  ASSERT_TRUE(crashed->has_value());
-  EXPECT_TRUE(crashed->value().function_error);
-  run_until([&] { return dispatcher_->stats("crash").instances == 0; }, std::chrono::seconds(5));
-  EXPECT_FALSE(dispatcher_->starting());
-  EXPECT_EQ(dispatcher_->stats().starting, 0);
-}
-
 TEST_F(DispatcherTest, LogIsFramedAndAttributed) {
   auto t = target();
   InvokeResult r = invoke(t, R"({"tag":"framed"})");

@@ -171,23 +171,6 @@ TEST_P(EventLoopTest, ReturnsWhenOutOfWork) {
   EXPECT_EQ(ran, 2);
 }
 
-TEST(EventLoop, AskedBeforeEachIdlePollAndRunsWithoutPolling) {
-  asio::io_context io;
-  int ran = 0;
-  int asked = 0;
-  std::vector<std::unique_ptr<asio::steady_timer>> timers;
-  for (int i = 1; i <= 10; ++i) {
-    timers.push_back(std::make_unique<asio::steady_timer>(io, microseconds(300 * i)));
-    timers.back()->async_wait([&](auto) { ++ran; });
-  }
-  run_event_loop(io, microseconds(100), [&] {
-    ++asked;
-    return false;
-  });
-  EXPECT_EQ(ran, 10);
-  EXPECT_GE(asked, 1) << "the loop ran out of work between timers and asked";
-}
-
 INSTANTIATE_TEST_SUITE_P(PollWindows, EventLoopTest, ::testing::Values(0, 100, 5000),
                          [](const auto& info) { return "max_us_" + std::to_string(info.param); });
 
