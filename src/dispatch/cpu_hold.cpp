@@ -1,10 +1,7 @@
 #include "dispatch/cpu_hold.h"
 
 #include <fcntl.h>
-#include <sched.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <charconv>
 #include <string_view>
 
@@ -29,14 +26,6 @@ bool HoldState::update(const HoldSample& sample, const HoldPolicy& policy) {
   return held_;
 }
 
-int usable_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? int(n) : 1;
-}
-
 namespace {
 
 std::optional<int64_t> number_at(std::string_view text, size_t at) {
@@ -45,15 +34,6 @@ std::optional<int64_t> number_at(std::string_view text, size_t at) {
   auto [end, ec] = std::from_chars(first, text.data() + text.size(), v);
   if (ec != std::errc() || end == first) return std::nullopt;
   return v;
-}
-
-// The files are generated afresh on every read from offset 0 (seq_file).
-std::optional<std::string> read_at_zero(int fd) {
-  if (fd < 0) return std::nullopt;
-  char buf[256];
-  ssize_t n = ::pread(fd, buf, sizeof buf, 0);
-  if (n <= 0) return std::nullopt;
-  return std::string(buf, size_t(n));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/fd.h"
+#include "common/host.h"
 
 namespace tamaya::dispatch {
 
@@ -55,9 +56,6 @@ class HoldState {
 
 // The number of busy instances a held function keeps.
 inline int held_busy_cap(const HoldPolicy& policy) { return policy.busy_per_core * policy.cores; }
-
-// The CPUs this process may run on.
-int usable_cores();
 
 // Host CPU pressure from /proc/pressure/cpu ("some" total, µs). Without PSI
 // (an old kernel, psi=0) available() is false and nothing is ever held.

@@ -2,10 +2,11 @@
 
 #include <fcntl.h>
 #include <sched.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+
+#include "common/host.h"
 
 namespace tamaya::net {
 
@@ -28,18 +29,13 @@ void IdlePollWindow::slept(std::chrono::nanoseconds how_long) {
   }
 }
 
-SpareCpu::SpareCpu() : loadavg_(::open("/proc/loadavg", O_RDONLY | O_CLOEXEC)) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) cpus_ = std::max(1, CPU_COUNT(&set));
-}
+SpareCpu::SpareCpu()
+    : loadavg_(::open("/proc/loadavg", O_RDONLY | O_CLOEXEC)), cpus_(usable_cores()) {}
 
 bool SpareCpu::now() const {
-  if (!loadavg_.valid()) return false;
-  char buf[128];
-  const ssize_t n = ::pread(loadavg_.get(), buf, sizeof buf, 0);
-  if (n <= 0) return false;
-  const auto running = parse_loadavg_running(std::string_view(buf, size_t(n)));
+  const auto text = read_at_zero(loadavg_.get());
+  if (!text) return false;
+  const auto running = parse_loadavg_running(*text);
   // The loop itself is one of them.
   return running && *running - 1 < cpus_;
 }

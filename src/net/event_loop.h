@@ -60,7 +60,7 @@ class SpareCpu {
 
  private:
   Fd loadavg_;
-  int cpus_ = 1;  // that this process may run on
+  int cpus_;  // that this process may run on
 };
 
 // The running tasks in /proc/loadavg's text ("0.20 0.31 0.40 3/412 9021":

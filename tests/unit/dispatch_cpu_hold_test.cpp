@@ -85,7 +85,5 @@ TEST(HostPressure, ReadsWhenTheKernelHasPsi) {
   EXPECT_TRUE(pressure.stalled_us().has_value());
 }
 
-TEST(UsableCores, AtLeastOne) { EXPECT_GE(usable_cores(), 1); }
-
 }  // namespace
 }  // namespace tamaya::dispatch
