@@ -94,6 +94,7 @@ const std::map<std::string, Field>& fields() {
       {"provision_retry_max_ms", int_field(&Settings::provision_retry_max_ms)},
       {"launch_threads", int_field(&Settings::launch_threads)},
       {"event_loop_idle_poll_us", int_field(&Settings::event_loop_idle_poll_us)},
+      {"event_loop_busy_yield_us", int_field(&Settings::event_loop_busy_yield_us)},
       {"scale_hold_busy_per_core", int_field(&Settings::scale_hold_busy_per_core)},
       {"scale_hold_cpu_pressure_percent", int_field(&Settings::scale_hold_cpu_pressure_percent)},
       {"scale_hold_function_cpu_percent", int_field(&Settings::scale_hold_function_cpu_percent)},

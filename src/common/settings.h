@@ -62,6 +62,10 @@ struct Settings {
   // work before it sleeps, adapting to how soon work follows (see
   // net/event_loop.h); 0: sleep at once.
   int event_loop_idle_poll_us = 100;
+  // While the event loop has work without a break, it yields its CPU once
+  // per this long, so a task queued behind it there runs (see
+  // net/event_loop.h); 0: never.
+  int event_loop_busy_yield_us = 100;
   // Holding a CPU-bound function's scale-out on a saturated host (see
   // dispatch/cpu_hold.h): while the host's CPU pressure is at least
   // scale_hold_cpu_pressure_percent and a function's instances use at least

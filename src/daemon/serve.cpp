@@ -392,7 +392,9 @@ int serve(const cli::ServeOptions& options) {
             << "  data dir:   " << settings.data_dir << "\n"
             << std::flush;
   (**scheduler).start();
-  net::run_event_loop(io, std::chrono::microseconds(settings.event_loop_idle_poll_us));
+  net::run_event_loop(io,
+                      {.idle_poll = std::chrono::microseconds(settings.event_loop_idle_poll_us),
+                       .busy_yield = std::chrono::microseconds(settings.event_loop_busy_yield_us)});
   spdlog::info("stopped cleanly");
   return stopping ? 0 : 1;
 }

@@ -55,16 +55,47 @@ std::optional<int> parse_loadavg_running(std::string_view text) {
   return running;
 }
 
-void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll) {
-  IdlePollWindow window(max_idle_poll);
-  if (window.window() == microseconds(0)) {
+bool BusyStretch::ran(clock::time_point now) {
+  if (length_ <= microseconds(0)) return false;
+  if (!started_) {
+    started_ = true;
+    start_ = now;
+    return false;
+  }
+  return now - start_ >= length_;
+}
+
+namespace {
+
+// Runs the handlers ready now (and those they make ready); false if none was.
+bool run_ready(boost::asio::io_context& io, BusyStretch& stretch, bool stretches) {
+  if (!stretches) return io.poll() > 0;
+  bool any = false;
+  while (io.poll_one() > 0) {
+    any = true;
+    if (stretch.ran(BusyStretch::clock::now())) {
+      sched_yield();
+      stretch.rested();
+    }
+  }
+  stretch.rested();
+  return any;
+}
+
+}  // namespace
+
+void run_event_loop(boost::asio::io_context& io, EventLoopOptions options) {
+  IdlePollWindow window(options.idle_poll);
+  const bool stretches = options.busy_yield > microseconds(0);
+  if (window.window() == microseconds(0) && !stretches) {
     io.run();
     return;
   }
   using clock = std::chrono::steady_clock;
+  BusyStretch stretch(options.busy_yield);
   const SpareCpu spare;
   while (!io.stopped()) {
-    if (io.poll() > 0) continue;
+    if (run_ready(io, stretch, stretches)) continue;
     if (window.window() > microseconds(0) && spare.now()) {
       const auto deadline = clock::now() + window.window();
       bool found = false;
@@ -72,7 +103,7 @@ void run_event_loop(boost::asio::io_context& io, microseconds max_idle_poll) {
         // Yield first: whatever is runnable here (often the very process
         // whose answer the loop waits for) runs before the next poll.
         sched_yield();
-        found = io.poll() > 0;
+        found = run_ready(io, stretch, stretches);
       }
       if (found || io.stopped()) continue;
     }

@@ -1,6 +1,7 @@
 // The daemon's event loop: Asio's run(), except that when the loop runs out
 // of ready work it keeps polling its sockets for a short window before it
-// sleeps in epoll_wait.
+// sleeps in epoll_wait, and that while it has work without a break it gives
+// the CPU away once per short stretch.
 //
 // Why: an invocation is a chain of hops between processes (client → daemon
 // → instance → daemon → client), and on a virtual machine a CPU that went
@@ -14,6 +15,16 @@
 // yields the CPU (sched_yield) between polls, so a runnable task on the same
 // CPU (an instance, a client) is never kept waiting by it, and the loop
 // polls only while the host has a CPU to spare (SpareCpu).
+//
+// Why the stretches (BusyStretch): a loop flooded with work (a client
+// hammering a throttled function, bench/spike) keeps its CPU until the
+// kernel's time slice ends, a millisecond or more. An instance the loop has
+// just handed an event to, or a client it has just answered, may be queued
+// behind it on that CPU, and the request they serve waits that long. So
+// after each stretch of continuous work the loop calls sched_yield once:
+// whatever is runnable on its CPU goes first, and when nothing is, the call
+// returns at once. A loop that runs out of work between requests (the usual
+// case) never yields this way.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -63,12 +74,39 @@ class SpareCpu {
   int cpus_;  // that this process may run on
 };
 
+// When a loop that has had work without a break should give the CPU away.
+class BusyStretch {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  // length 0: never.
+  explicit BusyStretch(std::chrono::microseconds length) : length_(length) {}
+
+  // A handler ran, and the clock says `now`: true when the stretch of work
+  // is over and the loop should yield before its next handler.
+  bool ran(clock::time_point now);
+  // The loop yielded, or ran out of work: the next handler starts a stretch.
+  void rested() { started_ = false; }
+
+ private:
+  std::chrono::microseconds length_;
+  bool started_ = false;
+  clock::time_point start_{};
+};
+
 // The running tasks in /proc/loadavg's text ("0.20 0.31 0.40 3/412 9021":
 // 3), the caller included.
 std::optional<int> parse_loadavg_running(std::string_view text);
 
-// Runs io until it is stopped, polling for up to max_idle_poll between
-// bursts of work as above (0: plain io.run()).
-void run_event_loop(boost::asio::io_context& io, std::chrono::microseconds max_idle_poll);
+struct EventLoopOptions {
+  // Longest poll between bursts of work (0: sleep at once).
+  std::chrono::microseconds idle_poll{0};
+  // Continuous work after which the loop yields once (0: never).
+  std::chrono::microseconds busy_yield{0};
+};
+
+// Runs io until it is stopped or out of work, as above; with both options 0
+// it is plain io.run().
+void run_event_loop(boost::asio::io_context& io, EventLoopOptions options);
 
 }  // namespace tamaya::net

@@ -1,5 +1,6 @@
-// The daemon's event loop: the idle poll window's adaptation, and the loop
-// running real handlers, timers and sockets until it is stopped.
+// The daemon's event loop: the idle poll window's adaptation, the busy
+// stretches, and the loop running real handlers, timers and sockets until it
+// is stopped.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -102,9 +104,48 @@ TEST(SpareCpu, ABusyHostHasNoCpuToSpare) {
   EXPECT_FALSE(while_busy);
 }
 
-// The loop with polling on: handlers posted from another thread, timers and
-// a socket exchange all run, and stop() ends it.
-class EventLoopTest : public ::testing::TestWithParam<int> {};
+TEST(BusyStretch, YieldsOncePerStretchOfContinuousWork) {
+  using clock = BusyStretch::clock;
+  BusyStretch s(microseconds(100));
+  const clock::time_point t0{};
+  EXPECT_FALSE(s.ran(t0)) << "the first handler starts the stretch";
+  EXPECT_FALSE(s.ran(t0 + microseconds(60)));
+  EXPECT_TRUE(s.ran(t0 + microseconds(100)));
+  s.rested();  // the loop yielded
+  // However long the yield took, the next handler starts a new stretch
+  // rather than yielding again at once.
+  EXPECT_FALSE(s.ran(t0 + milliseconds(5)));
+  EXPECT_FALSE(s.ran(t0 + milliseconds(5) + microseconds(99)));
+  EXPECT_TRUE(s.ran(t0 + milliseconds(5) + microseconds(100)));
+}
+
+TEST(BusyStretch, RunningOutOfWorkEndsTheStretch) {
+  using clock = BusyStretch::clock;
+  BusyStretch s(microseconds(100));
+  const clock::time_point t0{};
+  EXPECT_FALSE(s.ran(t0));
+  EXPECT_FALSE(s.ran(t0 + microseconds(90)));
+  s.rested();  // out of work: the loop polled or slept
+  EXPECT_FALSE(s.ran(t0 + microseconds(150)));
+  EXPECT_FALSE(s.ran(t0 + microseconds(200)));
+}
+
+TEST(BusyStretch, ZeroNeverYields) {
+  BusyStretch s(microseconds(0));
+  const BusyStretch::clock::time_point t0{};
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(s.ran(t0 + milliseconds(i)));
+}
+
+// The loop with polling and stretches on and off: handlers posted from
+// another thread, timers and a socket exchange all run, and stop() ends it.
+// The parameter is (idle poll, busy yield), in microseconds.
+class EventLoopTest : public ::testing::TestWithParam<std::pair<int, int>> {
+ protected:
+  EventLoopOptions options() const {
+    return {.idle_poll = microseconds(GetParam().first),
+            .busy_yield = microseconds(GetParam().second)};
+  }
+};
 
 TEST_P(EventLoopTest, RunsHandlersTimersAndSocketsUntilStopped) {
   asio::io_context io;
@@ -152,7 +193,7 @@ TEST_P(EventLoopTest, RunsHandlersTimersAndSocketsUntilStopped) {
     });
   });
 
-  run_event_loop(io, microseconds(GetParam()));
+  run_event_loop(io, options());
   client.join();
 
   EXPECT_TRUE(io.stopped());
@@ -167,12 +208,38 @@ TEST_P(EventLoopTest, ReturnsWhenOutOfWork) {
   asio::steady_timer t(io, milliseconds(2));
   t.async_wait([&](auto) { ++ran; });
   asio::post(io, [&] { ++ran; });
-  run_event_loop(io, microseconds(GetParam()));
+  run_event_loop(io, options());
   EXPECT_EQ(ran, 2);
 }
 
-INSTANTIATE_TEST_SUITE_P(PollWindows, EventLoopTest, ::testing::Values(0, 100, 5000),
-                         [](const auto& info) { return "max_us_" + std::to_string(info.param); });
+// A loop flooded with work (each handler posts the next, for longer than
+// many stretches) still runs everything else it is given, in order.
+TEST_P(EventLoopTest, AFloodOfHandlersLetsTheRestRun) {
+  asio::io_context io;
+  int flood = 0;
+  int others = 0;
+  const auto until = std::chrono::steady_clock::now() + milliseconds(20);
+  std::function<void()> next = [&] {
+    ++flood;
+    if (std::chrono::steady_clock::now() < until) asio::post(io, next);
+  };
+  asio::post(io, next);
+  for (int i = 0; i < 50; ++i) asio::post(io, [&] { ++others; });
+  asio::steady_timer t(io, milliseconds(5));
+  t.async_wait([&](auto) { ++others; });
+  run_event_loop(io, options());
+  EXPECT_EQ(others, 51);
+  EXPECT_GT(flood, 50);
+}
+
+INSTANTIATE_TEST_SUITE_P(Options, EventLoopTest,
+                         ::testing::Values(std::pair{0, 0}, std::pair{100, 0}, std::pair{5000, 0},
+                                           std::pair{0, 100}, std::pair{100, 100},
+                                           std::pair{100, 1}),
+                         [](const auto& info) {
+                           return "poll_us_" + std::to_string(info.param.first) + "_yield_us_" +
+                                  std::to_string(info.param.second);
+                         });
 
 }  // namespace
 }  // namespace tamaya::net
