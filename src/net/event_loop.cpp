@@ -56,7 +56,7 @@ std::optional<int> parse_loadavg_running(std::string_view text) {
 }
 
 bool BusyStretch::ran(clock::time_point now) {
-  if (length_ <= microseconds(0)) return false;
+  if (!on()) return false;
   if (!started_) {
     started_ = true;
     start_ = now;
@@ -68,8 +68,8 @@ bool BusyStretch::ran(clock::time_point now) {
 namespace {
 
 // Runs the handlers ready now (and those they make ready); false if none was.
-bool run_ready(boost::asio::io_context& io, BusyStretch& stretch, bool stretches) {
-  if (!stretches) return io.poll() > 0;
+bool run_ready(boost::asio::io_context& io, BusyStretch& stretch) {
+  if (!stretch.on()) return io.poll() > 0;
   bool any = false;
   while (io.poll_one() > 0) {
     any = true;
@@ -86,16 +86,15 @@ bool run_ready(boost::asio::io_context& io, BusyStretch& stretch, bool stretches
 
 void run_event_loop(boost::asio::io_context& io, EventLoopOptions options) {
   IdlePollWindow window(options.idle_poll);
-  const bool stretches = options.busy_yield > microseconds(0);
-  if (window.window() == microseconds(0) && !stretches) {
+  BusyStretch stretch(options.busy_yield);
+  if (window.window() == microseconds(0) && !stretch.on()) {
     io.run();
     return;
   }
   using clock = std::chrono::steady_clock;
-  BusyStretch stretch(options.busy_yield);
   const SpareCpu spare;
   while (!io.stopped()) {
-    if (run_ready(io, stretch, stretches)) continue;
+    if (run_ready(io, stretch)) continue;
     if (window.window() > microseconds(0) && spare.now()) {
       const auto deadline = clock::now() + window.window();
       bool found = false;
@@ -103,7 +102,7 @@ void run_event_loop(boost::asio::io_context& io, EventLoopOptions options) {
         // Yield first: whatever is runnable here (often the very process
         // whose answer the loop waits for) runs before the next poll.
         sched_yield();
-        found = run_ready(io, stretch, stretches);
+        found = run_ready(io, stretch);
       }
       if (found || io.stopped()) continue;
     }

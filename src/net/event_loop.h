@@ -82,6 +82,9 @@ class BusyStretch {
   // length 0: never.
   explicit BusyStretch(std::chrono::microseconds length) : length_(length) {}
 
+  // Whether the loop ever yields this way (length above 0).
+  bool on() const { return length_ > std::chrono::microseconds(0); }
+
   // A handler ran, and the clock says `now`: true when the stretch of work
   // is over and the loop should yield before its next handler.
   bool ran(clock::time_point now);

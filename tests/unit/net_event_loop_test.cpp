@@ -132,6 +132,8 @@ TEST(BusyStretch, RunningOutOfWorkEndsTheStretch) {
 
 TEST(BusyStretch, ZeroNeverYields) {
   BusyStretch s(microseconds(0));
+  EXPECT_FALSE(s.on());
+  EXPECT_TRUE(BusyStretch(microseconds(1)).on());
   const BusyStretch::clock::time_point t0{};
   for (int i = 0; i < 5; ++i) EXPECT_FALSE(s.ran(t0 + milliseconds(i)));
 }
