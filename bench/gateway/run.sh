@@ -23,9 +23,24 @@ DEFAULT_DURATION=5s
 DEFAULT_ROUNDS=3
 # shellcheck source=bench/lib/wrk_pair.sh
 source "$ROOT/bench/lib/wrk_pair.sh"
-FAILURE_LOGS=("$TMP/tamaya/access.log")
+FAILURE_LOGS=("$TMP/tamaya/access.log" "$TMP/shaped/error.log" "$TMP/forked_origin.log")
 
 start_nginx_pair
+
+# --- The instances' shape without tamaya: the same nginx proxy in front of
+# forked_origin.c, a process per connection that each request wakes, as it
+# wakes an instance waiting in its long poll. Not a goal's reference: it shows
+# how much of the gap to the pair the shape alone costs on this host.
+cc -O2 -o "$TMP/forked_origin" "$HERE/forked_origin.c"
+SHAPED_ORIGIN_PORT="$(port)"
+SHAPED_PROXY_PORT="$(port)"
+"$TMP/forked_origin" "$SHAPED_ORIGIN_PORT" >"$TMP/forked_origin.log" 2>&1 &
+PIDS+=($!)
+write_proxy_conf "$TMP/shaped" "$SHAPED_ORIGIN_PORT" "$SHAPED_PROXY_PORT"
+start_nginx "$TMP/shaped"
+PIDS+=($!)
+SHAPED_URL="http://127.0.0.1:$SHAPED_PROXY_PORT/echo"
+python3 "$INVOKE/admin.py" wait-http "$SHAPED_URL" "$START_TIMEOUT_S"
 
 # --- tamaya: admin port and the gateway's public port
 TAMAYA_PORT="$(port)"
@@ -59,12 +74,13 @@ python3 "$HERE/setup.py" check "$GATEWAY/keyed" "$WARM_INVOKES" "$API_KEY"
 
 declare -A URL=(
   [nginx]="$PROXY_URL"
+  [shaped]="$SHAPED_URL"
   [native]="$GATEWAY/open"
   [keyed]="$GATEWAY/keyed"
   [python]="$GATEWAY/py"
 )
 declare -A KEY=([keyed]="$API_KEY")
-TARGET_ORDER=(nginx native keyed python)
+TARGET_ORDER=(nginx shaped native keyed python)
 
 measure_rounds
 write_report "$TAMAYA"

@@ -89,6 +89,25 @@ port() { python3 "$ROOT/bench/invoke/admin.py" free-port; }
 # shellcheck source=bench/lib/nginx.sh
 source "$ROOT/bench/lib/nginx.sh"
 
+# Writes DIR/nginx.conf for the reference proxy: one worker forwarding to
+# ORIGIN_PORT with upstream keep-alive, listening on PROXY_PORT.
+write_proxy_conf() {  # DIR ORIGIN_PORT PROXY_PORT
+  write_nginx_conf "$1" "
+  upstream origin {
+    server 127.0.0.1:$2;
+    keepalive 128;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$3;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+    }
+  }"
+}
+
 # Starts the pair and waits for it; sets PROXY_URL (the reference's /echo).
 start_nginx_pair() {
   local origin_port proxy_port
@@ -99,20 +118,7 @@ start_nginx_pair() {
     listen 127.0.0.1:$origin_port;
     location / { default_type application/json; return 200 '{\"ok\":true}'; }
   }"
-  write_nginx_conf "$TMP/proxy" "
-  upstream origin {
-    server 127.0.0.1:$origin_port;
-    keepalive 128;
-    keepalive_requests 1000000;
-  }
-  server {
-    listen 127.0.0.1:$proxy_port;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-    }
-  }"
+  write_proxy_conf "$TMP/proxy" "$origin_port" "$proxy_port"
   for side in origin proxy; do
     start_nginx "$TMP/$side"
     PIDS+=($!)
