@@ -6,14 +6,18 @@
 # A/B comparisons of two builds or settings can be made on a shared host.
 #
 #   TAMAYA_BIN=build/release/tamaya [FN=native|python] [C=64] [MAXC=C] [D=5] [WARM=5] \
-#     [BENCH_TAMAYA_SET="key=value ..."] bench/gateway/cpu.sh
+#     [VIA=gateway|invoke] [BENCH_TAMAYA_SET="key=value ..."] bench/gateway/cpu.sh
+# VIA=invoke sends the same POSTs to the admin API's invoke path instead of
+# the gateway's route: the function then gets the body as its event rather
+# than a payload 2.0 event, and the gateway's own work drops out.
 # MAXC is the function's max_concurrency (instances at most; requests beyond
 # them wait in the daemon's queue).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN=${TAMAYA_BIN:-$ROOT/build/release/tamaya}
-FN=${FN:-native}; C=${C:-64}; D=${D:-5}; WARM=${WARM:-5}
+FN=${FN:-native}; C=${C:-64}; D=${D:-5}; WARM=${WARM:-5}; VIA=${VIA:-gateway}
 [[ "$FN" == native || "$FN" == python ]] || { echo "FN must be native or python" >&2; exit 2; }
+[[ "$VIA" == gateway || "$VIA" == invoke ]] || { echo "VIA must be gateway or invoke" >&2; exit 2; }
 [[ "$C" =~ ^[1-9][0-9]{0,2}$ && "$D" =~ ^[1-9][0-9]?$ && "$WARM" =~ ^[1-9][0-9]?$ ]] ||
   { echo "C must be 1..999, D and WARM 1..99 (seconds)" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk is not installed; run scripts/setup.sh" >&2; exit 1; }
@@ -25,6 +29,7 @@ ADMIN_PORT=$(python3 "$ROOT/bench/invoke/admin.py" free-port)
 GATEWAY_PORT=$(python3 "$ROOT/bench/invoke/admin.py" free-port)
 ADMIN="http://127.0.0.1:$ADMIN_PORT"
 URL="http://127.0.0.1:$GATEWAY_PORT/open"
+[[ $VIA == invoke ]] && URL="$ADMIN/v1/functions/echo/invoke"
 "$BIN" serve --data-dir "$T/d" --admin-port "$ADMIN_PORT" --set gateway_port="$GATEWAY_PORT" \
   --set gateway_access_log=access.log --set log_level=warn --set drain_timeout_ms=2000 \
   "${SET_ARGS[@]}" >"$T/log" 2>&1 &
@@ -64,7 +69,7 @@ read -r B1 IDLE1 < <(machine); threads >"$T/t1"; I1=$(instances)
 REQ=$(grep -o '[0-9]* requests in' "$T/wrk" | awk '{print $1}')
 [[ -n "$REQ" && "$REQ" -gt 0 ]] || { echo "wrk made no requests" >&2; cat "$T/wrk" >&2; exit 1; }
 per() { awk -v t="$1" -v r="$REQ" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}'; }
-echo "function=$FN c=$C duration=${D}s requests=$REQ $(grep Requests/sec "$T/wrk" | tr -s ' ') load=$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "function=$FN via=$VIA c=$C duration=${D}s requests=$REQ $(grep Requests/sec "$T/wrk" | tr -s ' ') load=$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "CPU per request (µs):"
 join "$T/t0" "$T/t1" | while read -r name a b; do
   if ((b > a)); then echo "  daemon thread ${name#*-} (tid ${name%%-*}): $(per $((b - a)))"; fi
