@@ -13,6 +13,7 @@
 #   BENCH_ROUNDS         rounds of all cells; cells report the median (default 3)
 #   BENCH_KEEP_TMP=1     keep the temp dir (configs, logs, raw wrk output)
 #   BENCH_TAMAYA_SET     extra tamaya settings, "key=value key2=value2"
+#   BENCH_FLOOR_INSTANCES instances behind the minimal broker (default 8)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,7 +24,14 @@ DEFAULT_DURATION=5s
 DEFAULT_ROUNDS=3
 # shellcheck source=bench/lib/wrk_pair.sh
 source "$ROOT/bench/lib/wrk_pair.sh"
-FAILURE_LOGS=("$TMP/tamaya/access.log" "$TMP/shaped/error.log" "$TMP/forked_origin.log")
+FAILURE_LOGS=("$TMP/tamaya/access.log" "$TMP/shaped/error.log" "$TMP/forked_origin.log"
+  "$TMP/floor.log" "$TMP/pyfloor.log")
+# As many instances as tamaya keeps busy while it holds a CPU-bound
+# function's scale-out (scale_hold_busy_per_core × CPUs); more only add
+# process switches (64 gave 16–18k req/s against 21k with 8, native echo).
+FLOOR_INSTANCES="${BENCH_FLOOR_INSTANCES:-8}"
+[[ "$FLOOR_INSTANCES" =~ ^[1-9][0-9]?$ ]] ||
+  die "BENCH_FLOOR_INSTANCES must be 1..99, got '$FLOOR_INSTANCES'"
 
 start_nginx_pair
 
@@ -72,15 +80,49 @@ python3 "$HERE/setup.py" check "$GATEWAY/open" "$WARM_INVOKES"
 python3 "$HERE/setup.py" check "$GATEWAY/py" "$WARM_INVOKES"
 python3 "$HERE/setup.py" check "$GATEWAY/keyed" "$WARM_INVOKES" "$API_KEY"
 
+# --- The Runtime API's floor, for context: broker_floor.c, a minimal broker
+# with the same protocol (clients in, long polls and responses from
+# instances) and nothing else, in front of the same functions run without a
+# sandbox. What tamaya cannot beat on this host with unchanged runtimes.
+cc -O2 -o "$TMP/broker_floor" "$HERE/broker_floor.c"
+# Its instances get the event the gateway built for the same POST (the echo
+# returns it), so they read, parse and send what tamaya's instances do.
+curl -sf -X POST -H 'Content-Type: application/json' -d '{"hello":"world","n":42}' \
+  "$GATEWAY/py" >"$TMP/event.json" || die "could not fetch a payload 2.0 event from $GATEWAY/py"
+start_floor() {  # name command...
+  local name=$1 public runtime i
+  shift
+  public="$(port)"
+  runtime="$(port)"
+  "$TMP/broker_floor" "$public" "$runtime" "$TMP/event.json" >"$TMP/$name.log" 2>&1 &
+  PIDS+=($!)
+  for ((i = 0; i < FLOOR_INSTANCES; i++)); do
+    (cd "$TMP/fn" && exec env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
+      AWS_LAMBDA_RUNTIME_API="127.0.0.1:$runtime" _HANDLER=app.handler LAMBDA_TASK_ROOT="$TMP/fn" \
+      AWS_LAMBDA_FUNCTION_NAME=floor 'AWS_LAMBDA_FUNCTION_VERSION=$LATEST' \
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 "$@") >>"$TMP/$name.log" 2>&1 &
+    PIDS+=($!)
+  done
+  FLOOR_URL="http://127.0.0.1:$public/echo"
+  python3 "$HERE/setup.py" check "$FLOOR_URL" "$WARM_INVOKES" ||
+    die "the $name broker does not echo; see $TMP/$name.log"
+}
+start_floor floor "$TMP/fn/bootstrap"
+NATIVE_FLOOR_URL="$FLOOR_URL"
+start_floor pyfloor /usr/bin/python3 -I "$ROOT/runtimes/python/bootstrap.py"
+PYTHON_FLOOR_URL="$FLOOR_URL"
+
 declare -A URL=(
   [nginx]="$PROXY_URL"
   [shaped]="$SHAPED_URL"
   [native]="$GATEWAY/open"
   [keyed]="$GATEWAY/keyed"
   [python]="$GATEWAY/py"
+  [floor]="$NATIVE_FLOOR_URL"
+  [pyfloor]="$PYTHON_FLOOR_URL"
 )
 declare -A KEY=([keyed]="$API_KEY")
-TARGET_ORDER=(nginx shaped native keyed python)
+TARGET_ORDER=(nginx shaped floor native keyed pyfloor python)
 
 measure_rounds
 write_report "$TAMAYA"

@@ -7,8 +7,10 @@ the markdown file it writes.
 Each cell is the median over rounds (bench/invoke/summarize.py's cell()).
 Every figure is a ratio against a reference measured in the same run: the
 nginx proxy pair for the gateway's cost, the open route for the cost of API
-keys plus rate limits. The nginx proxy in front of forked_origin.c (a process
-per connection) is context for the throughput figures, not a goal's reference.
+keys plus rate limits. Two more references are context for the throughput
+figures, not a goal's: the nginx proxy in front of forked_origin.c (a process
+per connection), and broker_floor.c, a minimal Runtime API broker in front of
+the same echo functions (the protocol's floor on this host).
 """
 
 import json
@@ -21,8 +23,10 @@ from summarize import cell, fmt_us, load  # noqa: E402  (bench/invoke's helpers)
 TARGETS = [
     ("nginx", "nginx proxy → nginx (reference)"),
     ("shaped", "nginx proxy → a process per connection (instances' shape)"),
+    ("floor", "minimal Runtime API broker → native echo (protocol's floor)"),
     ("native", "gateway → native echo, open route"),
     ("keyed", "gateway → native echo, API key + rate limits"),
+    ("pyfloor", "minimal Runtime API broker → Python echo (protocol's floor)"),
     ("python", "gateway → Python echo, open route"),
 ]
 # issue 4's goals, printed next to each figure.
@@ -75,6 +79,15 @@ def render(runs):
     if shp_h and nat_h:
         figures.append((f"native echo throughput vs that shape at c={high}",
                         f"{nat_h['rps'] / shp_h['rps']:.2f}×", "", None))
+    # Context: the most any platform running unchanged Lambda runtimes could
+    # do here (the floor broker vs nginx), and where tamaya is against it.
+    flo_h, pyf_h = get("floor", high), get("pyfloor", high)
+    if ref_h and flo_h:
+        figures.append((f"minimal broker → native echo vs nginx at c={high}",
+                        f"{flo_h['rps'] / ref_h['rps']:.2f}×", "", None))
+    if flo_h and nat_h:
+        figures.append((f"native echo throughput vs that broker at c={high}",
+                        f"{nat_h['rps'] / flo_h['rps']:.2f}×", "", None))
     if ref_l and nat_l:
         d = nat_l["p50"] - ref_l["p50"]
         figures.append((f"native echo p50 − nginx p50 at c={low}", f"{d:+,.0f} µs",
@@ -83,6 +96,12 @@ def render(runs):
         r = py_h["rps"] / ref_h["rps"]
         figures.append((f"Python echo throughput vs nginx at c={high}", f"{r:.2f}×",
                         f"≥ {GOALS['python_c64']}×", r >= GOALS["python_c64"]))
+    if ref_h and pyf_h:
+        figures.append((f"minimal broker → Python echo vs nginx at c={high}",
+                        f"{pyf_h['rps'] / ref_h['rps']:.2f}×", "", None))
+    if pyf_h and py_h:
+        figures.append((f"Python echo throughput vs that broker at c={high}",
+                        f"{py_h['rps'] / pyf_h['rps']:.2f}×", "", None))
     if nat_h and key_h:
         o = 1 - key_h["rps"] / nat_h["rps"]
         figures.append((f"API key + rate limits: throughput lost vs open route at c={high}",
