@@ -6,10 +6,14 @@
 # A/B comparisons of two builds or settings can be made on a shared host.
 #
 #   TAMAYA_BIN=build/release/tamaya [FN=native|python] [C=64] [MAXC=C] [D=5] [WARM=5] \
-#     [VIA=gateway|invoke] [BENCH_TAMAYA_SET="key=value ..."] bench/gateway/cpu.sh
+#     [VIA=gateway|invoke|floor] [BENCH_TAMAYA_SET="key=value ..."] bench/gateway/cpu.sh
 # VIA=invoke sends the same POSTs to the admin API's invoke path instead of
 # the gateway's route: the function then gets the body as its event rather
 # than a payload 2.0 event, and the gateway's own work drops out.
+# VIA=floor measures broker_floor.c instead (the Runtime API's floor, see
+# run.sh) in front of FLOOR_INSTANCES (default 8) unsandboxed instances of
+# the same function, which get the event the gateway built: its "daemon
+# thread" is the broker.
 # MAXC is the function's max_concurrency (instances at most; requests beyond
 # them wait in the daemon's queue).
 set -euo pipefail
@@ -17,7 +21,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN=${TAMAYA_BIN:-$ROOT/build/release/tamaya}
 FN=${FN:-native}; C=${C:-64}; D=${D:-5}; WARM=${WARM:-5}; VIA=${VIA:-gateway}
 [[ "$FN" == native || "$FN" == python ]] || { echo "FN must be native or python" >&2; exit 2; }
-[[ "$VIA" == gateway || "$VIA" == invoke ]] || { echo "VIA must be gateway or invoke" >&2; exit 2; }
+[[ "$VIA" == gateway || "$VIA" == invoke || "$VIA" == floor ]] ||
+  { echo "VIA must be gateway, invoke or floor" >&2; exit 2; }
+FLOOR_INSTANCES=${FLOOR_INSTANCES:-8}
+[[ "$FLOOR_INSTANCES" =~ ^[1-9][0-9]?$ ]] || { echo "FLOOR_INSTANCES must be 1..99" >&2; exit 2; }
 [[ "$C" =~ ^[1-9][0-9]{0,2}$ && "$D" =~ ^[1-9][0-9]?$ && "$WARM" =~ ^[1-9][0-9]?$ ]] ||
   { echo "C must be 1..999, D and WARM 1..99 (seconds)" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk is not installed; run scripts/setup.sh" >&2; exit 1; }
@@ -34,7 +41,8 @@ URL="http://127.0.0.1:$GATEWAY_PORT/open"
   --set gateway_access_log=access.log --set log_level=warn --set drain_timeout_ms=2000 \
   "${SET_ARGS[@]}" >"$T/log" 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$T"' EXIT
+FLOOR_PIDS=()
+trap 'kill $PID "${FLOOR_PIDS[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
 python3 "$ROOT/bench/invoke/admin.py" wait-http "$ADMIN/v1/health" 20
 mkdir -p "$T/fn"
 if [[ $FN == native ]]; then
@@ -47,15 +55,38 @@ else
     "$T/fn/app.py=app.py" >/dev/null
 fi
 python3 "$ROOT/bench/gateway/setup.py" route "$ADMIN" "POST /open" echo none >/dev/null
+# The processes measured: the daemon's threads, and its descendants as instances.
+MEASURED=$PID INSTANCES_OF=$PID
+if [[ $VIA == floor ]]; then
+  curl -sf -X POST -H 'Content-Type: application/json' -d '{"hello":"world","n":42}' "$URL" \
+    >"$T/event.json" || { echo "no event from $URL" >&2; exit 1; }
+  cc -O2 -o "$T/broker_floor" "$ROOT/bench/gateway/broker_floor.c"
+  FP=$(python3 "$ROOT/bench/invoke/admin.py" free-port)
+  RP=$(python3 "$ROOT/bench/invoke/admin.py" free-port)
+  "$T/broker_floor" "$FP" "$RP" "$T/event.json" >"$T/floor.log" 2>&1 &
+  MEASURED=$!
+  FLOOR_PIDS+=($!)
+  if [[ $FN == native ]]; then CMD=("$T/fn/bootstrap"); else
+    CMD=(/usr/bin/python3 -I "$ROOT/runtimes/python/bootstrap.py"); fi
+  # One parent for the instances, so they are its descendants.
+  (for ((i = 0; i < FLOOR_INSTANCES; i++)); do
+    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 AWS_LAMBDA_RUNTIME_API="127.0.0.1:$RP" \
+      _HANDLER=app.handler LAMBDA_TASK_ROOT="$T/fn" "${CMD[@]}" &
+  done; wait) >>"$T/floor.log" 2>&1 &
+  INSTANCES_OF=$!
+  FLOOR_PIDS+=($!)
+  URL="http://127.0.0.1:$FP/echo"
+  python3 "$ROOT/bench/gateway/setup.py" check "$URL" 5
+fi
 # Warm-up: every instance the concurrency needs is started before measuring.
 wrk -t1 -c"$C" -d"${WARM}s" -s "$ROOT/bench/lib/post.lua" "$URL" >/dev/null
 
 ticks() { awk '{print $14 + $15}' "$1"; }  # utime + stime, in clock ticks
-threads() { for t in /proc/$PID/task/*; do echo "$(basename "$t")-$(cat "$t/comm") $(ticks "$t/stat")"; done | sort; }
+threads() { for t in /proc/$MEASURED/task/*; do echo "$(basename "$t")-$(cat "$t/comm") $(ticks "$t/stat")"; done | sort; }
 # Every process below the daemon: direct starts are its children, Python
 # instances the zygote's.
 descendants() { local p; for p in $(pgrep -P "$1"); do echo "$p"; descendants "$p"; done; }
-instances() { for p in $(descendants $PID); do ticks "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+instances() { for p in $(descendants $INSTANCES_OF); do ticks "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
 machine() { awk '/^cpu /{print $2 + $3 + $4, $5}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 
@@ -74,7 +105,7 @@ echo "CPU per request (µs):"
 join "$T/t0" "$T/t1" | while read -r name a b; do
   if ((b > a)); then echo "  daemon thread ${name#*-} (tid ${name%%-*}): $(per $((b - a)))"; fi
 done
-echo "  instances and zygotes ($(descendants $PID | wc -l) processes): $(per $((I1 - I0)))"
+echo "  instances and zygotes ($(descendants $INSTANCES_OF | wc -l) processes): $(per $((I1 - I0)))"
 read -r wu ws <"$T/wrk_time"
 echo "  wrk: $(awk -v u="$wu" -v s="$ws" -v r="$REQ" 'BEGIN {printf "%.1f", (u + s) * 1e6 / r}')"
 echo "  machine busy: $(per $((B1 - B0))), idle: $(per $((IDLE1 - IDLE0)))"
