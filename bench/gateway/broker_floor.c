@@ -50,14 +50,14 @@ struct conn {
   enum kind kind;
   int fd;
   struct buf in, out;
-  int dirty;               // on the flush list
-  int want_out;            // EPOLLOUT armed
+  int dirty;     // on the flush list
+  int want_out;  // EPOLLOUT armed
   struct conn* next_dirty;
   struct conn* next_wait;  // waiting runtime stack
   struct conn* next_dead;  // closed this turn, freed at its end
   // PUBLIC: the invocation in flight (0: none). RUNTIME: the one it runs.
   unsigned long long inv;
-  int waiting;             // RUNTIME: in a long poll
+  int waiting;  // RUNTIME: in a long poll
   int closed;
 };
 
@@ -165,8 +165,10 @@ static void dispatch(struct inv* v) {
     return;
   }
   v->next = NULL;
-  if (queue_tail) queue_tail->next = v;
-  else queue_head = v;
+  if (queue_tail)
+    queue_tail->next = v;
+  else
+    queue_head = v;
   queue_tail = v;
 }
 
@@ -273,7 +275,6 @@ static void on_runtime_request(struct conn* c, const char* req, const char* body
   free_inv(v);
 }
 
-
 // Handles the complete requests in c's buffer. A client has one request in
 // flight at a time; a pipelined next one waits in its buffer until answered.
 static void process_input(struct conn* c) {
@@ -285,8 +286,10 @@ static void process_input(struct conn* c) {
       return;
     }
     if (n == 0) break;
-    if (c->kind == PUBLIC) on_public_request(c, c->in.p + at, len);
-    else on_runtime_request(c, c->in.p, c->in.p + at, len);
+    if (c->kind == PUBLIC)
+      on_public_request(c, c->in.p + at, len);
+    else
+      on_runtime_request(c, c->in.p, c->in.p + at, len);
     buf_consume(&c->in, (size_t)n);
   }
 }
