@@ -299,19 +299,20 @@ Result<int> status_code(const json& doc) {
 }  // namespace
 
 bool is_text_body(std::string_view content_type, std::string_view body) {
-  std::string ct = lower(trim(content_type.substr(0, content_type.find(';'))));
+  // Compared without case rather than lower-cased into a copy: this runs on
+  // every request with a body.
+  std::string_view ct = trim(content_type.substr(0, content_type.find(';')));
   if (ct.empty()) return valid_utf8(body);
-  if (ct.rfind("text/", 0) == 0) return true;
+  if (ct.size() >= 5 && iequals(ct.substr(0, 5), "text/")) return true;
   static const char* kText[] = {"application/json",    "application/javascript",
                                 "application/xml",     "application/x-www-form-urlencoded",
                                 "application/graphql", "application/x-ndjson",
                                 "application/ld+json"};
   for (const char* t : kText) {
-    if (ct == t) return true;
+    if (iequals(ct, t)) return true;
   }
   auto ends = [&](std::string_view suffix) {
-    return ct.size() >= suffix.size() &&
-           ct.compare(ct.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return ct.size() >= suffix.size() && iequals(ct.substr(ct.size() - suffix.size()), suffix);
   };
   return ends("+json") || ends("+xml");
 }
@@ -333,8 +334,14 @@ std::string clf_time(int64_t time_ms) {
 }
 
 std::string build_event_v2(const net::Request& r, const EventContext& c) {
+  // Sized close to what it will take: the fixed fields are about 550 bytes,
+  // and glibc serves blocks up to 1 KiB from its per-thread cache, so an
+  // ordinary event's buffer no longer goes to the slower bins.
+  size_t estimate = 640 + 2 * c.route_key.size() + 3 * r.target.size() + c.domain_name.size() +
+                    r.body.size() + r.body.size() / 3;
+  for (const auto& [k, v] : r.headers) estimate += k.size() + v.size() + 6;
   std::string out;
-  out.reserve(1024 + r.body.size() + r.target.size() + 64 * r.headers.size());
+  out.reserve(estimate);
   ObjectWriter event(out);
   event.str("version", "2.0").str("routeKey", c.route_key);
   std::string path = c.raw_path.empty() ? raw_path(r) : c.raw_path;
