@@ -317,7 +317,7 @@ bool is_text_body(std::string_view content_type, std::string_view body) {
   return ends("+json") || ends("+xml");
 }
 
-std::string clf_time(int64_t time_ms) {
+const std::string& clf_time(int64_t time_ms) {
   static const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   time_t secs = time_ms / 1000;

@@ -46,7 +46,9 @@ struct EventContext {
 bool is_text_body(std::string_view content_type, std::string_view body);
 
 // "25/Nov/2026:10:00:00 +0000", API Gateway's requestContext.time.
-std::string clf_time(int64_t time_ms);
+// Valid until the calling thread's next call (a per-thread cache: the
+// requests of one second share it).
+const std::string& clf_time(int64_t time_ms);
 
 std::string build_event_v2(const net::Request& request, const EventContext& context);
 std::string build_event_v1(const net::Request& request, const EventContext& context);
