@@ -42,6 +42,12 @@ class ServerTest : public ::testing::Test {
       timer->async_wait([timer, r](boost::system::error_code) { r(Response::json(200, "{}")); });
     });
     router_.add("GET", "/forgotten", [](Request, Params, Responder) {});
+    // What the parser handed over: method, target, every header in order.
+    router_.add("POST", "/inspect", [](Request req, Params, Responder r) {
+      std::string out = req.method + " " + req.target + " " + req.path + "?" + req.query + "\n";
+      for (const auto& [k, v] : req.headers) out += k + "=" + v + "\n";
+      r(Response{200, {}, out + "body=" + req.body});
+    });
     ServerLimits limits;
     limits.max_body_bytes = 1024;
     limits.max_header_bytes = 2048;
@@ -162,6 +168,37 @@ TEST_F(ServerTest, PipelinedRequestsAnswerInOrderOnOneConnection) {
   ASSERT_NE(one, std::string::npos) << out;
   ASSERT_NE(two, std::string::npos) << out;
   EXPECT_LT(one, two);
+}
+
+TEST_F(ServerTest, HandlerGetsTheRequestAsSent) {
+  std::string out =
+      raw("POST /insp%65ct?a=1&b=%20 HTTP/1.1\r\nHost: a\r\nX-Twice: one\r\n"
+          "x-twice: two\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+  EXPECT_NE(out.find("POST /insp%65ct?a=1&b=%20 /inspect?a=1&b=%20\n"), std::string::npos) << out;
+  // Names in their own case, repeated ones kept apart and in order.
+  EXPECT_NE(out.find("Host=a\nX-Twice=one\nx-twice=two\nContent-Length=5\n"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("body=hello"), std::string::npos) << out;
+}
+
+TEST_F(ServerTest, ChunkedBodyIsJoined) {
+  std::string out = raw(
+      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+      "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n");
+  EXPECT_NE(out.find("HTTP/1.1 200"), std::string::npos) << out;
+  EXPECT_NE(out.find("\r\n\r\nabcdefg"), std::string::npos) << out;
+}
+
+TEST_F(ServerTest, Http10ClosesUnlessAskedToKeepAlive) {
+  std::string closed = raw("GET /hello/old HTTP/1.0\r\n\r\n");
+  EXPECT_NE(closed.find("HTTP/1.0 200"), std::string::npos) << closed;
+  EXPECT_NE(closed.find("Connection: close"), std::string::npos) << closed;
+  // Kept alive: the second request on the connection is answered too.
+  std::string kept =
+      raw("GET /hello/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+          "GET /hello/b HTTP/1.0\r\n\r\n");
+  EXPECT_NE(kept.find("Connection: keep-alive"), std::string::npos) << kept;
+  EXPECT_NE(kept.find(R"({"hello":"b"})"), std::string::npos) << kept;
 }
 
 TEST_F(ServerTest, SlowHeadersGet408) {
