@@ -20,6 +20,9 @@ std::string_view trim(std::string_view text);
 // `text` with ASCII letters lower-cased.
 std::string lower(std::string_view text);
 
+// Equal but for the case of ASCII letters (HTTP header names, media types).
+bool iequals(std::string_view a, std::string_view b);
+
 // Appends `text` to `out` with '\\' as "\\\\" and a newline as "\\n", so it
 // fits on one line (Prometheus HELP text, rows of log lines).
 void append_escaped_line(std::string& out, std::string_view text);

@@ -64,17 +64,6 @@ std::vector<std::pair<std::string, std::vector<std::string>>> parse_query(std::s
   return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // Header names lower-cased, repeated values in order.
 std::vector<std::pair<std::string, std::vector<std::string>>> group_headers(
     const net::Headers& headers) {

@@ -49,5 +49,13 @@ TEST(Lower, LowersAsciiLettersAndLeavesOtherBytes) {
   EXPECT_EQ(lower(""), "");
 }
 
+TEST(Iequals, IgnoresOnlyAsciiCase) {
+  EXPECT_TRUE(iequals("Content-Type", "content-type"));
+  EXPECT_TRUE(iequals("", ""));
+  EXPECT_FALSE(iequals("Content-Type", "content-typ"));
+  EXPECT_FALSE(iequals("a-b", "a_b"));
+  EXPECT_FALSE(iequals("\xC3\x89", "\xC3\xA9"));  // É and é: not ASCII
+}
+
 }  // namespace
 }  // namespace tamaya
