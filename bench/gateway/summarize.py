@@ -70,24 +70,20 @@ def render(runs):
         r = nat_h["rps"] / ref_h["rps"]
         figures.append((f"native echo throughput vs nginx at c={high}", f"{r:.2f}×",
                         f"≥ {GOALS['native_c64']}×", r >= GOALS["native_c64"]))
-    # Context, not goals: what the instances' shape (a process woken per
-    # request) costs nginx itself, and how far the gateway is from that.
-    shp_h = get("shaped", high)
-    if ref_h and shp_h:
-        figures.append((f"nginx proxy → a process per connection vs nginx at c={high}",
-                        f"{shp_h['rps'] / ref_h['rps']:.2f}×", "", None))
-    if shp_h and nat_h:
-        figures.append((f"native echo throughput vs that shape at c={high}",
-                        f"{nat_h['rps'] / shp_h['rps']:.2f}×", "", None))
-    # Context: the most any platform running unchanged Lambda runtimes could
-    # do here (the floor broker vs nginx), and where tamaya is against it.
-    flo_h, pyf_h = get("floor", high), get("pyfloor", high)
-    if ref_h and flo_h:
-        figures.append((f"minimal broker → native echo vs nginx at c={high}",
-                        f"{flo_h['rps'] / ref_h['rps']:.2f}×", "", None))
-    if flo_h and nat_h:
-        figures.append((f"native echo throughput vs that broker at c={high}",
-                        f"{nat_h['rps'] / flo_h['rps']:.2f}×", "", None))
+    def context(name, num, den):
+        # A throughput ratio with no goal, shown for what it explains.
+        if num and den:
+            figures.append((f"{name} at c={high}", f"{num['rps'] / den['rps']:.2f}×", "", None))
+
+    # What the instances' shape (a process woken per request) costs nginx
+    # itself, and how far the gateway is from that; then the most any
+    # platform running unchanged Lambda runtimes could do here (the floor
+    # broker vs nginx), and where tamaya is against it.
+    shp_h, flo_h, pyf_h = get("shaped", high), get("floor", high), get("pyfloor", high)
+    context("nginx proxy → a process per connection vs nginx", shp_h, ref_h)
+    context("native echo throughput vs that shape", nat_h, shp_h)
+    context("minimal broker → native echo vs nginx", flo_h, ref_h)
+    context("native echo throughput vs that broker", nat_h, flo_h)
     if ref_l and nat_l:
         d = nat_l["p50"] - ref_l["p50"]
         figures.append((f"native echo p50 − nginx p50 at c={low}", f"{d:+,.0f} µs",
@@ -96,12 +92,8 @@ def render(runs):
         r = py_h["rps"] / ref_h["rps"]
         figures.append((f"Python echo throughput vs nginx at c={high}", f"{r:.2f}×",
                         f"≥ {GOALS['python_c64']}×", r >= GOALS["python_c64"]))
-    if ref_h and pyf_h:
-        figures.append((f"minimal broker → Python echo vs nginx at c={high}",
-                        f"{pyf_h['rps'] / ref_h['rps']:.2f}×", "", None))
-    if pyf_h and py_h:
-        figures.append((f"Python echo throughput vs that broker at c={high}",
-                        f"{py_h['rps'] / pyf_h['rps']:.2f}×", "", None))
+    context("minimal broker → Python echo vs nginx", pyf_h, ref_h)
+    context("Python echo throughput vs that broker", py_h, pyf_h)
     if nat_h and key_h:
         o = 1 - key_h["rps"] / nat_h["rps"]
         figures.append((f"API key + rate limits: throughput lost vs open route at c={high}",
