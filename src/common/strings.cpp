@@ -49,6 +49,10 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+bool iequals_prefix(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
+}
+
 void append_escaped_line(std::string& out, std::string_view text) {
   for (char c : text) {
     if (c == '\\') {

@@ -22,6 +22,8 @@ std::string lower(std::string_view text);
 
 // Equal but for the case of ASCII letters (HTTP header names, media types).
 bool iequals(std::string_view a, std::string_view b);
+// `text` starts with `prefix`, but for the case of ASCII letters.
+bool iequals_prefix(std::string_view text, std::string_view prefix);
 
 // Appends `text` to `out` with '\\' as "\\\\" and a newline as "\\n", so it
 // fits on one line (Prometheus HELP text, rows of log lines).

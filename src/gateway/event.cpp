@@ -292,7 +292,7 @@ bool is_text_body(std::string_view content_type, std::string_view body) {
   // every request with a body.
   std::string_view ct = trim(content_type.substr(0, content_type.find(';')));
   if (ct.empty()) return valid_utf8(body);
-  if (ct.size() >= 5 && iequals(ct.substr(0, 5), "text/")) return true;
+  if (iequals_prefix(ct, "text/")) return true;
   static const char* kText[] = {"application/json",    "application/javascript",
                                 "application/xml",     "application/x-www-form-urlencoded",
                                 "application/graphql", "application/x-ndjson",

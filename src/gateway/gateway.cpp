@@ -15,6 +15,7 @@
 
 #include "common/encoding.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "common/time_format.h"
 #include "gateway/event.h"
 #include "gateway/function_urls.h"
@@ -51,14 +52,6 @@ bool usable_request_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxClientRequestIdChars) return false;
   return std::all_of(id.begin(), id.end(),
                      [](char c) { return c > 32 && c < 127 && c != '"' && c != '\\'; });
-}
-
-bool iequals_prefix(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
-  }
-  return true;
 }
 
 std::string join(const std::vector<std::string>& v, std::string_view sep) {

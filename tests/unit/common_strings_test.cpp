@@ -57,5 +57,13 @@ TEST(Iequals, IgnoresOnlyAsciiCase) {
   EXPECT_FALSE(iequals("\xC3\x89", "\xC3\xA9"));  // É and é: not ASCII
 }
 
+TEST(IequalsPrefix, ComparesOnlyThePrefixWithoutCase) {
+  EXPECT_TRUE(iequals_prefix("Bearer abc", "bearer "));
+  EXPECT_TRUE(iequals_prefix("TEXT/plain", "text/"));
+  EXPECT_TRUE(iequals_prefix("x", ""));
+  EXPECT_FALSE(iequals_prefix("text", "text/"));
+  EXPECT_FALSE(iequals_prefix("Access-Control", "access-control-"));
+}
+
 }  // namespace
 }  // namespace tamaya
