@@ -55,38 +55,32 @@ else
     "$T/fn/app.py=app.py" >/dev/null
 fi
 python3 "$ROOT/bench/gateway/setup.py" route "$ADMIN" "POST /open" echo none >/dev/null
-# The processes measured: the daemon's threads, and its descendants as instances.
-MEASURED=$PID INSTANCES_OF=$PID
+# The processes measured: the daemon's threads, and its descendants as
+# instances (direct starts are its children, Python instances the zygote's);
+# with VIA=floor the broker's thread and the instances it was started with.
+MEASURED=$PID
 if [[ $VIA == floor ]]; then
-  curl -sf -X POST -H 'Content-Type: application/json' -d '{"hello":"world","n":42}' "$URL" \
-    >"$T/event.json" || { echo "no event from $URL" >&2; exit 1; }
-  cc -O2 -o "$T/broker_floor" "$ROOT/bench/gateway/broker_floor.c"
-  FP=$(python3 "$ROOT/bench/invoke/admin.py" free-port)
-  RP=$(python3 "$ROOT/bench/invoke/admin.py" free-port)
-  "$T/broker_floor" "$FP" "$RP" "$T/event.json" >"$T/floor.log" 2>&1 &
-  MEASURED=$!
-  FLOOR_PIDS+=($!)
+  # shellcheck source=bench/lib/floor.sh
+  source "$ROOT/bench/lib/floor.sh"
+  fetch_floor_event "$URL" "$T/event.json" || { echo "no event from $URL" >&2; exit 1; }
   if [[ $FN == native ]]; then CMD=("$T/fn/bootstrap"); else
     CMD=(/usr/bin/python3 -I "$ROOT/runtimes/python/bootstrap.py"); fi
-  # One parent for the instances, so they are its descendants.
-  (for ((i = 0; i < FLOOR_INSTANCES; i++)); do
-    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 AWS_LAMBDA_RUNTIME_API="127.0.0.1:$RP" \
-      _HANDLER=app.handler LAMBDA_TASK_ROOT="$T/fn" "${CMD[@]}" &
-  done; wait) >>"$T/floor.log" 2>&1 &
-  INSTANCES_OF=$!
-  FLOOR_PIDS+=($!)
-  URL="http://127.0.0.1:$FP/echo"
-  python3 "$ROOT/bench/gateway/setup.py" check "$URL" 5
+  start_floor "$T" "$T/event.json" "$FLOOR_INSTANCES" "$T/fn" "$T/floor.log" "${CMD[@]}" ||
+    exit 1
+  FLOOR_PIDS=("$FLOOR_BROKER_PID" "${FLOOR_INSTANCE_PIDS[@]}")
+  MEASURED=$FLOOR_BROKER_PID
+  URL="$FLOOR_URL"
 fi
 # Warm-up: every instance the concurrency needs is started before measuring.
 wrk -t1 -c"$C" -d"${WARM}s" -s "$ROOT/bench/lib/post.lua" "$URL" >/dev/null
 
 ticks() { awk '{print $14 + $15}' "$1"; }  # utime + stime, in clock ticks
 threads() { for t in /proc/$MEASURED/task/*; do echo "$(basename "$t")-$(cat "$t/comm") $(ticks "$t/stat")"; done | sort; }
-# Every process below the daemon: direct starts are its children, Python
-# instances the zygote's.
 descendants() { local p; for p in $(pgrep -P "$1"); do echo "$p"; descendants "$p"; done; }
-instances() { for p in $(descendants $INSTANCES_OF); do ticks "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+instance_pids() {
+  if [[ $VIA == floor ]]; then printf '%s\n' "${FLOOR_INSTANCE_PIDS[@]}"; else descendants $PID; fi
+}
+instances() { for p in $(instance_pids); do ticks "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
 # Busy counts interrupt and softirq time too: on loopback the receiver's
 # packet processing runs as softirq in the sender's context. Time the
 # hypervisor took (steal) is neither; it is shown apart.
@@ -108,7 +102,7 @@ echo "CPU per request (µs):"
 join "$T/t0" "$T/t1" | while read -r name a b; do
   if ((b > a)); then echo "  daemon thread ${name#*-} (tid ${name%%-*}): $(per $((b - a)))"; fi
 done
-echo "  instances and zygotes ($(descendants $INSTANCES_OF | wc -l) processes): $(per $((I1 - I0)))"
+echo "  instances and zygotes ($(instance_pids | wc -l) processes): $(per $((I1 - I0)))"
 read -r wu ws <"$T/wrk_time"
 echo "  wrk: $(awk -v u="$wu" -v s="$ws" -v r="$REQ" 'BEGIN {printf "%.1f", (u + s) * 1e6 / r}')"
 echo "  machine busy: $(per $((B1 - B0))), idle: $(per $((IDLE1 - IDLE0))), stolen: $(per $((STEAL1 - STEAL0)))"

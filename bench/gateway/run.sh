@@ -84,32 +84,17 @@ python3 "$HERE/setup.py" check "$GATEWAY/keyed" "$WARM_INVOKES" "$API_KEY"
 # with the same protocol (clients in, long polls and responses from
 # instances) and nothing else, in front of the same functions run without a
 # sandbox. What tamaya cannot beat on this host with unchanged runtimes.
-cc -O2 -o "$TMP/broker_floor" "$HERE/broker_floor.c"
-# Its instances get the event the gateway built for the same POST (the echo
-# returns it), so they read, parse and send what tamaya's instances do.
-curl -sf -X POST -H 'Content-Type: application/json' -d '{"hello":"world","n":42}' \
-  "$GATEWAY/py" >"$TMP/event.json" || die "could not fetch a payload 2.0 event from $GATEWAY/py"
-start_floor() {  # name command...
-  local name=$1 public runtime i
-  shift
-  public="$(port)"
-  runtime="$(port)"
-  "$TMP/broker_floor" "$public" "$runtime" "$TMP/event.json" >"$TMP/$name.log" 2>&1 &
-  PIDS+=($!)
-  for ((i = 0; i < FLOOR_INSTANCES; i++)); do
-    (cd "$TMP/fn" && exec env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
-      AWS_LAMBDA_RUNTIME_API="127.0.0.1:$runtime" _HANDLER=app.handler LAMBDA_TASK_ROOT="$TMP/fn" \
-      AWS_LAMBDA_FUNCTION_NAME=floor 'AWS_LAMBDA_FUNCTION_VERSION=$LATEST' \
-      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 "$@") >>"$TMP/$name.log" 2>&1 &
-    PIDS+=($!)
-  done
-  FLOOR_URL="http://127.0.0.1:$public/echo"
-  python3 "$HERE/setup.py" check "$FLOOR_URL" "$WARM_INVOKES" ||
-    die "the $name broker does not echo; see $TMP/$name.log"
-}
-start_floor floor "$TMP/fn/bootstrap"
+# shellcheck source=bench/lib/floor.sh
+source "$ROOT/bench/lib/floor.sh"
+fetch_floor_event "$GATEWAY/py" "$TMP/event.json" ||
+  die "could not fetch a payload 2.0 event from $GATEWAY/py"
+start_floor "$TMP" "$TMP/event.json" "$FLOOR_INSTANCES" "$TMP/fn" "$TMP/floor.log" \
+  "$TMP/fn/bootstrap" || die "the native floor did not start"
+PIDS+=("$FLOOR_BROKER_PID" "${FLOOR_INSTANCE_PIDS[@]}")
 NATIVE_FLOOR_URL="$FLOOR_URL"
-start_floor pyfloor /usr/bin/python3 -I "$ROOT/runtimes/python/bootstrap.py"
+start_floor "$TMP" "$TMP/event.json" "$FLOOR_INSTANCES" "$TMP/fn" "$TMP/pyfloor.log" \
+  /usr/bin/python3 -I "$ROOT/runtimes/python/bootstrap.py" || die "the Python floor did not start"
+PIDS+=("$FLOOR_BROKER_PID" "${FLOOR_INSTANCE_PIDS[@]}")
 PYTHON_FLOOR_URL="$FLOOR_URL"
 
 declare -A URL=(
