@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "net/http.h"
+#include "net/request_parser.h"
 
 namespace tamaya::net {
 
@@ -93,53 +94,6 @@ Response Response::error(const Status& status) {
   if (status.code() == Code::kResourceExhausted) r.set_header("Retry-After", "1");
   return r;
 }
-
-// Parses a request straight into a Request. Beast's message type would
-// allocate an element per header field, and all of it would then be copied
-// into a Request again: on the invoke path that was a fifth of the daemon's
-// allocations. Limits, framing and keep-alive stay basic_parser's.
-class RequestParser : public bhttp::basic_parser<true> {
- public:
-  Request req;
-  int version = 11;
-  size_t field_count = 0;
-  bool has_content_length = false;
-  bool has_transfer_encoding = false;
-
- private:
-  void on_request_impl(bhttp::verb, beast::string_view method, beast::string_view target, int v,
-                       beast::error_code&) override {
-    req.method.assign(method.data(), method.size());
-    req.target.assign(target.data(), target.size());
-    version = v;
-  }
-  void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
-  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
-                     beast::error_code&) override {
-    ++field_count;
-    if (name == bhttp::field::content_length) has_content_length = true;
-    if (name == bhttp::field::transfer_encoding) has_transfer_encoding = true;
-    if (req.headers.empty()) req.headers.reserve(8);
-    req.headers.emplace_back(std::string(name_string.data(), name_string.size()),
-                             std::string(value.data(), value.size()));
-  }
-  void on_header_impl(beast::error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
-                         beast::error_code&) override {
-    // basic_parser has already held the length against body_limit.
-    if (length) req.body.reserve(static_cast<size_t>(*length));
-  }
-  size_t on_body_impl(beast::string_view body, beast::error_code&) override {
-    req.body.append(body.data(), body.size());
-    return body.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
-  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
-    req.body.append(body.data(), body.size());
-    return body.size();
-  }
-  void on_finish_impl(beast::error_code&) override {}
-};
 
 class Session;
 
@@ -387,9 +341,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_request(std::chrono::milliseconds header_wait) {
-    parser_.emplace();
-    parser_->header_limit(static_cast<uint32_t>(server_->limits.max_header_bytes));
-    parser_->body_limit(static_cast<uint64_t>(server_->limits.max_body_bytes));
+    parser_.emplace(server_->limits);
     set_deadline(header_wait, Deadline::kRead);
     bhttp::async_read_header(
         stream_, buffer_, *parser_,
@@ -398,33 +350,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_header(beast::error_code ec) {
     if (ec || timed_out_) return fail_read(ec);
-    RequestParser& p = *parser_;
-    http10_ = p.version == 10;
-    // A request with both framings is a smuggling attempt; refuse and close.
-    if (p.has_content_length && p.has_transfer_encoding) {
+    http10_ = parser_->version == 10;
+    if (auto refusal = refuse_head(*parser_, server_->limits)) {
       keep_alive_ = false;
-      return respond(Response::error(
-          Status::Invalid("request has both Content-Length and Transfer-Encoding")));
-    }
-    const auto& limits = server_->limits;
-    if (limits.max_request_line_bytes > 0 &&
-        int64_t(p.req.target.size()) > limits.max_request_line_bytes) {
-      keep_alive_ = false;
-      return respond(Response::json(
-          414,
-          R"({"error":{"code":"UriTooLong","message":"the request target is over the limit"}})"));
-    }
-    if (limits.max_header_count > 0 && p.field_count > size_t(limits.max_header_count)) {
-      keep_alive_ = false;
-      return respond(Response::json(
-          431,
-          R"({"error":{"code":"HeadersTooLarge","message":"too many request header fields"}})"));
-    }
-    if (auto len = p.content_length(); len && *len > uint64_t(server_->limits.max_body_bytes)) {
-      keep_alive_ = false;
-      return respond(Response::error(Status::TooLarge(
-          "request body of " + std::to_string(*len) + " bytes is over the limit of " +
-          std::to_string(server_->limits.max_body_bytes) + " bytes")));
+      return respond(std::move(*refusal));
     }
     // The body mostly arrives with the head: parse what is buffered now and
     // skip a second asynchronous read (and its deadline) when it is complete.
@@ -506,27 +435,8 @@ class Session : public std::enable_shared_from_this<Session> {
           408,
           R"({"error":{"code":"RequestTimeout","message":"the request was not received in time"}})"));
     }
-    if (ec == bhttp::error::header_limit) {
-      // A head over the limit whose first line alone is too long: 414.
-      std::string_view head(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-      int64_t line_limit = server_->limits.max_request_line_bytes;
-      // (The parser fills in the target once the request line is in.)
-      if (line_limit > 0 && parser_->req.target.empty() &&
-          int64_t(head.substr(0, head.find('\n')).size()) > line_limit) {
-        return respond(Response::json(
-            414,
-            R"({"error":{"code":"UriTooLong","message":"the request target is over the limit"}})"));
-      }
-      return respond(Response::json(
-          431,
-          R"({"error":{"code":"HeadersTooLarge","message":"request headers are over the limit"}})"));
-    }
-    if (ec == bhttp::error::body_limit) {
-      return respond(Response::error(
-          Status::TooLarge("request body is over the limit of " +
-                           std::to_string(server_->limits.max_body_bytes) + " bytes")));
-    }
-    respond(Response::error(Status::Invalid("malformed HTTP request: " + ec.message())));
+    std::string_view unparsed(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    respond(refuse_parse_error(ec, *parser_, unparsed, server_->limits));
   }
 
   void on_body(beast::error_code ec) {
@@ -534,11 +444,7 @@ class Session : public std::enable_shared_from_this<Session> {
     clear_deadline();  // the handler may hold the request (long poll)
     keep_alive_ = parser_->keep_alive();
     http10_ = parser_->version == 10;
-    Request req = std::move(parser_->req);
-    std::string_view target = req.target;
-    size_t qm = target.find('?');
-    req.path = percent_decode(target.substr(0, qm), false);
-    if (qm != std::string_view::npos) req.query = std::string(target.substr(qm + 1));
+    Request req = take_request(*parser_);
     req.remote_addr = remote_;
     // The owner may have gone (an instance's endpoint closed) while this
     // request was in flight: nobody is left to answer it.

@@ -1,4 +1,5 @@
-"""A short run of the gateway's libFuzzer target (tests/fuzz/run.sh); longer runs are by hand:
+"""Short runs of the libFuzzer targets (tests/fuzz/run.sh): the gateway's structured one, and the
+raw-bytes one through the server's request parser. Longer runs are by hand:
 tests/fuzz/run.sh -max_total_time=600."""
 
 import shutil
@@ -10,9 +11,11 @@ from itest import REPO
 
 
 @pytest.mark.skipif(shutil.which("clang++-14") is None, reason="clang-14 (libFuzzer) is not installed")
-def test_gateway_fuzz_short_run(tmp_path):
-    out = subprocess.run([str(REPO / "tests" / "fuzz" / "run.sh"), "-runs=20000"],
+@pytest.mark.parametrize("target", ["gateway", "http"])
+def test_fuzz_short_run(tmp_path, target):
+    out = subprocess.run([str(REPO / "tests" / "fuzz" / "run.sh"), target, "-runs=20000"],
                          env={"FUZZ_OUT": str(REPO / "build" / "fuzz"), "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-4000:]
+    assert f"fuzz target {target}" in out.stderr
     assert "Done 20000 runs" in out.stderr
