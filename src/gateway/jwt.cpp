@@ -40,6 +40,14 @@ std::optional<std::string> base64url_decode(std::string_view in) {
   return base64_decode(s);
 }
 
+// A string member of an object, or "" when it is missing or not a string.
+// Tokens and JWKS files come from outside, and json::value() would throw on
+// another type (a header's "alg" is read before any signature is checked).
+std::string string_member(const json& object, const char* name) {
+  auto it = object.find(name);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 Status unauthenticated(std::string m) { return Status(Code::kUnauthenticated, std::move(m)); }
 
 PKey pem_public_key(const std::string& pem) {
@@ -68,7 +76,7 @@ PKey jwk_public_key(const json& jwk) {
     if (!jwk.contains(k) || !jwk[k].is_string()) return std::nullopt;
     return base64url_decode(jwk[k].get<std::string>());
   };
-  std::string kty = jwk.value("kty", "");
+  std::string kty = string_member(jwk, "kty");
   OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
   if (!bld) return nullptr;
   PKey key;
@@ -86,7 +94,7 @@ PKey jwk_public_key(const json& jwk) {
       BN_free(bn);
       BN_free(be);
     }
-  } else if (kty == "EC" && jwk.value("crv", "") == "P-256") {
+  } else if (kty == "EC" && string_member(jwk, "crv") == "P-256") {
     auto x = field("x"), y = field("y");
     if (x && y && x->size() == 32 && y->size() == 32) {
       std::string point = "\x04" + *x + *y;
@@ -144,10 +152,12 @@ std::string claim_string(const json& v) {
   return v.dump();
 }
 
-std::optional<int64_t> numeric_claim(const json& claims, const char* name) {
+// As a double: a claim may hold any JSON number (1e300, 2^64 - 1), which an
+// int64_t cannot, and the leeway is added to it.
+std::optional<double> numeric_claim(const json& claims, const char* name) {
   auto it = claims.find(name);
   if (it == claims.end() || !it->is_number()) return std::nullopt;
-  return it->is_number_integer() ? it->get<int64_t>() : int64_t(it->get<double>());
+  return it->get<double>();
 }
 
 }  // namespace
@@ -229,7 +239,7 @@ Result<JwtIdentity> JwtVerifier::verify(std::string_view token, int64_t now_s) c
   json header = json::parse(*header_bytes, nullptr, false);
   json claims = json::parse(*payload_bytes, nullptr, false);
   if (!header.is_object() || !claims.is_object()) return unauthenticated("bad JSON");
-  std::string alg = header.value("alg", "");
+  std::string alg = string_member(header, "alg");
   std::string_view signed_part = token.substr(0, d2);
 
   bool verified = false;
@@ -266,14 +276,14 @@ Result<JwtIdentity> JwtVerifier::verify(std::string_view token, int64_t now_s) c
   if (!verified) return unauthenticated("bad signature");
 
   auto exp = numeric_claim(claims, "exp");
-  if (claims.contains("exp") && (!exp || now_s > *exp + kJwtLeewaySeconds)) {
+  if (claims.contains("exp") && (!exp || double(now_s) > *exp + kJwtLeewaySeconds)) {
     return unauthenticated("token expired");
   }
   auto nbf = numeric_claim(claims, "nbf");
-  if (claims.contains("nbf") && (!nbf || now_s + kJwtLeewaySeconds < *nbf)) {
+  if (claims.contains("nbf") && (!nbf || double(now_s + kJwtLeewaySeconds) < *nbf)) {
     return unauthenticated("token not yet valid");
   }
-  if (!config_.issuer.empty() && claims.value("iss", "") != config_.issuer) {
+  if (!config_.issuer.empty() && string_member(claims, "iss") != config_.issuer) {
     return unauthenticated("wrong issuer");
   }
   if (!config_.audience.empty()) {

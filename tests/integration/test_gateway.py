@@ -223,6 +223,34 @@ def test_api_keys_and_usage_plans(d):
     assert requests.get(gw(d) + "/keyed", headers={"x-api-key": key}, timeout=30).status_code == 403
 
 
+def test_jwt_fields_of_the_wrong_type_are_401_not_a_crash(d):
+    """A header's "alg" is read before any signature is checked, so anyone can send one of any
+    JSON type; a trusted issuer's claims may have odd types too. Each is a 401, and the gateway
+    keeps answering."""
+    add_route(d, "GET /typed", auth="jwt", jwt={"secret": "k", "issuer": "https://iss", "audience": ["shop"],
+                                                "scopes": ["read"]})
+    now = int(time.time())
+    unsigned = [b64url(json.dumps(h).encode()) + "." + b64url(b"{}") + ".c2ln"
+                for h in ({"alg": 5}, {"alg": None}, {"alg": ["HS256"]}, {"alg": "RS256", "kid": 7})]
+
+    def signed(claims):
+        head = b64url(json.dumps({"alg": "HS256"}).encode())
+        body = b64url(json.dumps(claims).encode())
+        sig = hmac.new(b"k", f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}.{b64url(sig)}"
+
+    good = {"iss": "https://iss", "aud": "shop", "exp": now + 60, "scope": "read"}
+    odd = [signed(dict(good, iss=5)), signed(dict(good, iss=None)), signed(dict(good, aud={"a": 1})),
+           signed(dict(good, exp="soon")), signed(dict(good, nbf=[1])), signed(dict(good, scope=7)),
+           signed({"iss": "https://iss", "aud": "shop", "exp": now + 60, "scp": {"read": True}})]
+    for token in unsigned + odd:
+        r = requests.get(gw(d) + "/typed", headers={"Authorization": "Bearer " + token}, timeout=30)
+        assert r.status_code in (401, 403), (token, r.status_code, r.text)
+    assert requests.get(gw(d) + "/typed", headers={"Authorization": "Bearer " + signed(good)},
+                        timeout=30).status_code == 200
+    assert d.request("GET", "/v1/health").status_code == 200
+
+
 def test_jwt_auth(d):
     add_route(d, "GET /me", auth="jwt", jwt={"secret": "k", "issuer": "https://iss", "audience": ["shop"],
                                              "scopes": ["read"]})

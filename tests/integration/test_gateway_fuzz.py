@@ -1,6 +1,6 @@
-"""Short runs of the libFuzzer targets (tests/fuzz/run.sh): the gateway's structured one, and the
-raw-bytes one through the server's request parser. Longer runs are by hand:
-tests/fuzz/run.sh -max_total_time=600."""
+"""Short runs of the libFuzzer targets (tests/fuzz/run.sh): the gateway's structured one, the
+raw-bytes one through the server's request parser, and bearer JWT verification. Longer runs are
+by hand: tests/fuzz/run.sh -max_total_time=600."""
 
 import shutil
 import subprocess
@@ -11,7 +11,7 @@ from itest import REPO
 
 
 @pytest.mark.skipif(shutil.which("clang++-14") is None, reason="clang-14 (libFuzzer) is not installed")
-@pytest.mark.parametrize("target", ["gateway", "http"])
+@pytest.mark.parametrize("target", ["gateway", "http", "jwt"])
 def test_fuzz_short_run(tmp_path, target):
     out = subprocess.run([str(REPO / "tests" / "fuzz" / "run.sh"), target, "-runs=20000"],
                          env={"FUZZ_OUT": str(REPO / "build" / "fuzz"), "PATH": "/usr/bin:/bin"},

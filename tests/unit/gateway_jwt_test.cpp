@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "gateway/jwt.h"
@@ -112,6 +113,38 @@ TEST(GatewayJwt, Hs256AcceptsAGoodTokenAndPassesClaims) {
   EXPECT_EQ(id->claims.at("exp"), std::to_string(kNow + 600));
   EXPECT_EQ(id->claims.at("groups"), "[a b]");
   EXPECT_EQ(id->scopes, (std::vector<std::string>{"orders:read", "orders:write"}));
+}
+
+TEST(GatewayJwt, FieldsOfAnyJsonTypeAreRefusedNotThrown) {
+  // The header is read before the signature is checked: anyone can send
+  // these. json::value() threw on a number where a string was expected.
+  auto v = JwtVerifier::create(hs_config());
+  ASSERT_TRUE(v.ok());
+  for (const json& header : {json{{"alg", 5}}, json{{"alg", nullptr}}, json{{"alg", {"HS256"}}},
+                             json{{"alg", "RS256"}, {"kid", 7}}}) {
+    auto r = v->verify(hs256(good_claims(), "s3cret", header), kNow);
+    EXPECT_FALSE(r.ok()) << header.dump();
+  }
+  // A trusted issuer's odd claims: refused, or passed on as text.
+  json c = good_claims();
+  for (auto [name, value] : std::vector<std::pair<std::string, json>>{
+           {"iss", 5}, {"iss", nullptr}, {"exp", "soon"}, {"nbf", json::array({1})}}) {
+    json odd = c;
+    odd[name] = value;
+    auto r = v->verify(hs256(odd, "s3cret"), kNow);
+    EXPECT_FALSE(r.ok()) << odd.dump();
+  }
+  // Numbers beyond int64_t neither overflow nor wrap.
+  json far = c;
+  far["exp"] = 1e300;
+  far["nbf"] = -1e300;
+  EXPECT_TRUE(v->verify(hs256(far, "s3cret"), kNow).ok());
+  far["exp"] = std::numeric_limits<uint64_t>::max();
+  EXPECT_TRUE(v->verify(hs256(far, "s3cret"), kNow).ok());
+  far["exp"] = std::numeric_limits<int64_t>::max();
+  EXPECT_TRUE(v->verify(hs256(far, "s3cret"), kNow).ok());
+  far["exp"] = -1e300;
+  EXPECT_FALSE(v->verify(hs256(far, "s3cret"), kNow).ok());
 }
 
 TEST(GatewayJwt, Hs256RefusesBadTokens) {
