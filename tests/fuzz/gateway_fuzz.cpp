@@ -10,32 +10,9 @@
 
 #include "gateway/event.h"
 #include "gateway/routes.h"
+#include "route_and_build.h"
 
 using namespace tamaya;
-
-namespace {
-
-const gateway::RouteTable& table() {
-  static const gateway::RouteTable t = [] {
-    std::vector<gateway::Route> routes;
-    auto add = [&](std::string id, std::string m, std::string p) {
-      gateway::Route r;
-      r.id = id;
-      r.method = m;
-      r.path = p;
-      routes.push_back(r);
-    };
-    add("a", "GET", "/items/{id}");
-    add("b", "ANY", "/files/{proxy+}");
-    add("c", "POST", "/a/b/c");
-    add("d", "GET", "/{x}/{y}/{z}");
-    add("e", "", "");
-    return gateway::RouteTable(routes);
-  }();
-  return t;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
@@ -65,16 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   r.body = std::string(body);
   r.remote_addr = "127.0.0.1";
 
-  auto m = table().match(r.method, r.path);
-  gateway::EventContext c;
-  c.route_key = m ? m->route->route_key() : "$default";
-  if (m) c.path_parameters = m->path_parameters;
-  c.request_id = "fuzz";
-  c.time_ms = 1'700'000'000'000;
-  (void)gateway::build_event_v2(r, c);
-  (void)gateway::build_event_v1(r, c);
+  fuzz::route_and_build(r);
   (void)gateway::map_response_v2(body);
   (void)gateway::map_response_v1(body);
-  (void)gateway::validate_route_key(r.method, r.path);
   return 0;
 }

@@ -16,33 +16,12 @@
 #include <string_view>
 
 #include "common/strings.h"
-#include "gateway/event.h"
-#include "gateway/routes.h"
 #include "net/request_parser.h"
+#include "route_and_build.h"
 
 using namespace tamaya;
 
 namespace {
-
-const gateway::RouteTable& table() {
-  static const gateway::RouteTable t = [] {
-    std::vector<gateway::Route> routes;
-    auto add = [&](std::string id, std::string m, std::string p) {
-      gateway::Route r;
-      r.id = std::move(id);
-      r.method = std::move(m);
-      r.path = std::move(p);
-      routes.push_back(r);
-    };
-    add("a", "GET", "/items/{id}");
-    add("b", "ANY", "/files/{proxy+}");
-    add("c", "POST", "/a/b/c");
-    add("d", "GET", "/{x}/{y}/{z}");
-    add("e", "", "");
-    return gateway::RouteTable(routes);
-  }();
-  return t;
-}
 
 net::ServerLimits limits() {
   net::ServerLimits l;
@@ -102,18 +81,6 @@ void check_refusal(const net::Response& r) {
         body["error"].contains("message"));
 }
 
-void route_and_build(const net::Request& r) {
-  auto m = table().match(r.method, r.path);
-  gateway::EventContext c;
-  c.route_key = m ? m->route->route_key() : "$default";
-  if (m) c.path_parameters = m->path_parameters;
-  c.request_id = "fuzz";
-  c.time_ms = 1'700'000'000'000;
-  (void)gateway::build_event_v2(r, c);
-  (void)gateway::build_event_v1(r, c);
-  (void)gateway::validate_route_key(r.method, r.path);
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -126,7 +93,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check(same(whole, net::parse_stream(stream, l, piece)));
   for (const net::Request& r : whole.requests) {
     check_request(r, l);
-    route_and_build(r);
+    fuzz::route_and_build(r);
   }
   if (whole.refusal) check_refusal(*whole.refusal);
   return 0;

@@ -39,7 +39,7 @@ done
 for pid in "${PIDS[@]}"; do wait "$pid"; done
 for target in "${TARGETS[@]}"; do
   BIN="$OUT/${target}_fuzz"
-  if [[ ! -x "$BIN" ]] || [[ -n "$(find "$ROOT/tests/fuzz/${target}_fuzz.cpp" "${OBJECTS[@]}" \
+  if [[ ! -x "$BIN" ]] || [[ -n "$(find "$ROOT/tests/fuzz/${target}_fuzz.cpp" "$ROOT"/tests/fuzz/*.h "${OBJECTS[@]}" \
                                      -newer "$BIN" 2>/dev/null)" ]]; then
     clang++-14 "${FLAGS[@]}" "$ROOT/tests/fuzz/${target}_fuzz.cpp" "${OBJECTS[@]}" \
       -o "$BIN" -lcrypto -lfmt -lspdlog -lboost_system -lpthread
