@@ -451,7 +451,14 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!server_->handler) return close_after_write();
     auto state = std::make_shared<Responder::State>();
     state->session = shared_from_this();
-    server_->handler(std::move(req), Responder(std::move(state)));
+    try {
+      server_->handler(std::move(req), Responder(std::move(state)));
+    } catch (const std::exception& e) {
+      // A bug in one handler costs its request (answered 500 when its
+      // Responder is dropped), not every function and route the daemon
+      // serves, as an exception out of the event loop would.
+      spdlog::error("bug: an HTTP handler threw; its request was answered 500 error={}", e.what());
+    }
   }
 
   beast::tcp_stream stream_;

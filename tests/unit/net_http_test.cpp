@@ -10,6 +10,7 @@
 #include <boost/asio/write.hpp>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -42,6 +43,8 @@ class ServerTest : public ::testing::Test {
       timer->async_wait([timer, r](boost::system::error_code) { r(Response::json(200, "{}")); });
     });
     router_.add("GET", "/forgotten", [](Request, Params, Responder) {});
+    router_.add("GET", "/throws",
+                [](Request, Params, Responder) { throw std::runtime_error("a bug in a handler"); });
     // What the parser handed over: method, target, every header in order.
     router_.add("POST", "/inspect", [](Request req, Params, Responder r) {
       std::string out = req.method + " " + req.target + " " + req.path + "?" + req.query + "\n";
@@ -137,6 +140,11 @@ TEST_F(ServerTest, HandlerMayAnswerLater) { EXPECT_EQ(call("GET", "/later").stat
 TEST_F(ServerTest, DroppedResponderAnswers500) {
   Response r = call("GET", "/forgotten");
   EXPECT_EQ(r.status, 500);
+}
+
+TEST_F(ServerTest, AHandlerThatThrowsAnswers500AndTheServerGoesOn) {
+  EXPECT_EQ(call("GET", "/throws").status, 500);
+  EXPECT_EQ(call("GET", "/hello/exact").status, 200);
 }
 
 TEST_F(ServerTest, BodyOverLimitIs413) {
