@@ -16,6 +16,7 @@
 #include "api/lambda_shared.h"
 #include "api/lambda_sigv4.h"
 #include "common/encoding.h"
+#include "common/json_text.h"
 
 namespace tamaya::api {
 
@@ -214,7 +215,7 @@ struct Call {
 
   void fail(const Status& s) const { respond(aws_error(s)); }
   void reply(int status, const json& body) const {
-    net::Response r = net::Response::json(status, body.dump());
+    net::Response r = net::Response::json(status, json_text(body));
     r.set_header("x-amzn-RequestId", new_request_id());
     respond(std::move(r));
   }

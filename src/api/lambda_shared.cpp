@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/encoding.h"
+#include "common/json_text.h"
 #include "common/strings.h"
 
 namespace tamaya::api {
@@ -18,7 +19,7 @@ net::Response aws_error(int status, std::string_view type, const std::string& me
                         std::string_view reason) {
   json body = {{"Type", "User"}, {"message", message}, {"Message", message}};
   if (!reason.empty()) body["Reason"] = reason;
-  net::Response r = net::Response::json(status, body.dump());
+  net::Response r = net::Response::json(status, json_text(body));
   r.set_header("x-amzn-ErrorType", std::string(type));
   r.set_header("x-amzn-RequestId", new_request_id());
   return r;

@@ -9,6 +9,7 @@
 #include "api/lambda_shared.h"
 #include "api/lambda_sigv4.h"
 #include "common/encoding.h"
+#include "common/json_text.h"
 
 namespace tamaya::api {
 
@@ -164,7 +165,7 @@ class UrlHandlers {
   }
 
   static void reply(const net::Responder& respond, int status, const json& body) {
-    net::Response r = net::Response::json(status, body.dump());
+    net::Response r = net::Response::json(status, json_text(body));
     r.set_header("x-amzn-RequestId", new_request_id());
     respond(std::move(r));
   }

@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "common/encoding.h"
+#include "common/json_text.h"
 #include "common/log.h"
 #include "common/time_format.h"
 #include "dispatch/concurrency.h"
@@ -53,7 +54,7 @@ double ms_between(SteadyTime a, SteadyTime b) {
 }
 
 std::string error_document(const std::string& type, const std::string& message) {
-  return nlohmann::json{{"errorMessage", message}, {"errorType", type}}.dump();
+  return json_text({{"errorMessage", message}, {"errorType", type}});
 }
 
 // An instance's peak memory (as sandbox::peak_memory_bytes: its cgroup's

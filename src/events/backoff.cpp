@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "common/json_text.h"
 #include "common/time_format.h"
 
 namespace tamaya::events {
@@ -48,7 +49,9 @@ std::string invocation_record(const RecordFields& f) {
       {"responseContext", response},
       {"responsePayload", as_json(f.response_payload)},
   };
-  return record.dump();
+  // A payload that is not JSON goes in as a string, and a function may answer
+  // any bytes.
+  return json_text(record);
 }
 
 }  // namespace tamaya::events

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "common/encoding.h"
+#include "common/json_text.h"
 #include "common/strings.h"
 #include "events/backoff.h"
 
@@ -132,8 +133,7 @@ struct Events::Impl : std::enable_shared_from_this<Events::Impl> {
       l.status_code = target.status().code() == Code::kNotFound ? 404 : 500;
       l.error = target.status().message();
       l.response =
-          nlohmann::json{{"errorMessage", l.error}, {"errorType", "ResourceNotFoundException"}}
-              .dump();
+          json_text({{"errorMessage", l.error}, {"errorType", "ResourceNotFoundException"}});
       if (target.status().code() == Code::kNotFound) return fail(id, "RetriesExhausted");
       return retry_throttled(id, now);
     }
@@ -202,15 +202,14 @@ struct Events::Impl : std::enable_shared_from_this<Events::Impl> {
       }
       if (code == Code::kTooLarge || code == Code::kInvalidArgument || code == Code::kNotFound) {
         l.status_code = code == Code::kTooLarge ? 413 : code == Code::kNotFound ? 404 : 400;
-        l.response = nlohmann::json{{"errorMessage", l.error}}.dump();
+        l.response = json_text({{"errorMessage", l.error}});
         fail(id, "RetriesExhausted");
       } else {
         l.status_code = code == Code::kResourceExhausted ? 429 : 500;
-        l.response = nlohmann::json{{"errorMessage", l.error},
-                                    {"errorType", code == Code::kResourceExhausted
-                                                      ? "TooManyRequestsException"
-                                                      : "ServiceException"}}
-                         .dump();
+        l.response =
+            json_text({{"errorMessage", l.error},
+                       {"errorType", code == Code::kResourceExhausted ? "TooManyRequestsException"
+                                                                      : "ServiceException"}});
         retry_throttled(id, now);
       }
       return pump();

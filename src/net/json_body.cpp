@@ -1,5 +1,7 @@
 #include "net/json_body.h"
 
+#include "common/json_text.h"
+
 namespace tamaya::net {
 
 Result<nlohmann::json> parse_json_object(std::string_view body) {
@@ -13,7 +15,7 @@ Result<nlohmann::json> parse_json_object(std::string_view body) {
 }
 
 Response json_response(int status, const nlohmann::json& body) {
-  return Response::json(status, body.dump());
+  return Response::json(status, json_text(body));
 }
 
 }  // namespace tamaya::net

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "common/json_text.h"
+
 namespace tamaya::net {
 
 namespace {
@@ -74,7 +76,7 @@ void Router::dispatch(Request request, Responder respond) const {
                             {{"code", "MethodNotAllowed"},
                              {"message", request.method + " is not allowed on " + request.path +
                                              "; allowed: " + allow}}}};
-    Response r = Response::json(405, body.dump());
+    Response r = Response::json(405, json_text(body));
     r.set_header("Allow", allow);
     respond(std::move(r));
     return;

@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "common/json_text.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "net/http.h"
@@ -90,7 +91,7 @@ Response Response::json(int status, std::string body) {
 Response Response::error(const Status& status) {
   nlohmann::json body = {
       {"error", {{"code", std::string(code_name(status.code()))}, {"message", status.message()}}}};
-  Response r = json(http_status(status.code()), body.dump());
+  Response r = json(http_status(status.code()), json_text(body));
   if (status.code() == Code::kResourceExhausted) r.set_header("Retry-After", "1");
   return r;
 }

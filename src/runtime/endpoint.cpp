@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_text.h"
+
 namespace tamaya::runtime {
 
 namespace {
@@ -10,7 +12,7 @@ constexpr std::string_view kPrefix = "/2018-06-01/runtime/";
 
 net::Response runtime_error(int status, std::string_view type, std::string_view message) {
   nlohmann::json body = {{"errorMessage", message}, {"errorType", type}};
-  return net::Response::json(status, body.dump());
+  return net::Response::json(status, json_text(body));
 }
 
 net::Response accepted() { return net::Response::json(202, R"({"status":"OK"})"); }
@@ -146,7 +148,7 @@ void Endpoint::handle(net::Request request, net::Responder respond) {
                                      std::to_string(limits_.max_response_bytes) + " bytes)."},
                 {"errorType", "Function.ResponseSizeTooLarge"}};
             if (callbacks_.on_error) {
-              callbacks_.on_error(id, "Function.ResponseSizeTooLarge", err.dump());
+              callbacks_.on_error(id, "Function.ResponseSizeTooLarge", json_text(err));
             }
             respond(runtime_error(413, "RequestEntityTooLarge",
                                   "Exceeded maximum allowed payload size (" +

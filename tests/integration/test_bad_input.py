@@ -106,6 +106,18 @@ def test_unknown_function(seeded):
     assert_api_error(seeded.get("/v1/nothing-here"), 404, "NotFound")
 
 
+def test_names_that_are_not_utf8_get_their_error(seeded):
+    """A percent-escaped byte that is not UTF-8 lands in the error message; writing that message
+    as JSON threw, which ended the daemon (and, after that, answered 500)."""
+    assert_api_error(seeded.get("/v1/functions/%FF"), 404, "NotFound")
+    assert_api_error(seeded.request("POST", "/v1/functions/%FE%FF/invoke", data="{}"), 404,
+                     "NotFound")
+    assert_api_error(seeded.request("PUT", "/v1/functions/%FF"), 405, "MethodNotAllowed")
+    r = seeded.get("/2015-03-31/functions/%FF")
+    assert r.status_code in (400, 404) and r.json()["Type"] == "User", r.text
+    assert seeded.get("/v1/health").status_code == 200
+
+
 def test_payload_too_large(seeded):
     payload = b'{"x": "' + b"a" * (7 << 20) + b'"}'
     msg = assert_api_error(seeded.invoke("existing", data=payload), 413, "TooLarge")

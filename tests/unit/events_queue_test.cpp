@@ -247,5 +247,20 @@ TEST(Record, HasLambdasDestinationShape) {
   EXPECT_EQ(doc["responsePayload"]["errorMessage"], "boom");
 }
 
+TEST(Record, PayloadsThatAreNotJsonOrNotUtf8StillMakeARecord) {
+  // A function may answer any bytes (a native runtime's binary response),
+  // and a record with them went to json::dump(), which throws on invalid
+  // UTF-8, on the event loop.
+  RecordFields f;
+  f.request_payload = "plain text";
+  f.response_payload = std::string("\xff\xfe\x00 binary", 10);
+  std::string out;
+  ASSERT_NO_THROW(out = invocation_record(f));
+  auto doc = nlohmann::json::parse(out);
+  EXPECT_EQ(doc["requestPayload"], "plain text");
+  ASSERT_TRUE(doc["responsePayload"].is_string());
+  EXPECT_NE(doc["responsePayload"].get<std::string>().find(" binary"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tamaya::events
