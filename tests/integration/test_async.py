@@ -9,6 +9,7 @@ and fails when its event says {"fail": true} or the collector is told to fail ev
 
 import json
 import os
+import stat
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from itest import wait_until
+from itest import wait_until, zip_entries
 
 AWS_CLI = "/usr/bin/aws"
 REGION = "us-east-1"
@@ -305,6 +306,25 @@ def test_on_success_destination(daemon, collector):
     assert record["requestContext"]["condition"] == "Success"
     assert record["responsePayload"]["ok"] is True
     assert record["responseContext"]["statusCode"] == 200
+
+
+def test_a_destination_record_of_an_answer_that_is_not_utf8(daemon, collector):
+    """A function may answer any bytes. Its on-success record carries them, and writing the record
+    as JSON threw on invalid UTF-8 off any request, which ended the daemon."""
+    code = zip_entries([("app.py", b"def handler(event, context):\n    return b'\\xff\\xfe raw'\n",
+                         stat.S_IFREG | 0o644)])
+    daemon.deploy("rawout", code)
+    deploy_reporter(daemon, "sink", collector)
+    r = daemon.request("PUT", "/v1/functions/rawout/event-invoke-config", json={"on_success": "sink"})
+    assert r.status_code == 200, r.text
+    rid = invoke_event(daemon, "rawout", {"order": 7})
+    _, _, record = collector.wait_event(
+        lambda c: isinstance(c[2], dict) and c[2].get("requestContext", {}).get("requestId") == rid,
+        what="the on-success record")
+    assert record["requestContext"]["condition"] == "Success"
+    assert record["requestPayload"] == {"order": 7}
+    assert record["responsePayload"] == "\ufffd\ufffd raw"
+    assert daemon.get("/v1/health").status_code == 200
 
 
 # --- stopping and crashing ---------------------------------------------------------------------
