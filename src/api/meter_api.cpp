@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 
+#include "common/json_text.h"
 #include "common/time_format.h"
 #include "meter/records.h"
 #include "net/json_body.h"
@@ -173,8 +174,7 @@ class Handlers : public std::enable_shared_from_this<Handlers> {
     for (const auto& e : events) {
       text += "data: ";
       text +=
-          json{{"time_ms", e.time_ms}, {"request_id", e.request_id}, {"message", e.message}}.dump(
-              -1, ' ', false, json::error_handler_t::replace);
+          json_text({{"time_ms", e.time_ms}, {"request_id", e.request_id}, {"message", e.message}});
       text += "\n\n";
     }
     return text;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/encoding.h"
+#include "common/json_text.h"
 #include "common/strings.h"
 #include "gateway/routes.h"
 
@@ -505,7 +506,7 @@ std::string build_event_v1(const net::Request& r, const EventContext& c) {
   bool text = is_text_body(header_value(r, "content-type"), r.body);
   event["body"] = r.body.empty() ? json(nullptr) : json(text ? r.body : base64_encode(r.body));
   event["isBase64Encoded"] = !r.body.empty() && !text;
-  return event.dump(-1, ' ', false, json::error_handler_t::replace);
+  return json_text(event);
 }
 
 // The common answer (a JSON object or array without a top-level

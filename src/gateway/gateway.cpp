@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "common/encoding.h"
+#include "common/json_text.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "common/time_format.h"
@@ -139,7 +140,7 @@ static void append_json_string(std::string& out, std::string_view v) {
     out += '"';
     return;
   }
-  out += json(std::string(v)).dump(-1, ' ', false, json::error_handler_t::replace);
+  out += json_text(std::string(v));
 }
 
 // Appends format_iso8601(ms) as a JSON string; the date and time to the

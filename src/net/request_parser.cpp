@@ -44,9 +44,8 @@ size_t RequestParser::on_body_impl(beast::string_view body, beast::error_code&) 
 }
 
 size_t RequestParser::on_chunk_body_impl(std::uint64_t, beast::string_view body,
-                                         beast::error_code&) {
-  req.body.append(body.data(), body.size());
-  return body.size();
+                                         beast::error_code& ec) {
+  return on_body_impl(body, ec);  // chunks join into one body
 }
 
 namespace {
