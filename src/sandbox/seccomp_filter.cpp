@@ -61,13 +61,23 @@ const std::vector<std::string_view>& refused_syscalls() {
   return kRefused;
 }
 
-Result<SeccompProgram> build_seccomp_program() {
+Result<SeccompProgram> build_seccomp_program(SeccompLayout layout) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == nullptr) return Status::Internal("seccomp_init failed (libseccomp)");
   auto fail = [&](const std::string& what, int rc) -> Status {
     seccomp_release(ctx);
     return Status::Internal("building the seccomp filter: " + what + ": " + std::strerror(-rc));
   };
+  // Sorted as a binary tree rather than one comparison per refused call in
+  // a row. The kernel runs a new filter once for every system call number,
+  // native and compat, to cache the calls it always allows, and it does so
+  // on each instance's start, with interrupts off: about 120 µs a start
+  // with the row, 65 µs with the tree (bench/sandbox/seccomp_bench.cpp).
+  if (layout == SeccompLayout::kTree) {
+    if (int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2); rc < 0) {
+      return fail("binary tree optimisation", rc);
+    }
+  }
   const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
   for (std::string_view name : refused_syscalls()) {
     const int nr = seccomp_syscall_resolve_name(std::string(name).c_str());

@@ -25,6 +25,10 @@ struct SeccompProgram {
   }
 };
 
-Result<SeccompProgram> build_seccomp_program();
+// kTree sorts the comparisons as a binary tree (what instances get);
+// kRow is libseccomp's default, one after another, kept for the bench.
+enum class SeccompLayout { kTree, kRow };
+
+Result<SeccompProgram> build_seccomp_program(SeccompLayout layout = SeccompLayout::kTree);
 
 }  // namespace tamaya::sandbox
