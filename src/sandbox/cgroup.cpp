@@ -61,6 +61,7 @@ bool try_rmdir(const std::string& dir) { return rmdir(dir.c_str()) == 0 || errno
 
 // remove_cgroups on the calling thread.
 void remove_now(InstanceCgroups& cgroups) {
+  cgroups.procs_opened.reset();
   std::lock_guard lock(g_pending_mutex);
   std::vector<std::string> still;
   for (const auto& dir : g_pending) {
@@ -171,6 +172,18 @@ Result<InstanceCgroups> create_cgroups(const HostCapabilities& caps, const std::
   return out;
 }
 
+// Opens the set's cgroup.procs files for open_procs_files to hand over; on
+// a failure opens none, and the launch opens them (and reports why).
+void open_procs_ahead(InstanceCgroups& set) {
+  auto opened = std::make_shared<std::vector<Fd>>();
+  for (const auto& dir : set.dirs) {
+    Fd fd(open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd.valid()) return;
+    opened->push_back(std::move(fd));
+  }
+  set.procs_opened = std::move(opened);
+}
+
 struct CgroupStockState {
   HostCapabilities caps;
   int depth = 0;
@@ -225,6 +238,7 @@ struct CgroupStockState {
       InstanceCgroups set;
       Status s = make_set(caps, name, all(), set);
       if (s.ok() && limits) s = write_new_limits(caps, set, *limits);
+      if (s.ok()) open_procs_ahead(set);
       if (!s.ok()) remove_cgroups(set);
       lock.lock();
       if (s.ok()) {
@@ -334,8 +348,13 @@ Status set_cgroup_limits(const HostCapabilities& caps, const InstanceCgroups& cg
   return Status::Ok();
 }
 
-Result<std::vector<int>> open_procs_files(const InstanceCgroups& cgroups) {
+Result<std::vector<int>> open_procs_files(InstanceCgroups& cgroups) {
   std::vector<int> fds;
+  if (auto opened = std::move(cgroups.procs_opened);
+      opened && opened->size() == cgroups.dirs.size()) {
+    for (Fd& fd : *opened) fds.push_back(fd.release());
+    return fds;
+  }
   for (const auto& dir : cgroups.dirs) {
     int fd = open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -355,6 +356,26 @@ TEST_F(Isolated, CgroupStockHandsOutSetsWithTheirLimits) {
     if (!set->pids_dir.empty()) {
       EXPECT_EQ(read_cgroup_number(set->pids_dir + "/pids.max"), kPids);
     }
+    // Its cgroup.procs files come opened, one per directory, and are handed
+    // over once: a second call opens its own.
+    ASSERT_TRUE(set->procs_opened);
+    ASSERT_EQ(set->procs_opened->size(), set->dirs.size());
+    const int first_fd = set->procs_opened->front().get();
+    auto handed = open_procs_files(*set);
+    ASSERT_TRUE(handed.ok()) << handed.status().message();
+    ASSERT_EQ(handed->size(), set->dirs.size());
+    EXPECT_EQ(handed->front(), first_fd);
+    EXPECT_FALSE(set->procs_opened);
+    for (size_t i = 0; i < handed->size(); ++i) {
+      char path[64];
+      std::snprintf(path, sizeof path, "/proc/self/fd/%d", (*handed)[i]);
+      EXPECT_EQ(fs::read_symlink(path).string(), set->dirs[i] + "/cgroup.procs");
+    }
+    auto again = open_procs_files(*set);
+    ASSERT_TRUE(again.ok());
+    EXPECT_NE(again->front(), first_fd);
+    for (int fd : *handed) close(fd);
+    for (int fd : *again) close(fd);
     // Limits without a controller the sets have get no set.
     EXPECT_FALSE(stock.take({kMemoryBytes, 0, kShares}).has_value());
     // Given back, the set is removed by the stock's thread, soon.
