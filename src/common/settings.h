@@ -179,6 +179,12 @@ struct Settings {
   // not wait for their mkdirs (src/sandbox/cgroup.h, CgroupStock); 0: each
   // start makes its own.
   int sandbox_cgroups_ahead = 2;
+  // Sandboxes kept made ahead of need for instances that start directly
+  // (`provided`, ...): their namespaces, root, /tmp, /proc and cgroups are
+  // up before the request, which then adds only the code, the uid, the
+  // rlimits and the filter (src/sandbox/launcher.cpp, ReadySandboxes); 0:
+  // each start makes its own.
+  int sandbox_ready_ahead = 2;
   int default_tmp_mb = 512;  // size of an instance's private /tmp
   int max_tmp_mb = 10'240;
 

@@ -133,6 +133,7 @@ int serve(const cli::ServeOptions& options) {
   sandbox::CgroupOptions cgroups;
   cgroups.favor_dynmods = settings.sandbox_cgroup_favor_dynmods;
   cgroups.ahead = settings.sandbox_cgroups_ahead;
+  cgroups.sandboxes_ahead = settings.sandbox_ready_ahead;
   auto sandbox = sandbox::Sandbox::open(settings.sandbox_isolation, settings.data_dir,
                                         settings.python_zygote, zygote_options, node_pool, cgroups);
   if (!sandbox.ok()) {
@@ -326,6 +327,18 @@ int serve(const cli::ServeOptions& options) {
                 double(n.failures));
     });
   }
+  metrics.add_collector([sb = &**sandbox](meter::Collection& c) {
+    const auto n = sb->ready_sandboxes();
+    c.gauge("tamaya_ready_sandboxes", "Sandboxes made ahead of need and waiting for an instance",
+            {}, n.ready);
+    c.counter("tamaya_ready_sandboxes_served_total",
+              "Direct starts that came from a sandbox made ahead", {}, double(n.served));
+    c.counter("tamaya_ready_sandboxes_empty_total",
+              "Direct starts that fitted but found no sandbox ready and made their own", {},
+              double(n.empty));
+    c.counter("tamaya_ready_sandboxes_failures_total",
+              "Sandboxes made ahead that died before they were used", {}, double(n.failures));
+  });
   add_async_queue_collector(metrics, [&async_queue] {
     events::Stats e = async_queue.stats();
     return AsyncQueueFigures{e.queue_depth, double(e.oldest_age_ms) / 1000.0, e.dead_letters};

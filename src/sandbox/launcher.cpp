@@ -26,24 +26,31 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <thread>
 #include <utility>
 
 #include "common/fd.h"
+#include "common/log.h"
 #include "sandbox/cgroup.h"
 
 namespace tamaya::sandbox {
@@ -57,6 +64,10 @@ constexpr size_t kChildStackBytes = 64 << 10;
 // Exit code of a child that failed before execve; the parent reaps it and
 // reports the error it left in ChildArgs, so nobody else sees this code.
 constexpr int kChildFailedExit = 127;
+// How long a launch waits for a sandbox made ahead to exec once told to go:
+// far more than it takes (well under a millisecond), bounded so a member
+// stuck in the kernel cannot hold the launch.
+constexpr int kMemberExecTimeoutMs = 5'000;
 
 // Size of the kernel's sigset_t (64 signals) for the raw rt_sig* calls.
 constexpr size_t kKernelSigsetBytes = 8;
@@ -150,6 +161,12 @@ struct ChildArgs {
   bool no_new_privs;
   const sock_fprog* seccomp;  // null: none
   int parent_pidfd;           // >= 0 in a new pid namespace, where getppid() is 0
+  // >= 0: a sandbox made ahead (ReadySandboxes). Walled in up to what
+  // depends on its instance, it says "r" on this socket and waits for "g"
+  // with the code (and runtimes) trees as fds; every field used after
+  // that is filled in by then.
+  int member_ctl;
+  int member_exec_fd;  // a member's end of its exec pipe: kept open until execve
 
   Step failed_step;
   int failed_errno;
@@ -160,6 +177,84 @@ struct ChildArgs {
   args->failed_errno = errno;
   args->failed_step = step;
   _exit(kChildFailedExit);
+}
+
+// The code (and runtimes) attached inside the child's copy of the root.
+void mount_trees(ChildArgs* args, int code_tree, int runtimes_tree) {
+  if (move_mount(code_tree, "", AT_FDCWD, kTaskRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    args->failed_limit = static_cast<size_t>(RootStep::kCode);
+    child_fail(args, Step::kMount);
+  }
+  if (runtimes_tree >= 0 &&
+      move_mount(runtimes_tree, "", AT_FDCWD, kRuntimesRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    args->failed_limit = static_cast<size_t>(RootStep::kRuntimes);
+    child_fail(args, Step::kMount);
+  }
+}
+
+// close_range of every fd from 3 up, except `keep` (-1: none) and any in
+// `also` (sorted, all > keep or -1). False when the kernel refuses.
+bool close_all_but(int keep, int also_a = -1, int also_b = -1) {
+  int kept[3] = {keep, also_a, also_b};
+  // Sort the three (a tiny network): async-signal-safe, no library.
+  auto order = [&](int i, int j) {
+    if (kept[i] > kept[j]) {
+      int t = kept[i];
+      kept[i] = kept[j];
+      kept[j] = t;
+    }
+  };
+  order(0, 1);
+  order(1, 2);
+  order(0, 1);
+  unsigned from = 3;
+  for (int fd : kept) {
+    if (fd < static_cast<int>(from)) continue;
+    if (static_cast<unsigned>(fd) > from &&
+        close_range(from, static_cast<unsigned>(fd) - 1, 0) < 0) {
+      return false;
+    }
+    from = static_cast<unsigned>(fd) + 1;
+  }
+  return close_range(from, ~0U, 0) == 0;
+}
+
+// A member (ReadySandboxes) waits here for its instance, walled in but for
+// the code, the uid, the rlimits and the filter. It holds only what it needs
+// while it waits: a copy of any other fd of the daemon's would keep a
+// connection or a pipe open for as long as it waits.
+void wait_as_member(ChildArgs* args) {
+  if (!close_all_but(args->member_ctl, args->member_exec_fd, args->parent_pidfd)) {
+    child_fail(args, Step::kCloseFds);
+  }
+  // Dies with the holder thread that made it (the uid change below clears
+  // this; it is set again after).
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_fail(args, Step::kDeathSignal);
+  pollfd parent{args->parent_pidfd, POLLIN, 0};
+  if (args->parent_pidfd < 0 || poll(&parent, 1, 0) != 0) _exit(kChildFailedExit);
+  if (send(args->member_ctl, "r", 1, MSG_NOSIGNAL) != 1) _exit(kChildFailedExit);
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = recvmsg(args->member_ctl, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  // Anything but "g" with its trees: the daemon let it go unused.
+  int trees[2] = {-1, -1};
+  cmsghdr* c = n == 1 && byte == 'g' ? CMSG_FIRSTHDR(&msg) : nullptr;
+  if (c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+    _exit(kChildFailedExit);
+  }
+  const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+  memcpy(trees, CMSG_DATA(c), (count < 2 ? count : 2) * sizeof(int));
+  if (trees[0] < 0) _exit(kChildFailedExit);
+  mount_trees(args, trees[0], trees[1]);
 }
 
 // Runs in the child, on its own stack, sharing the parent's memory:
@@ -206,13 +301,7 @@ int child_main(void* opaque) {
     };
     if (setns(args->root_ns, CLONE_NEWNS) < 0) fail_at(RootStep::kEnter);
     if (unshare(CLONE_NEWNS) < 0) fail_at(RootStep::kUnshare);
-    if (move_mount(args->code_tree, "", AT_FDCWD, kTaskRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-      fail_at(RootStep::kCode);
-    }
-    if (args->runtimes_tree >= 0 &&
-        move_mount(args->runtimes_tree, "", AT_FDCWD, kRuntimesRoot, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-      fail_at(RootStep::kRuntimes);
-    }
+    if (args->member_ctl < 0) mount_trees(args, args->code_tree, args->runtimes_tree);
     if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, args->tmp_options) < 0) {
       fail_at(RootStep::kTmp);
     }
@@ -236,6 +325,7 @@ int child_main(void* opaque) {
       dup2(args->stderr_fd, STDERR_FILENO) < 0) {
     child_fail(args, Step::kStdio);
   }
+  if (args->member_ctl >= 0) wait_as_member(args);
 
   for (size_t i = 0; i < args->limit_count; ++i) {
     if (setrlimit(args->limits[i].resource, &args->limits[i].value) < 0) {
@@ -267,9 +357,7 @@ int child_main(void* opaque) {
     _exit(kChildFailedExit);
   }
 
-  if (close_range(3, ~0U, 0) < 0) {
-    child_fail(args, Step::kCloseFds);
-  }
+  if (!close_all_but(args->member_exec_fd)) child_fail(args, Step::kCloseFds);
 
   if (chdir(args->cwd) < 0) {
     child_fail(args, Step::kChdir);
@@ -782,6 +870,426 @@ int wait_status_from(const siginfo_t& info) {
 
 }  // namespace
 
+// Sandboxes made ahead of need for direct launches (`provided`, and any
+// other instance not forked from a zygote). A holder thread clones a member
+// just as launch() clones a child, with the same flags, and the member puts
+// up every wall that does not depend on its instance: pid, ipc and uts
+// namespaces, session, cgroups (from the stock, with the last limits asked
+// for), its copy of the prepared root with /tmp, /proc and the hostname,
+// stdio on fresh pipes. Then it closes every other fd, says "r" on its
+// socket and waits. A launch that fits takes a ready member, writes its
+// limits if they differ, fills in the rest of its ChildArgs (argv, env,
+// cwd, rlimits, uid, seccomp) and sends "g" with the code tree: the member
+// attaches it, drops to the function's uid, loads the filter and execs, as
+// a direct child does after its walls. The holder sleeps in clone
+// (CLONE_VFORK) all the while, so the member runs on the holder's stack and
+// thread state alone, as a direct child runs on its launching thread's.
+// The launch waits for the member's exec pipe to close (execve or exit),
+// then reads a failure from ChildArgs as launch() does.
+//
+// What that takes off a start: the clone with its namespaces, the copy of
+// the root and its mounts, the cgroup joins, the signal resets: about half
+// a millisecond of a `provided` cold start here (docs/performance.md).
+// A member never returns to the pool; one that fails before it is ready is
+// reaped by its holder, which backs off before the next.
+//
+// Only launches like the first one that fitted are served (the same
+// allowlist, hostname, /tmp size, and cgroup controllers asked for): those
+// parts are in place before the instance is known. Network "none", an
+// instance with its own stdin (a zygote) and zygotes are always direct.
+class ReadySandboxes {
+ public:
+  ReadySandboxes(ProcessLauncher& launcher, int size) : launcher_(launcher), size_(size) {}
+  ~ReadySandboxes() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      // A member whose socket closes leaves (its recvmsg, or its "r", fails).
+      for (auto& m : queue_) m->ctl.reset();
+    }
+    wake_.notify_all();
+    for (auto& t : holders_) t.join();
+  }
+  ReadySandboxes(const ReadySandboxes&) = delete;
+  ReadySandboxes& operator=(const ReadySandboxes&) = delete;
+
+  // The launch by a ready member; nullopt when the spec does not fit or
+  // none is ready (the caller launches directly).
+  std::optional<Result<Process>> launch(const LaunchSpec& spec);
+
+  ReadyCounters counters() const {
+    std::lock_guard lock(mu_);
+    ReadyCounters c = counters_;
+    c.ready = 0;
+    for (const auto& m : queue_) c.ready += !m->done && read_ready(*m) ? 1 : 0;
+    return c;
+  }
+
+ private:
+  struct Shape {
+    std::vector<std::string> paths;
+    std::string hostname;
+    int64_t tmp_bytes = 0;
+    bool memory = false, pids = false, cpu = false;
+    bool operator==(const Shape&) const = default;
+  };
+  struct Member {
+    ChildArgs args{};
+    std::shared_ptr<const RootTemplate> root;
+    InstanceCgroups cgroups;
+    CgroupLimits limits;
+    std::vector<Fd> cgroup_fds;
+    std::vector<int> raw_cgroup_fds;
+    Fd dev_null, out_read, out_write, err_read, err_write;
+    Fd ctl, member_ctl;  // a SEQPACKET pair; ours has SO_PASSCRED
+    Fd exec_read, exec_write;
+    std::string tmp_options;
+    std::string hostname;
+    int pidfd = -1;  // written by clone
+    pid_t pid = -1;  // from its "r"
+    bool said_ready = false;
+    bool taken = false;
+    bool done = false;  // its holder's clone returned: it exec'd or died
+    ~Member() {
+      if (pidfd >= 0) close(pidfd);
+    }
+  };
+
+  static Shape shape_of(const LaunchSpec& spec) {
+    const Isolation& iso = spec.isolation;
+    return Shape{iso.readonly_paths.empty() ? default_readonly_paths() : iso.readonly_paths,
+                 iso.hostname,
+                 iso.tmp_bytes,
+                 iso.memory_bytes > 0,
+                 iso.pids_max > 0,
+                 iso.cpu_shares > 0};
+  }
+
+  bool fits(const LaunchSpec& spec) const {
+    const Isolation& iso = spec.isolation;
+    return launcher_.options_.isolate && iso.enabled && launcher_.layers_.filesystem &&
+           iso.network == Network::kHost && spec.stdin_fd < 0 && !iso.zygote &&
+           !iso.code_dir.empty();
+  }
+
+  // Reads a member's "r" without waiting; true once it has said it.
+  static bool read_ready(Member& m) {
+    if (m.said_ready) return true;
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (recvmsg(m.ctl.get(), &msg, MSG_DONTWAIT) != 1 || byte != 'r') return false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+        ucred cred{};
+        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+        m.pid = cred.pid;
+      }
+    }
+    m.said_ready = m.pid > 0;
+    return m.said_ready;
+  }
+
+  Result<std::shared_ptr<Member>> make_member(const Shape& shape, const CgroupLimits& limits);
+  void hold();
+  // Ends a member nobody will use and releases what it holds.
+  static void discard(Member& m) {
+    if (m.pid > 0) kill(m.pid, SIGKILL);
+    if (m.pidfd >= 0) {
+      if (m.pid <= 0) syscall(SYS_pidfd_send_signal, m.pidfd, SIGKILL, nullptr, 0);
+      siginfo_t info{};
+      while (waitid(P_PIDFD, static_cast<id_t>(m.pidfd), &info, WEXITED) < 0 && errno == EINTR) {
+      }
+    }
+    remove_cgroups(m.cgroups);
+  }
+
+  ProcessLauncher& launcher_;
+  const int size_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::optional<Shape> shape_;                 // set by the first launch that fits
+  CgroupLimits last_limits_{};                 // what new members' cgroups get
+  std::deque<std::shared_ptr<Member>> queue_;  // made, in order; not yet taken
+  std::vector<std::thread> holders_;
+  ReadyCounters counters_;
+  bool stop_ = false;
+};
+
+Result<std::shared_ptr<ReadySandboxes::Member>> ReadySandboxes::make_member(
+    const Shape& shape, const CgroupLimits& limits) {
+  auto m = std::make_shared<Member>();
+  TAMAYA_ASSIGN_OR_RETURN(m->root, launcher_.roots_->get(shape.paths));
+  m->dev_null.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!m->dev_null.valid()) return Status::Internal("opening /dev/null: " + errno_text(errno));
+  TAMAYA_RETURN_IF_ERROR(move_above_stdio(m->dev_null));
+  TAMAYA_RETURN_IF_ERROR(make_pipe(m->out_read, m->out_write));
+  TAMAYA_RETURN_IF_ERROR(make_pipe(m->err_read, m->err_write));
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+    return Status::Internal("socketpair for a sandbox made ahead: " + errno_text(errno));
+  }
+  m->ctl.reset(pair[0]);
+  m->member_ctl.reset(pair[1]);
+  const int one = 1;
+  setsockopt(m->ctl.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+  int exec_pipe[2];
+  if (pipe2(exec_pipe, O_CLOEXEC) < 0) {
+    return Status::Internal("exec pipe for a sandbox made ahead: " + errno_text(errno));
+  }
+  m->exec_read.reset(exec_pipe[0]);
+  m->exec_write.reset(exec_pipe[1]);
+  TAMAYA_RETURN_IF_ERROR(move_above_stdio(m->member_ctl));
+  TAMAYA_RETURN_IF_ERROR(move_above_stdio(m->exec_write));
+  m->tmp_options = "size=" + std::to_string(shape.tmp_bytes) + ",mode=1777";
+  m->hostname = shape.hostname;
+  m->limits = limits;
+  if (launcher_.layers_.cgroups && (shape.memory || shape.pids || shape.cpu)) {
+    static std::atomic<uint64_t> made{0};
+    TAMAYA_ASSIGN_OR_RETURN(m->cgroups,
+                            launcher_.make_cgroups("ready-" + std::to_string(++made), limits));
+    auto fds = open_procs_files(m->cgroups);
+    if (!fds.ok()) {
+      remove_cgroups(m->cgroups);
+      return fds.status();
+    }
+    for (int fd : *fds) m->cgroup_fds.emplace_back(fd);
+    for (Fd& fd : m->cgroup_fds) {
+      if (Status moved = move_above_stdio(fd); !moved.ok()) {
+        remove_cgroups(m->cgroups);
+        return moved;
+      }
+      m->raw_cgroup_fds.push_back(fd.get());
+    }
+  }
+  ChildArgs& a = m->args;
+  a.stdin_fd = m->dev_null.get();
+  a.stdout_fd = m->out_write.get();
+  a.stderr_fd = m->err_write.get();
+  a.parent_pid = getpid();
+  a.cgroup_fds = m->raw_cgroup_fds.data();
+  a.cgroup_fd_count = m->raw_cgroup_fds.size();
+  a.netns_fd = -1;
+  a.root_ns = m->root->ns;
+  a.code_tree = -1;
+  a.runtimes_tree = -1;
+  a.tmp_options = m->tmp_options.c_str();
+  a.hostname = m->hostname.c_str();
+  a.parent_pidfd = launcher_.self_pidfd_;
+  a.member_ctl = m->member_ctl.get();
+  a.member_exec_fd = m->exec_write.get();
+  a.failed_step = Step::kNone;
+  return m;
+}
+
+// One holder: makes a member, sleeps in clone while it waits and runs, and
+// makes the next once it has exec'd (or died).
+void ReadySandboxes::hold() {
+  int backoff_ms = 0;
+  for (;;) {
+    Shape shape;
+    CgroupLimits limits;
+    {
+      std::unique_lock lock(mu_);
+      if (backoff_ms > 0) {
+        wake_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stop_; });
+      }
+      wake_.wait(lock, [&] { return stop_ || (shape_ && int(queue_.size()) < size_); });
+      if (stop_) return;
+      shape = *shape_;
+      limits = last_limits_;
+    }
+    auto made = make_member(shape, limits);
+    if (!made.ok()) {
+      backoff_ms = std::min(std::max(backoff_ms * 2, 100), 10'000);
+      spdlog::warn("sandboxes made ahead: {}; next try in {} ms", made.status().message(),
+                   backoff_ms);
+      continue;
+    }
+    std::shared_ptr<Member> m = *std::move(made);
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) {
+        remove_cgroups(m->cgroups);
+        return;
+      }
+      queue_.push_back(m);
+    }
+    char* stack_top = child_stack();
+    int flags =
+        CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+    const uint64_t all_signals = ~uint64_t{0};
+    uint64_t saved_mask = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &saved_mask, kKernelSigsetBytes);
+    const pid_t pid =
+        stack_top == nullptr ? -1 : clone(child_main, stack_top, flags, &m->args, &m->pidfd);
+    const int clone_errno = stack_top == nullptr ? ENOMEM : errno;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
+    bool taken = false;
+    {
+      std::lock_guard lock(mu_);
+      m->done = true;
+      taken = m->taken;
+      if (!taken) {
+        std::erase(queue_, m);
+        if (!stop_) ++counters_.failures;
+      }
+    }
+    if (taken) {
+      backoff_ms = 0;
+      continue;  // the launch that took it owns it now
+    }
+    if (pid < 0) {
+      spdlog::warn("sandboxes made ahead: clone: {}", errno_text(clone_errno));
+    } else if (!stop_ && m->args.failed_step != Step::kNone) {
+      spdlog::warn("sandboxes made ahead: a member failed at step {} ({})",
+                   static_cast<int>(m->args.failed_step), errno_text(m->args.failed_errno));
+    }
+    discard(*m);
+    backoff_ms = stop_ ? 0 : std::min(std::max(backoff_ms * 2, 100), 10'000);
+  }
+}
+
+std::optional<Result<Process>> ReadySandboxes::launch(const LaunchSpec& spec) {
+  if (!fits(spec)) return std::nullopt;
+  const Shape shape = shape_of(spec);
+  const Isolation& iso = spec.isolation;
+  const CgroupLimits limits{iso.memory_bytes, iso.pids_max, iso.cpu_shares};
+  std::shared_ptr<Member> m;
+  {
+    std::lock_guard lock(mu_);
+    if (!shape_) {
+      // The first launch that fits sets what members are made like.
+      shape_ = shape;
+      for (int i = 0; i < size_; ++i) holders_.emplace_back([this] { hold(); });
+    }
+    if (*shape_ != shape) return std::nullopt;
+    last_limits_ = limits;
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (!(*it)->done && read_ready(**it)) {
+        m = *it;
+        m->taken = true;
+        queue_.erase(it);
+        break;
+      }
+    }
+    if (!m) {
+      ++counters_.empty;
+      return std::nullopt;
+    }
+    ++counters_.served;
+  }
+  wake_.notify_all();  // a holder makes the next
+
+  // What a launch would have: a root that is still current, its limits.
+  auto current = launcher_.roots_->get(shape.paths);
+  Status ready = current.ok() && *current == m->root
+                     ? Status::Ok()
+                     : Status::Unavailable("the prepared root changed");
+  if (ready.ok() && launcher_.layers_.cgroups && !(m->limits == limits)) {
+    ready = set_cgroup_limits(launcher_.options_.host, m->cgroups, limits);
+  }
+  auto give_up = [&](const Status& why) -> std::optional<Result<Process>> {
+    spdlog::debug("sandbox made ahead not used ({}); starting directly", why.message());
+    discard(*m);
+    return std::nullopt;
+  };
+  if (!ready.ok()) return give_up(ready);
+
+  std::vector<char*> argv;
+  argv.reserve(spec.argv.size() + 1);
+  for (const auto& arg : spec.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  envp.reserve(spec.env.size() + 1);
+  for (const auto& entry : spec.env) envp.push_back(const_cast<char*>(entry.c_str()));
+  envp.push_back(nullptr);
+  const std::vector<LimitSetting> rlimits = limit_settings(spec.limits);
+  auto code = readonly_tree(iso.code_dir, spec.argv[0]);
+  if (!code.ok()) return give_up(code.status());
+  Fd code_tree(*code), runtimes_tree;
+  if (!iso.runtimes_dir.empty()) {
+    auto runtimes = readonly_tree(iso.runtimes_dir, spec.argv[0]);
+    if (!runtimes.ok()) return give_up(runtimes.status());
+    runtimes_tree.reset(*runtimes);
+  }
+  sock_fprog seccomp_program{};
+  ChildArgs& a = m->args;
+  a.path = argv[0];
+  a.argv = argv.data();
+  a.envp = envp.data();
+  a.cwd = spec.cwd.c_str();
+  a.limits = rlimits.data();
+  a.limit_count = rlimits.size();
+  a.uid = a.gid = 0;
+  if (launcher_.layers_.uids && iso.uid != 0) {
+    a.uid = iso.uid;
+    a.gid = iso.gid != 0 ? iso.gid : iso.uid;
+  }
+  a.no_new_privs = true;
+  if (launcher_.layers_.seccomp && !launcher_.seccomp_.code.empty()) {
+    seccomp_program = launcher_.seccomp_.program();
+    a.seccomp = &seccomp_program;
+  }
+  // Our copies of the member's ends: its exec pipe must close with its exec.
+  m->exec_write.reset();
+  m->member_ctl.reset();
+  m->out_write.reset();
+  m->err_write.reset();
+  m->dev_null.reset();
+  m->cgroup_fds.clear();
+
+  char byte = 'g';
+  iovec iov{&byte, 1};
+  int trees[2] = {code_tree.get(), runtimes_tree.get()};
+  const size_t count = runtimes_tree.valid() ? 2 : 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(count * sizeof(int));
+  std::memcpy(CMSG_DATA(c), trees, count * sizeof(int));
+  if (sendmsg(m->ctl.get(), &msg, MSG_NOSIGNAL) != 1) {
+    return give_up(Status::Unavailable("sending go: " + errno_text(errno)));
+  }
+  // The member now runs as a direct child after its walls: until execve or
+  // its exit, which close its end of the exec pipe.
+  pollfd pfd{m->exec_read.get(), POLLIN, 0};
+  int polled;
+  do {
+    polled = poll(&pfd, 1, kMemberExecTimeoutMs);
+  } while (polled < 0 && errno == EINTR);
+  if (polled != 1) return give_up(Status::Unavailable("no execve in time"));
+  if (a.failed_step != Step::kNone) {
+    siginfo_t info{};
+    while (waitid(P_PIDFD, static_cast<id_t>(m->pidfd), &info, WEXITED) < 0 && errno == EINTR) {
+    }
+    remove_cgroups(m->cgroups);
+    return Result<Process>(child_failure(spec, a, rlimits));
+  }
+  Process process;
+  process.pid = m->pid;
+  process.pidfd = std::exchange(m->pidfd, -1);
+  process.stdout_fd = m->out_read.release();
+  process.stderr_fd = m->err_read.release();
+  process.cgroups = std::move(m->cgroups);
+  return Result<Process>(std::move(process));
+}
+
+ReadyCounters ProcessLauncher::ready_counters() const {
+  return ready_ ? ready_->counters() : ReadyCounters{};
+}
+
 std::vector<std::pair<int, uint64_t>> rlimit_values(const ResourceLimits& limits) {
   std::vector<std::pair<int, uint64_t>> out;
   for (const LimitSetting& l : limit_settings(limits)) {
@@ -850,6 +1358,9 @@ Result<std::unique_ptr<ProcessLauncher>> ProcessLauncher::create(SandboxOptions 
   if (launcher->layers_.cgroups && options.cgroups_ahead > 0) {
     launcher->cgroup_stock_ = std::make_unique<CgroupStock>(options.host, options.cgroups_ahead);
   }
+  if (launcher->layers_.filesystem && options.sandboxes_ahead > 0) {
+    launcher->ready_ = std::make_unique<ReadySandboxes>(*launcher, options.sandboxes_ahead);
+  }
   launcher->options_ = std::move(options);
   return launcher;
 }
@@ -862,12 +1373,22 @@ Result<InstanceCgroups> ProcessLauncher::make_cgroups(const std::string& name,
   return create_cgroups(options_.host, name, limits);
 }
 
+ProcessLauncher::ProcessLauncher() = default;
+
 ProcessLauncher::~ProcessLauncher() {
+  ready_.reset();  // its members use the root, the cgroups and our pidfd
   if (self_pidfd_ >= 0) close(self_pidfd_);
 }
 
 Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   TAMAYA_RETURN_IF_ERROR(validate(spec));
+  if (ready_) {
+    if (auto served = ready_->launch(spec)) return *std::move(served);
+  }
+  return launch_direct(spec);
+}
+
+Result<Process> ProcessLauncher::launch_direct(const LaunchSpec& spec) {
   const Isolation& iso = spec.isolation;
   const bool isolate = options_.isolate && iso.enabled;
   if (isolate && iso.network == Network::kNone) {
@@ -931,6 +1452,8 @@ Result<Process> ProcessLauncher::launch(const LaunchSpec& spec) {
   args.code_tree = -1;
   args.runtimes_tree = -1;
   args.parent_pidfd = -1;
+  args.member_ctl = -1;
+  args.member_exec_fd = -1;
   args.failed_step = Step::kNone;
 
   // Isolation: the root's parts and the cgroups, all before clone.

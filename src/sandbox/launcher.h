@@ -147,6 +147,17 @@ struct SandboxOptions {
   // Instance cgroup sets kept made ahead of need (CgroupStock); 0: each
   // launch makes its own.
   int cgroups_ahead = 0;
+  // Sandboxes kept made ahead of need for direct launches (ReadySandboxes in
+  // launcher.cpp); 0: each launch makes its own walls.
+  int sandboxes_ahead = 0;
+};
+
+// How the sandboxes made ahead served launches (ProcessLauncher).
+struct ReadyCounters {
+  int ready = 0;         // members waiting now
+  int64_t served = 0;    // launches that got one
+  int64_t empty = 0;     // launches that fit but found none ready (made their own)
+  int64_t failures = 0;  // members that died before being used
 };
 
 // fork/exec with the limits above. Safe to call from a multi-threaded
@@ -160,10 +171,11 @@ struct SandboxOptions {
 // refused) is an error Status naming the path and the cause; by then the
 // failed child is already reaped and no fd is left open.
 class RootTemplates;
+class ReadySandboxes;
 
 class ProcessLauncher final : public Launcher {
  public:
-  ProcessLauncher() = default;
+  ProcessLauncher();
   ~ProcessLauncher() override;
   ProcessLauncher(const ProcessLauncher&) = delete;
   ProcessLauncher& operator=(const ProcessLauncher&) = delete;
@@ -178,14 +190,19 @@ class ProcessLauncher final : public Launcher {
   // An instance's cgroups with these limits: a set made ahead when one is
   // ready, else made now (create_cgroups). Thread-safe.
   Result<InstanceCgroups> make_cgroups(const std::string& name, const CgroupLimits& limits) const;
+  ReadyCounters ready_counters() const;
 
  private:
+  friend class ReadySandboxes;
+  Result<Process> launch_direct(const LaunchSpec& spec);
+
   SandboxOptions options_;
   Layers layers_;
   SeccompProgram seccomp_;
   std::shared_ptr<RootTemplates> roots_;  // with the filesystem layer
   int self_pidfd_ = -1;                   // the daemon's own pidfd, for children's liveness check
   std::unique_ptr<CgroupStock> cgroup_stock_;  // with the cgroup layer and cgroups_ahead > 0
+  std::unique_ptr<ReadySandboxes> ready_;      // with the filesystem layer and sandboxes_ahead > 0
 };
 
 // The rlimits an instance with these limits gets, as (RLIMIT_*, value) with

@@ -11,6 +11,7 @@ namespace tamaya::sandbox {
 namespace {
 
 constexpr int kMaxCgroupsAhead = 64;
+constexpr int kMaxSandboxesAhead = 16;  // each holds a thread while it waits
 
 Status check_mode(const std::string& mode) {
   if (mode == "auto" || mode == "off") return Status::Ok();
@@ -38,6 +39,11 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
     return Status::Invalid("sandbox_cgroups_ahead " + std::to_string(cgroups.ahead) +
                            " is out of range; use 0 (each start makes its own) to " +
                            std::to_string(kMaxCgroupsAhead));
+  }
+  if (cgroups.sandboxes_ahead < 0 || cgroups.sandboxes_ahead > kMaxSandboxesAhead) {
+    return Status::Invalid("sandbox_ready_ahead " + std::to_string(cgroups.sandboxes_ahead) +
+                           " is out of range; use 0 (each start makes its own walls) to " +
+                           std::to_string(kMaxSandboxesAhead));
   }
   if (cgroup_favor_dynmods != "on" && cgroup_favor_dynmods != "off") {
     return Status::Invalid("sandbox_cgroup_favor_dynmods '" + cgroup_favor_dynmods +
@@ -76,6 +82,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
     options.host = out->host_;
     options.root_dir = dir + "/root";
     options.cgroups_ahead = cgroups.ahead;
+    options.sandboxes_ahead = cgroups.sandboxes_ahead;
   }
   TAMAYA_ASSIGN_OR_RETURN(out->launcher_, ProcessLauncher::create(std::move(options)));
   if (python_zygote == "off") {

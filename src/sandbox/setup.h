@@ -22,6 +22,9 @@ struct CgroupOptions {
   std::string favor_dynmods = "off";
   // Sets kept made ahead of need, off the request path (CgroupStock).
   int ahead = 0;
+  // Whole sandboxes kept made ahead for direct starts (ReadySandboxes in
+  // launcher.cpp), each holding one of those sets.
+  int sandboxes_ahead = 0;
 };
 
 class Sandbox {
@@ -44,6 +47,10 @@ class Sandbox {
   // The Node.js pool (node_pool.h), null when node_pool_size is 0 or the
   // sandbox's namespaces are off.
   const NodePoolLauncher* node_pool() const { return node_pool_.get(); }
+  // How the sandboxes made ahead served direct starts (zero when off).
+  ReadyCounters ready_sandboxes() const {
+    return launcher_ ? launcher_->ready_counters() : ReadyCounters{};
+  }
   const HostCapabilities& host() const { return host_; }
   // The one line the daemon logs at start: which layers are on.
   std::string startup_line() const;

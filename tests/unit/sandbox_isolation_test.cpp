@@ -3,6 +3,7 @@
 // (/proc/self/*, id, mounts) and, for cgroups, the test reads the limit files
 // of the cgroup the instance says it is in. Skipped where the host does not
 // offer the layer (not root, no cgroup controller): `tamaya doctor` says so.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "gtest/gtest.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/host.h"
@@ -30,7 +32,6 @@ namespace tamaya::sandbox {
 namespace {
 
 namespace fs = std::filesystem;
-using std::chrono::steady_clock;
 
 constexpr uint32_t kUid = 201'234;
 constexpr int64_t kMemoryBytes = 96ll << 20;
@@ -39,19 +40,44 @@ constexpr int64_t kShares = 74;
 constexpr int64_t kTmpBytes = 16ll << 20;
 
 using testing::Finished;
+using testing::TestHost;
 
-class Isolated : public ::testing::Test {
+// Every test runs twice: launched directly (Direct), and by sandboxes made
+// ahead of need (Ready, ReadySandboxes in launcher.cpp), whose members must
+// end up with exactly the same walls. In Ready, a launch with the suite's
+// shape must be served by a member.
+class Isolated : public ::testing::TestWithParam<int> {
  protected:
-  static void SetUpTestSuite() {
-    host_ = testing::make_test_host("iso", "hello.txt", "hello\n");
-    dir_ = &host_->dir;
-    caps_ = &host_->caps;
-    launcher_ = host_->launcher;
-    ASSERT_NE(launcher_, nullptr);
+  static void TearDownTestSuite() {
+    for (auto*& h : hosts_) {
+      if (h != nullptr) testing::drop_test_host(h);
+      h = nullptr;
+    }
   }
-  static void TearDownTestSuite() { testing::drop_test_host(host_); }
   void SetUp() override {
+    const int ahead = GetParam();
+    // One host at a time: the cgroup tests count what is under the bases
+    // the two would share.
+    TestHost*& other = hosts_[ahead > 0 ? 0 : 1];
+    if (other != nullptr) {
+      testing::drop_test_host(other);
+      other = nullptr;
+    }
+    TestHost*& h = hosts_[ahead > 0 ? 1 : 0];
+    if (h == nullptr) {
+      h = testing::make_test_host(ahead > 0 ? "iso-ready" : "iso", "hello.txt", "hello\n", ahead);
+    }
+    host_ = h;
+    dir_ = &h->dir;
+    caps_ = &h->caps;
+    launcher_ = h->launcher;
+    ASSERT_NE(launcher_, nullptr);
     if (!caps_->namespaces) GTEST_SKIP() << "host lacks namespaces: " << summary(*caps_);
+    ready_mode_ = ahead > 0;
+    if (ready_mode_ && launcher_->ready_counters().served == 0) {
+      // The first launch that fits sets what members are made like.
+      testing::launch_and_finish(*launcher_, shell("true"), std::chrono::seconds(10));
+    }
   }
 
   static LaunchSpec shell(const std::string& script) {
@@ -74,25 +100,57 @@ class Isolated : public ::testing::Test {
     return spec;
   }
 
+  // Whether a member made for shell()'s specs can serve `spec`.
+  static bool has_suite_shape(const LaunchSpec& spec) {
+    const Isolation& iso = spec.isolation;
+    return iso.network == Network::kHost && iso.readonly_paths.empty() &&
+           iso.hostname == "tamaya-test" && iso.tmp_bytes == kTmpBytes && iso.memory_bytes > 0 &&
+           iso.pids_max > 0 && iso.cpu_shares > 0 && spec.stdin_fd < 0;
+  }
+
+  // Launches `spec`; in Ready, one with the suite's shape waits (up to 5 s)
+  // for a member to be ready and must be served by it.
+  static Result<Process> launch(const LaunchSpec& spec) {
+    const bool served = ready_mode_ && has_suite_shape(spec);
+    if (served) {
+      for (int i = 0; i < 500 && launcher_->ready_counters().ready == 0; ++i) usleep(10'000);
+    }
+    const int64_t before = launcher_->ready_counters().served;
+    auto p = launcher_->launch(spec);
+    if (served && p.ok()) {
+      EXPECT_EQ(launcher_->ready_counters().served, before + 1) << "not served by a member";
+    }
+    return p;
+  }
+
   // Runs the instance to the end; `while_running` sees it alive first (the
   // script must wait for stdin... it cannot: it sleeps instead).
   static Finished run(const LaunchSpec& spec,
                       const std::function<void(Process&)>& while_running = nullptr) {
-    return testing::launch_and_finish(*launcher_, spec, std::chrono::seconds(10), while_running);
+    const bool served = ready_mode_ && has_suite_shape(spec);
+    if (served) {
+      for (int i = 0; i < 500 && launcher_->ready_counters().ready == 0; ++i) usleep(10'000);
+    }
+    const int64_t before = launcher_->ready_counters().served;
+    Finished f =
+        testing::launch_and_finish(*launcher_, spec, std::chrono::seconds(10), while_running);
+    if (served) {
+      EXPECT_EQ(launcher_->ready_counters().served, before + 1) << "not served by a member";
+    }
+    return f;
   }
 
-  static testing::TestHost* host_;
-  static std::string* dir_;
-  static HostCapabilities* caps_;
-  static ProcessLauncher* launcher_;
-  static int counter_;
+  static inline TestHost* hosts_[2] = {nullptr, nullptr};
+  static inline TestHost* host_ = nullptr;
+  static inline std::string* dir_ = nullptr;
+  static inline HostCapabilities* caps_ = nullptr;
+  static inline ProcessLauncher* launcher_ = nullptr;
+  static inline bool ready_mode_ = false;
+  static inline int counter_ = 0;
 };
 
-testing::TestHost* Isolated::host_ = nullptr;
-std::string* Isolated::dir_ = nullptr;
-HostCapabilities* Isolated::caps_ = nullptr;
-ProcessLauncher* Isolated::launcher_ = nullptr;
-int Isolated::counter_ = 0;
+INSTANTIATE_TEST_SUITE_P(Launch, Isolated, ::testing::Values(0, 2),
+                         [](const auto& info) { return info.param > 0 ? "Ready" : "Direct"; });
 
 std::vector<std::string> lines(const std::string& text) {
   std::vector<std::string> out;
@@ -101,14 +159,14 @@ std::vector<std::string> lines(const std::string& text) {
   return out;
 }
 
-TEST_F(Isolated, RunsAsTheFunctionsUidWithoutSupplementaryGroups) {
+TEST_P(Isolated, RunsAsTheFunctionsUidWithoutSupplementaryGroups) {
   if (!caps_->uid_switch) GTEST_SKIP() << "no uid switching here";
   Finished f = run(shell("id -u; id -g; id -G"));
   EXPECT_EQ(f.status, 0) << f.err;
   EXPECT_EQ(f.out, "201234\n201234\n201234\n");
 }
 
-TEST_F(Isolated, HasItsOwnPidNamespaceHostnameAndIpc) {
+TEST_P(Isolated, HasItsOwnPidNamespaceHostnameAndIpc) {
   Finished f =
       run(shell("echo $$; hostname; ls /proc | grep -c '^[0-9]'; "
                 "readlink /proc/self/ns/ipc"));
@@ -122,7 +180,7 @@ TEST_F(Isolated, HasItsOwnPidNamespaceHostnameAndIpc) {
   EXPECT_NE(out[3], host_ipc);
 }
 
-TEST_F(Isolated, AppliesRlimitsNoNewPrivsAndSeccomp) {
+TEST_P(Isolated, AppliesRlimitsNoNewPrivsAndSeccomp) {
   Finished f =
       run(shell("cat /proc/self/limits; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"));
   EXPECT_EQ(f.status, 0) << f.err;
@@ -137,7 +195,7 @@ TEST_F(Isolated, AppliesRlimitsNoNewPrivsAndSeccomp) {
   }
 }
 
-TEST_F(Isolated, RefusedSyscallsAnswerEperm) {
+TEST_P(Isolated, RefusedSyscallsAnswerEperm) {
   if (!caps_->seccomp) GTEST_SKIP() << "no seccomp here";
   // As root in its own user... no: as the function's uid, unshare would be
   // EPERM anyway; run it as root (uid 0) so only seccomp can refuse it.
@@ -148,7 +206,7 @@ TEST_F(Isolated, RefusedSyscallsAnswerEperm) {
   EXPECT_NE(f.err.find("Operation not permitted"), std::string::npos) << f.err;
 }
 
-TEST_F(Isolated, MountTableIsTheAllowlistOnly) {
+TEST_P(Isolated, MountTableIsTheAllowlistOnly) {
   Finished f = run(shell("cut -d' ' -f2,4 /proc/self/mounts"));
   EXPECT_EQ(f.status, 0) << f.err;
   std::vector<std::string> allowed = {"/", kTaskRoot, "/tmp", "/proc", "/proc/sys", "/dev"};
@@ -175,7 +233,7 @@ TEST_F(Isolated, MountTableIsTheAllowlistOnly) {
   EXPECT_EQ(f.out.find(*dir_ + "/code"), std::string::npos);
 }
 
-TEST_F(Isolated, CodeIsReadOnlyAndHostFilesAreAbsent) {
+TEST_P(Isolated, CodeIsReadOnlyAndHostFilesAreAbsent) {
   Finished f =
       run(shell("cat /var/task/hello.txt; touch /var/task/x 2>&1; echo w=$?; "
                 "ls /etc/shadow 2>&1; echo s=$?; ls /root 2>&1; echo r=$?; "
@@ -188,7 +246,7 @@ TEST_F(Isolated, CodeIsReadOnlyAndHostFilesAreAbsent) {
   EXPECT_NE(f.out.find("data\n"), std::string::npos);
 }
 
-TEST_F(Isolated, CgroupLimitsAsApplied) {
+TEST_P(Isolated, CgroupLimitsAsApplied) {
   if (caps_->cgroup == CgroupVersion::kNone) GTEST_SKIP() << "no cgroups here";
   std::string membership;
   Finished f = run(shell("cat /proc/self/cgroup; sleep 0.5"), [&](Process& p) {
@@ -220,10 +278,75 @@ TEST_F(Isolated, CgroupLimitsAsApplied) {
   EXPECT_EQ(f.status, 0) << f.err;
   const std::string name = fs::path(membership).filename();
   EXPECT_NE(f.out.find(name), std::string::npos) << f.out;
+  // With a stock (Ready), its thread removes the set soon after.
+  for (int i = 0; i < 200 && fs::exists(membership); ++i) usleep(10'000);
   EXPECT_FALSE(fs::exists(membership)) << "cgroup not removed: " << membership;
 }
 
-TEST_F(Isolated, PidsLimitStopsAForkBomb) {
+// Other limits than the last launch's (which a member's cgroups carry
+// already) are written before the instance runs.
+TEST_P(Isolated, OtherLimitsThanTheLastAreApplied) {
+  if (caps_->cgroup_memory.empty()) GTEST_SKIP() << "no memory cgroup here";
+  LaunchSpec spec = shell("sleep 0.3");
+  spec.isolation.memory_bytes = kMemoryBytes * 2;
+  int64_t seen = -3;
+  Finished f = run(spec, [&](Process& p) {
+    const std::string file =
+        caps_->cgroup == CgroupVersion::kV1 ? "/memory.limit_in_bytes" : "/memory.max";
+    seen = read_cgroup_number(p.cgroups.memory_dir + file);
+  });
+  EXPECT_EQ(f.status, 0) << f.err;
+  EXPECT_EQ(seen, kMemoryBytes * 2);
+}
+
+// An fd the daemon opens while a member waits never reaches the instance:
+// the instance holds stdio and nothing else.
+TEST_P(Isolated, TheInstanceHoldsOnlyItsStdio) {
+  for (int i = 0; i < 100 && launcher_->ready_counters().ready == 0 && ready_mode_; ++i) {
+    usleep(10'000);
+  }
+  Fd opened_meanwhile(open("/dev/zero", O_RDONLY));  // not O_CLOEXEC on purpose
+  ASSERT_TRUE(opened_meanwhile.valid());
+  Finished f = run(shell("ls /proc/self/fd"));
+  EXPECT_EQ(f.status, 0) << f.err;
+  // 0, 1, 2 and the one ls opens to read the directory.
+  EXPECT_EQ(f.out, "0\n1\n2\n3\n");
+}
+
+// A member may wait long: it must not keep a copy of any fd of the daemon's
+// meanwhile, or a pipe (or a client's connection) the daemon closes would
+// stay open. Here a pipe exists when members are made; once they are ready
+// and the daemon closes its write end, the read end sees the end at once.
+TEST_P(Isolated, AWaitingMemberKeepsNoFdOfTheDaemons) {
+  int ends[2];
+  ASSERT_EQ(pipe(ends), 0);  // inheritable on purpose
+  Fd read_end(ends[0]), write_end(ends[1]);
+  // The launch takes a member; its holder makes the next with the pipe open.
+  EXPECT_EQ(run(shell("echo ok")).out, "ok\n");
+  for (int i = 0; i < 200 && launcher_->ready_counters().ready < 2 && ready_mode_; ++i) {
+    usleep(10'000);
+  }
+  write_end.reset();
+  pollfd pfd{read_end.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 1000), 1) << "a member holds the write end";
+  EXPECT_TRUE(pfd.revents & POLLHUP);
+}
+
+// A program that cannot start is the same error either way, and leaves
+// nothing behind.
+TEST_P(Isolated, AMissingProgramIsTheSameErrorEitherWay) {
+  LaunchSpec spec = shell("true");
+  spec.argv = {"/var/task/no-such-bootstrap"};
+  auto p = launch(spec);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("/var/task/no-such-bootstrap"), std::string::npos)
+      << p.status().message();
+  EXPECT_NE(p.status().message().find("No such file"), std::string::npos) << p.status().message();
+  // The next launch works.
+  EXPECT_EQ(run(shell("echo ok")).out, "ok\n");
+}
+
+TEST_P(Isolated, PidsLimitStopsAForkBomb) {
   if (caps_->cgroup_pids.empty()) GTEST_SKIP() << "no pids cgroup here";
   int64_t refused = -1;
   int64_t peak = -2;
@@ -247,11 +370,11 @@ TEST_F(Isolated, PidsLimitStopsAForkBomb) {
   EXPECT_NE(f.err.find("fork"), std::string::npos) << f.err;  // dash: "Cannot fork"
 }
 
-TEST_F(Isolated, MemoryLimitOomKillIsReported) {
+TEST_P(Isolated, MemoryLimitOomKillIsReported) {
   if (caps_->cgroup_memory.empty()) GTEST_SKIP() << "no memory cgroup here";
   LaunchSpec spec = shell("x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived");
   bool oom = false;
-  auto p = launcher_->launch(spec);
+  auto p = launch(spec);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   pollfd pfd{p->pidfd, POLLIN, 0};
   poll(&pfd, 1, 20'000);
@@ -265,7 +388,7 @@ TEST_F(Isolated, MemoryLimitOomKillIsReported) {
   EXPECT_LE(peak, kMemoryBytes);
 }
 
-TEST_F(Isolated, NetworkNoneHasOnlyLoopback) {
+TEST_P(Isolated, NetworkNoneHasOnlyLoopback) {
   if (!caps_->net_namespace) GTEST_SKIP() << "no network namespaces here";
   auto ns = create_network_namespace();
   ASSERT_TRUE(ns.ok()) << ns.status().to_string();
@@ -277,7 +400,7 @@ TEST_F(Isolated, NetworkNoneHasOnlyLoopback) {
   EXPECT_EQ(f.out, "lo\n") << f.err;
 }
 
-TEST_F(Isolated, OffMeansAPlainProcess) {
+TEST_P(Isolated, OffMeansAPlainProcess) {
   ProcessLauncher plain;
   LaunchSpec spec = shell("echo $$");
   spec.cwd = "/";
@@ -297,7 +420,7 @@ TEST_F(Isolated, OffMeansAPlainProcess) {
 // The hierarchy that switches the host to fast cgroup joins is mounted, held
 // by its fd alone (no mount point), and seen by processes: a v1 named
 // hierarchy is listed in every process's /proc/self/cgroup.
-TEST_F(Isolated, FavorCgroupMigrationsHoldsAHierarchyWithoutAMountPoint) {
+TEST_P(Isolated, FavorCgroupMigrationsHoldsAHierarchyWithoutAMountPoint) {
   if (caps_->cgroup == CgroupVersion::kNone) GTEST_SKIP() << "no cgroups here";
   auto held = favor_cgroup_migrations();
   if (!held.ok() && caps_->cgroup == CgroupVersion::kV2) {
@@ -322,7 +445,10 @@ TEST_F(Isolated, FavorCgroupMigrationsHoldsAHierarchyWithoutAMountPoint) {
 
 // Sets made ahead of need carry the limits they are taken with, and the
 // stock removes what it still holds when it goes.
-TEST_F(Isolated, CgroupStockHandsOutSetsWithTheirLimits) {
+TEST_P(Isolated, CgroupStockHandsOutSetsWithTheirLimits) {
+  // The stock alone: once is enough, and the Ready host's own stock would
+  // be counted with it.
+  if (GetParam() > 0) GTEST_SKIP() << "a test of CgroupStock alone, run in Direct";
   if (caps_->cgroup == CgroupVersion::kNone) GTEST_SKIP() << "no cgroups here";
   const CgroupLimits limits{kMemoryBytes, kPids, kShares};
   auto ahead_dirs = [&] {
@@ -406,7 +532,10 @@ TEST_F(Isolated, CgroupStockHandsOutSetsWithTheirLimits) {
 // Sets made after a take carry that take's limits already (a burst of one
 // function writes none on its path); a take with other limits, larger or
 // smaller, still gets exactly its own.
-TEST_F(Isolated, CgroupStockWritesTheLastLimitsAheadAndRewritesOthers) {
+TEST_P(Isolated, CgroupStockWritesTheLastLimitsAheadAndRewritesOthers) {
+  // The stock alone: once is enough, and the Ready host's own stock would
+  // be counted with it.
+  if (GetParam() > 0) GTEST_SKIP() << "a test of CgroupStock alone, run in Direct";
   if (caps_->cgroup == CgroupVersion::kNone) GTEST_SKIP() << "no cgroups here";
   auto take = [](CgroupStock& stock, const CgroupLimits& limits) {
     std::optional<InstanceCgroups> set;

@@ -29,7 +29,7 @@ struct TestHost {
 };
 
 inline TestHost* make_test_host(const std::string& tag, const std::string& file,
-                                const std::string& content) {
+                                const std::string& content, int sandboxes_ahead = 0) {
   namespace fs = std::filesystem;
   auto* h = new TestHost;
   h->dir = fs::temp_directory_path() / ("tamaya-" + tag + "-" + std::to_string(getpid()));
@@ -42,6 +42,8 @@ inline TestHost* make_test_host(const std::string& tag, const std::string& file,
   options.isolate = true;
   options.host = h->caps;
   options.root_dir = h->dir + "/sandbox/root";
+  options.sandboxes_ahead = sandboxes_ahead;
+  options.cgroups_ahead = sandboxes_ahead;
   auto made = ProcessLauncher::create(options);
   EXPECT_TRUE(made.ok()) << made.status().to_string();
   if (made.ok()) h->launcher = made->release();
