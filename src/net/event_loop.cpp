@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "common/host.h"
+#include "common/log.h"
 
 namespace tamaya::net {
 
@@ -84,7 +85,9 @@ bool run_ready(boost::asio::io_context& io, BusyStretch& stretch) {
 
 }  // namespace
 
-void run_event_loop(boost::asio::io_context& io, EventLoopOptions options) {
+namespace {
+
+void run_until_stopped(boost::asio::io_context& io, EventLoopOptions options) {
   IdlePollWindow window(options.idle_poll);
   BusyStretch stretch(options.busy_yield);
   if (window.window() == microseconds(0) && !stretch.on()) {
@@ -109,6 +112,25 @@ void run_event_loop(boost::asio::io_context& io, EventLoopOptions options) {
     const auto before = clock::now();
     if (io.run_one() == 0) break;  // stopped, or out of work
     window.slept(clock::now() - before);
+  }
+}
+
+}  // namespace
+
+void run_event_loop(boost::asio::io_context& io, EventLoopOptions options) {
+  // An exception is a bug. One that escapes a handler (a timer's, a pipe's,
+  // a launch result's: HTTP handlers are caught by the server) would end
+  // the daemon and every function with it; the handler it came from is
+  // done, so the loop logs it and runs on (Asio's run may be called again
+  // after a handler threw).
+  for (;;) {
+    try {
+      run_until_stopped(io, options);
+      return;
+    } catch (const std::exception& e) {
+      spdlog::critical("bug: an exception escaped a handler on the event loop; running on error={}",
+                       e.what());
+    }
   }
 }
 

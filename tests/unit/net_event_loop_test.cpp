@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <functional>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -245,6 +246,28 @@ TEST_P(EventLoopTest, AFloodOfHandlersLetsTheRestRun) {
   EXPECT_EQ(others, 51);
   EXPECT_FALSE(gave_up) << "the timer did not run while the loop was flooded";
   EXPECT_GE(flood, 200);
+}
+
+// An exception that escapes a handler is a bug, logged; the handlers after
+// it still run and the loop ends as usual when stopped.
+TEST_P(EventLoopTest, AHandlerThatThrowsDoesNotEndTheLoop) {
+  asio::io_context io;
+  int ran_after = 0;
+  asio::post(io, [] { throw std::runtime_error("a bug"); });
+  asio::post(io, [&] { ++ran_after; });
+  asio::steady_timer t(io, milliseconds(2));
+  t.async_wait([&](auto) {
+    ++ran_after;
+    throw std::logic_error("another bug");
+  });
+  asio::steady_timer last(io, milliseconds(10));
+  last.async_wait([&](auto) {
+    ++ran_after;
+    io.stop();
+  });
+  run_event_loop(io, options());
+  EXPECT_EQ(ran_after, 3);
+  EXPECT_TRUE(io.stopped());
 }
 
 INSTANTIATE_TEST_SUITE_P(Options, EventLoopTest,
