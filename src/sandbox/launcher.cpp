@@ -52,6 +52,7 @@
 #include "common/fd.h"
 #include "common/log.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/peer_pid.h"
 
 namespace tamaya::sandbox {
 
@@ -469,6 +470,28 @@ Status validate(const LaunchSpec& spec) {
     return Status::Invalid("launch: resource limits must not be negative");
   }
   return Status::Ok();
+}
+
+// A null-terminated array of pointers into `strings` (argv, envp), which
+// must outlive it: execve's form, built before the clone.
+std::vector<char*> exec_array(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (const auto& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// What the child runs and with which rlimits; all of it must outlive the
+// child's execve.
+void set_program(ChildArgs& args, const std::vector<char*>& argv, const std::vector<char*>& envp,
+                 const std::string& cwd, const std::vector<LimitSetting>& limits) {
+  args.path = argv[0];
+  args.argv = argv.data();
+  args.envp = envp.data();
+  args.cwd = cwd.c_str();
+  args.limits = limits.data();
+  args.limit_count = limits.size();
 }
 
 rlimit both(rlim_t value) { return rlimit{value, value}; }
@@ -977,21 +1000,11 @@ class ReadySandboxes {
   static bool read_ready(Member& m) {
     if (m.said_ready) return true;
     char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    if (recvmsg(m.ctl.get(), &msg, MSG_DONTWAIT) != 1 || byte != 'r') return false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-        ucred cred{};
-        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-        m.pid = cred.pid;
-      }
+    pid_t pid = -1;
+    if (recv_with_peer_pid(m.ctl.get(), &byte, 1, MSG_DONTWAIT, pid) != 1 || byte != 'r') {
+      return false;
     }
+    m.pid = pid;
     m.said_ready = m.pid > 0;
     return m.said_ready;
   }
@@ -1202,14 +1215,8 @@ std::optional<Result<Process>> ReadySandboxes::launch(const LaunchSpec& spec) {
   };
   if (!ready.ok()) return give_up(ready);
 
-  std::vector<char*> argv;
-  argv.reserve(spec.argv.size() + 1);
-  for (const auto& arg : spec.argv) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  envp.reserve(spec.env.size() + 1);
-  for (const auto& entry : spec.env) envp.push_back(const_cast<char*>(entry.c_str()));
-  envp.push_back(nullptr);
+  std::vector<char*> argv = exec_array(spec.argv);
+  std::vector<char*> envp = exec_array(spec.env);
   const std::vector<LimitSetting> rlimits = limit_settings(spec.limits);
   auto code = readonly_tree(iso.code_dir, spec.argv[0]);
   if (!code.ok()) return give_up(code.status());
@@ -1221,12 +1228,7 @@ std::optional<Result<Process>> ReadySandboxes::launch(const LaunchSpec& spec) {
   }
   sock_fprog seccomp_program{};
   ChildArgs& a = m->args;
-  a.path = argv[0];
-  a.argv = argv.data();
-  a.envp = envp.data();
-  a.cwd = spec.cwd.c_str();
-  a.limits = rlimits.data();
-  a.limit_count = rlimits.size();
+  set_program(a, argv, envp, spec.cwd, rlimits);
   a.uid = a.gid = 0;
   if (launcher_.layers_.uids && iso.uid != 0) {
     a.uid = iso.uid;
@@ -1407,18 +1409,8 @@ Result<Process> ProcessLauncher::launch_direct(const LaunchSpec& spec) {
   }
 
   // Everything the child touches is built here, before the clone.
-  std::vector<char*> argv;
-  argv.reserve(spec.argv.size() + 1);
-  for (const auto& arg : spec.argv) {
-    argv.push_back(const_cast<char*>(arg.c_str()));
-  }
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  envp.reserve(spec.env.size() + 1);
-  for (const auto& entry : spec.env) {
-    envp.push_back(const_cast<char*>(entry.c_str()));
-  }
-  envp.push_back(nullptr);
+  std::vector<char*> argv = exec_array(spec.argv);
+  std::vector<char*> envp = exec_array(spec.env);
   const std::vector<LimitSetting> limits = limit_settings(spec.limits);
 
   Fd dev_null(spec.stdin_fd >= 0 ? fcntl(spec.stdin_fd, F_DUPFD_CLOEXEC, 3)
@@ -1438,15 +1430,10 @@ Result<Process> ProcessLauncher::launch_direct(const LaunchSpec& spec) {
   }
 
   ChildArgs args{};
-  args.path = argv[0];
-  args.argv = argv.data();
-  args.envp = envp.data();
-  args.cwd = spec.cwd.c_str();
+  set_program(args, argv, envp, spec.cwd, limits);
   args.stdin_fd = dev_null.get();
   args.stdout_fd = out_write.get();
   args.stderr_fd = err_write.get();
-  args.limits = limits.data();
-  args.limit_count = limits.size();
   args.parent_pid = getpid();
   args.netns_fd = -1;
   args.root_ns = -1;

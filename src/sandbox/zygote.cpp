@@ -34,6 +34,7 @@
 #include "common/fd.h"
 #include "common/log.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/peer_pid.h"
 
 namespace tamaya::sandbox {
 
@@ -403,23 +404,8 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
       return Status::Unavailable("zygote child did not say hello in time");
     }
     char buf[4096];
-    iovec iov{buf, sizeof buf};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
     pid_t host_pid = -1;
-    ssize_t n = recvmsg(sock, &msg, 0);
-    for (cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&msg) : nullptr; c != nullptr;
-         c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-        ucred cred{};
-        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-        host_pid = cred.pid;
-      }
-    }
+    ssize_t n = recv_with_peer_pid(sock, buf, sizeof buf, 0, host_pid);
     if (n > 0 && std::string_view(buf, size_t(n)).substr(0, 6) == "error:") {
       return Status::Unavailable("zygote child could not prepare: " + std::string(buf, size_t(n)));
     }

@@ -109,6 +109,14 @@ def wait_until(predicate, timeout_s, what):
         time.sleep(POLL_S)
 
 
+def metric(daemon, name):
+    """One unlabelled series of the daemon's /metrics, as a float."""
+    text = daemon.get("/metrics").text
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert m, f"no {name} in /metrics"
+    return float(m.group(1))
+
+
 def pids_with_env(marker_key, marker_value):
     """Live processes whose environment holds marker_key=marker_value (this uid's only)."""
     needle = f"{marker_key}={marker_value}".encode()

@@ -7,19 +7,12 @@ import re
 
 import pytest
 
-from itest import wait_until
+from itest import metric, wait_until
 from test_isolation import CGROUPS, FULL, DOCTOR
 
 pytestmark = pytest.mark.skipif(not FULL, reason="host lacks namespaces/uids/seccomp: " + DOCTOR)
 
 INSPECT = "node_inspect"
-
-
-def metric(daemon, name):
-    text = daemon.get("/metrics").text
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    assert m, f"no {name} in /metrics"
-    return float(m.group(1))
 
 
 def wait_pool_full(daemon, size):

@@ -2,21 +2,13 @@
 src/sandbox/launcher.cpp): an instance started in one must be walled in exactly as one whose
 walls were put up for it. Skipped without the sandbox's namespaces, uids and seccomp."""
 
-import re
 
 import pytest
 
-from itest import wait_until
+from itest import metric, wait_until
 from test_isolation import FULL, DOCTOR
 
 pytestmark = pytest.mark.skipif(not FULL, reason="host lacks namespaces/uids/seccomp: " + DOCTOR)
-
-
-def metric(daemon, name):
-    text = daemon.get("/metrics").text
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    assert m, f"no {name} in /metrics"
-    return float(m.group(1))
 
 
 def inspect(daemon, name):
