@@ -1145,13 +1145,15 @@ void ReadySandboxes::hold() {
     const int clone_errno = stack_top == nullptr ? ENOMEM : errno;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
     bool taken = false;
+    bool stopping = false;
     {
       std::lock_guard lock(mu_);
       m->done = true;
       taken = m->taken;
+      stopping = stop_;
       if (!taken) {
         std::erase(queue_, m);
-        if (!stop_) ++counters_.failures;
+        if (!stopping) ++counters_.failures;
       }
     }
     if (taken) {
@@ -1160,12 +1162,12 @@ void ReadySandboxes::hold() {
     }
     if (pid < 0) {
       spdlog::warn("sandboxes made ahead: clone: {}", errno_text(clone_errno));
-    } else if (!stop_ && m->args.failed_step != Step::kNone) {
+    } else if (!stopping && m->args.failed_step != Step::kNone) {
       spdlog::warn("sandboxes made ahead: a member failed at step {} ({})",
                    static_cast<int>(m->args.failed_step), errno_text(m->args.failed_errno));
     }
     discard(*m);
-    backoff_ms = stop_ ? 0 : std::min(std::max(backoff_ms * 2, 100), 10'000);
+    backoff_ms = stopping ? 0 : std::min(std::max(backoff_ms * 2, 100), 10'000);
   }
 }
 
