@@ -52,7 +52,7 @@
 #include "common/fd.h"
 #include "common/log.h"
 #include "sandbox/cgroup.h"
-#include "sandbox/peer_pid.h"
+#include "sandbox/child_socket.h"
 
 namespace tamaya::sandbox {
 
@@ -778,6 +778,65 @@ class RootTemplates {
 
 namespace {
 
+// Waits for the child behind `pidfd`, which is exiting, and reaps it.
+void reap_exited(int pidfd) {
+  siginfo_t info{};
+  while (waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED) < 0 && errno == EINTR) {
+  }
+}
+
+// clone of child_main with CLONE_VFORK: returns once the child has exec'd or
+// died. Every signal, glibc's internal ones too, is blocked around it, so no
+// handler of the daemon runs in the child while it shares our memory; the
+// child resets dispositions before unblocking. `clone_errno` gets errno.
+pid_t clone_child(char* stack_top, int flags, ChildArgs* args, int* pidfd, int& clone_errno) {
+  const uint64_t all_signals = ~uint64_t{0};
+  uint64_t saved_mask = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &saved_mask, kKernelSigsetBytes);
+  const pid_t pid = clone(child_main, stack_top, flags, args, pidfd);
+  clone_errno = errno;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
+  return pid;
+}
+
+// The fds a child joins `cgroups` with, above stdio, in `owned` and (for
+// ChildArgs) `raw`. On a failure the cgroups are removed.
+Status procs_fds_for_child(InstanceCgroups& cgroups, std::vector<Fd>& owned,
+                           std::vector<int>& raw) {
+  auto fds = open_procs_files(cgroups);
+  if (!fds.ok()) {
+    remove_cgroups(cgroups);
+    return fds.status();
+  }
+  owned.reserve(fds->size());
+  for (int fd : *fds) owned.emplace_back(fd);
+  for (Fd& fd : owned) {
+    if (Status moved = move_above_stdio(fd); !moved.ok()) {
+      owned.clear();
+      remove_cgroups(cgroups);
+      return moved;
+    }
+    raw.push_back(fd.get());
+  }
+  return Status::Ok();
+}
+
+// Who the child becomes: the function's uid (zygotes stay root), and
+// no_new_privs and the filter (`program` holds it) unless it is a zygote.
+void set_identity(ChildArgs& args, const Isolation& iso, const Layers& layers,
+                  const SeccompProgram& seccomp, sock_fprog& program) {
+  args.uid = args.gid = 0;
+  if (layers.uids && iso.uid != 0 && !iso.zygote) {
+    args.uid = iso.uid;
+    args.gid = iso.gid != 0 ? iso.gid : iso.uid;
+  }
+  args.no_new_privs = !iso.zygote;
+  if (layers.seccomp && !seccomp.code.empty() && !iso.zygote) {
+    program = seccomp.program();
+    args.seccomp = &program;
+  }
+}
+
 // A detached read-only copy of `dir` (open_tree), which the child attaches
 // inside its own root with move_mount: the host path is resolved here, in
 // the daemon's namespace, where it exists.
@@ -1016,9 +1075,7 @@ class ReadySandboxes {
     if (m.pid > 0) kill(m.pid, SIGKILL);
     if (m.pidfd >= 0) {
       if (m.pid <= 0) syscall(SYS_pidfd_send_signal, m.pidfd, SIGKILL, nullptr, 0);
-      siginfo_t info{};
-      while (waitid(P_PIDFD, static_cast<id_t>(m.pidfd), &info, WEXITED) < 0 && errno == EINTR) {
-      }
+      reap_exited(m.pidfd);
     }
     remove_cgroups(m.cgroups);
   }
@@ -1067,19 +1124,7 @@ Result<std::shared_ptr<ReadySandboxes::Member>> ReadySandboxes::make_member(
     static std::atomic<uint64_t> made{0};
     TAMAYA_ASSIGN_OR_RETURN(m->cgroups,
                             launcher_.make_cgroups("ready-" + std::to_string(++made), limits));
-    auto fds = open_procs_files(m->cgroups);
-    if (!fds.ok()) {
-      remove_cgroups(m->cgroups);
-      return fds.status();
-    }
-    for (int fd : *fds) m->cgroup_fds.emplace_back(fd);
-    for (Fd& fd : m->cgroup_fds) {
-      if (Status moved = move_above_stdio(fd); !moved.ok()) {
-        remove_cgroups(m->cgroups);
-        return moved;
-      }
-      m->raw_cgroup_fds.push_back(fd.get());
-    }
+    TAMAYA_RETURN_IF_ERROR(procs_fds_for_child(m->cgroups, m->cgroup_fds, m->raw_cgroup_fds));
   }
   ChildArgs& a = m->args;
   a.stdin_fd = m->dev_null.get();
@@ -1135,15 +1180,11 @@ void ReadySandboxes::hold() {
       queue_.push_back(m);
     }
     char* stack_top = child_stack();
-    int flags =
+    const int flags =
         CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-    const uint64_t all_signals = ~uint64_t{0};
-    uint64_t saved_mask = 0;
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &saved_mask, kKernelSigsetBytes);
+    int clone_errno = ENOMEM;
     const pid_t pid =
-        stack_top == nullptr ? -1 : clone(child_main, stack_top, flags, &m->args, &m->pidfd);
-    const int clone_errno = stack_top == nullptr ? ENOMEM : errno;
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
+        stack_top == nullptr ? -1 : clone_child(stack_top, flags, &m->args, &m->pidfd, clone_errno);
     bool taken = false;
     bool stopping = false;
     {
@@ -1231,16 +1272,7 @@ std::optional<Result<Process>> ReadySandboxes::launch(const LaunchSpec& spec) {
   sock_fprog seccomp_program{};
   ChildArgs& a = m->args;
   set_program(a, argv, envp, spec.cwd, rlimits);
-  a.uid = a.gid = 0;
-  if (launcher_.layers_.uids && iso.uid != 0) {
-    a.uid = iso.uid;
-    a.gid = iso.gid != 0 ? iso.gid : iso.uid;
-  }
-  a.no_new_privs = true;
-  if (launcher_.layers_.seccomp && !launcher_.seccomp_.code.empty()) {
-    seccomp_program = launcher_.seccomp_.program();
-    a.seccomp = &seccomp_program;
-  }
+  set_identity(a, iso, launcher_.layers_, launcher_.seccomp_, seccomp_program);
   // Our copies of the member's ends: its exec pipe must close with its exec.
   m->exec_write.reset();
   m->member_ctl.reset();
@@ -1249,22 +1281,9 @@ std::optional<Result<Process>> ReadySandboxes::launch(const LaunchSpec& spec) {
   m->dev_null.reset();
   m->cgroup_fds.clear();
 
-  char byte = 'g';
-  iovec iov{&byte, 1};
-  int trees[2] = {code_tree.get(), runtimes_tree.get()};
-  const size_t count = runtimes_tree.valid() ? 2 : 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(count * sizeof(int));
-  std::memcpy(CMSG_DATA(c), trees, count * sizeof(int));
-  if (sendmsg(m->ctl.get(), &msg, MSG_NOSIGNAL) != 1) {
+  std::vector<int> trees{code_tree.get()};
+  if (runtimes_tree.valid()) trees.push_back(runtimes_tree.get());
+  if (!send_with_fds(m->ctl.get(), "g", trees)) {
     return give_up(Status::Unavailable("sending go: " + errno_text(errno)));
   }
   // The member now runs as a direct child after its walls: until execve or
@@ -1276,9 +1295,7 @@ std::optional<Result<Process>> ReadySandboxes::launch(const LaunchSpec& spec) {
   } while (polled < 0 && errno == EINTR);
   if (polled != 1) return give_up(Status::Unavailable("no execve in time"));
   if (a.failed_step != Step::kNone) {
-    siginfo_t info{};
-    while (waitid(P_PIDFD, static_cast<id_t>(m->pidfd), &info, WEXITED) < 0 && errno == EINTR) {
-    }
+    reap_exited(m->pidfd);
     remove_cgroups(m->cgroups);
     return Result<Process>(child_failure(spec, a, rlimits));
   }
@@ -1483,56 +1500,24 @@ Result<Process> ProcessLauncher::launch_direct(const LaunchSpec& spec) {
       clone_flags |= CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
       args.parent_pidfd = self_pidfd_;
     }
-    if (layers_.uids && iso.uid != 0) {
-      args.uid = iso.uid;
-      args.gid = iso.gid != 0 ? iso.gid : iso.uid;
-    }
-    args.no_new_privs = !iso.zygote;
-    if (iso.zygote) args.uid = args.gid = 0;
-    if (layers_.seccomp && !seccomp_.code.empty() && !iso.zygote) {
-      seccomp_program = seccomp_.program();
-      args.seccomp = &seccomp_program;
-    }
+    set_identity(args, iso, layers_, seccomp_, seccomp_program);
     // Last, so that every earlier failure has no cgroup to remove.
     if (layers_.cgroups && (iso.memory_bytes > 0 || iso.pids_max > 0 || iso.cpu_shares > 0)) {
       const std::string name = iso.name.empty() ? "i" + std::to_string(getpid()) : iso.name;
       TAMAYA_ASSIGN_OR_RETURN(cgroups,
                               make_cgroups(name, {iso.memory_bytes, iso.pids_max, iso.cpu_shares}));
-      auto fds = open_procs_files(cgroups);
-      if (!fds.ok()) {
-        remove_cgroups(cgroups);
-        return fds.status();
-      }
-      cgroup_fds.reserve(fds->size());
-      for (int fd : *fds) cgroup_fds.emplace_back(fd);
-      for (Fd& fd : cgroup_fds) {
-        if (Status moved = move_above_stdio(fd); !moved.ok()) {
-          cgroup_fds.clear();
-          remove_cgroups(cgroups);
-          return moved;
-        }
-        raw_cgroup_fds.push_back(fd.get());
-      }
+      TAMAYA_RETURN_IF_ERROR(procs_fds_for_child(cgroups, cgroup_fds, raw_cgroup_fds));
       args.cgroup_fds = raw_cgroup_fds.data();
       args.cgroup_fd_count = raw_cgroup_fds.size();
     }
   }
 
-  // Block every signal, glibc's internal ones too, so that no handler of the
-  // daemon runs in the child while it shares our memory; the child resets
-  // dispositions before unblocking.
-  const uint64_t all_signals = ~uint64_t{0};
-  uint64_t saved_mask = 0;
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &saved_mask, kKernelSigsetBytes);
-
   int pidfd = -1;
-  const pid_t pid = clone(child_main, stack_top, clone_flags, &args, &pidfd);
-  const int clone_errno = errno;
+  int clone_errno = 0;
+  const pid_t pid = clone_child(stack_top, clone_flags, &args, &pidfd, clone_errno);
   cgroup_fds.clear();
   code_tree.reset();
   runtimes_tree.reset();
-
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
   dev_null.reset();
   out_write.reset();
   err_write.reset();
@@ -1550,9 +1535,7 @@ Result<Process> ProcessLauncher::launch_direct(const LaunchSpec& spec) {
   if (args.failed_step != Step::kNone) {
     // The child is exiting (CLONE_VFORK returned without an exec): reap it
     // so no zombie is left behind.
-    siginfo_t info{};
-    while (waitid(P_PIDFD, static_cast<id_t>(pid_fd.get()), &info, WEXITED) < 0 && errno == EINTR) {
-    }
+    reap_exited(pid_fd.get());
     remove_cgroups(cgroups);
     return child_failure(spec, args, limits);
   }

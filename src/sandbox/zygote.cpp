@@ -34,7 +34,7 @@
 #include "common/fd.h"
 #include "common/log.h"
 #include "sandbox/cgroup.h"
-#include "sandbox/peer_pid.h"
+#include "sandbox/child_socket.h"
 
 namespace tamaya::sandbox {
 
@@ -89,23 +89,9 @@ std::string hex(const SeccompProgram& program) {
   return out;
 }
 
-Status send_with_fds(int sock, const std::string& body, const std::vector<int>& fds) {
-  iovec iov{const_cast<char*>(body.data()), body.size()};
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-  std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
-  while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) {
-    if (errno != EINTR) return Status::Unavailable("writing to the zygote: " + errno_text());
-  }
-  return Status::Ok();
+Status send_to_zygote(int sock, const std::string& body, const std::vector<int>& fds) {
+  if (send_with_fds(sock, body, fds)) return Status::Ok();
+  return Status::Unavailable("writing to the zygote: " + errno_text());
 }
 
 // The child's word once it has tried to wall itself in: "ok", or why not
@@ -472,7 +458,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     host_of_ns_[ns_pid] = host_pid;
     std::vector<int> fds{p.out_w.get(), p.err_w.get()};
     if (uses_netns(spec)) fds.push_back(spec.isolation.netns_fd);
-    if (Status s = send_with_fds(chan.get(), request_for(spec, direct), fds); !s.ok()) {
+    if (Status s = send_to_zygote(chan.get(), request_for(spec, direct), fds); !s.ok()) {
       return fail(s);
     }
     p.out_w.reset();
@@ -503,7 +489,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
 
     std::vector<int> fds{p.out_w.get(), p.err_w.get(), hs_child.get()};
     if (uses_netns(spec)) fds.push_back(spec.isolation.netns_fd);
-    if (Status s = send_with_fds(ctl_, request_for(spec, direct), fds); !s.ok()) {
+    if (Status s = send_to_zygote(ctl_, request_for(spec, direct), fds); !s.ok()) {
       return fail(s, true);
     }
     p.out_w.reset();
