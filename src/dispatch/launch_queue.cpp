@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include "common/thread_step.h"
+
 namespace tamaya::dispatch {
 
 LaunchQueue::LaunchQueue(boost::asio::io_context& io, sandbox::Launcher& launcher, int threads)
@@ -21,7 +23,7 @@ LaunchQueue::~LaunchQueue() {
 
 void LaunchQueue::submit(sandbox::LaunchSpec spec, Done done) {
   if (threads_.empty()) {  // launched right here, on the event loop, as before the queue
-    deliver(launcher_.launch(spec), std::move(done));
+    deliver(launch(spec), std::move(done));
     return;
   }
   {
@@ -41,8 +43,12 @@ void LaunchQueue::run() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    deliver(launcher_.launch(job.spec), std::move(job.done));
+    deliver(launch(job.spec), std::move(job.done));
   }
+}
+
+Result<sandbox::Process> LaunchQueue::launch(const sandbox::LaunchSpec& spec) {
+  return step_result("a launch", [&] { return launcher_.launch(spec); });
 }
 
 void LaunchQueue::deliver(Result<sandbox::Process> launched, Done done) {

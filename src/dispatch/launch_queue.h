@@ -44,6 +44,9 @@ class LaunchQueue {
     Done done;
   };
   void run();
+  // The launcher's outcome; a bug that throws in it fails this launch only
+  // (common/thread_step.h), not the thread that serves every function.
+  Result<sandbox::Process> launch(const sandbox::LaunchSpec& spec);
   // Hands the outcome to `done` on the io_context (never from inside submit).
   void deliver(Result<sandbox::Process> launched, Done done);
 

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/thread_step.h"
+
 namespace tamaya::events {
 
 std::vector<store::Migration> migrations() {
@@ -324,6 +326,12 @@ int64_t QueueWriter::ops() const {
   return int64_t(committed_);
 }
 
+// An op that throws (a bug) fails on its own: the writer serves every
+// async invocation, and the ops batched with it still commit.
+Status QueueWriter::run_op(const Op& op) {
+  return step_result("an async queue operation", [&] { return op(*store_); });
+}
+
 void QueueWriter::run() {
   std::unique_lock lk(mu_);
   while (true) {
@@ -344,7 +352,7 @@ void QueueWriter::run() {
     bool op_failed = false;
     Status commit = db.transaction([&]() -> Status {
       for (size_t i = 0; i < batch.size(); ++i) {
-        results[i] = batch[i].first(*store_);
+        results[i] = run_op(batch[i].first);
         if (!results[i].ok()) {
           op_failed = true;
           return results[i];
@@ -356,7 +364,7 @@ void QueueWriter::run() {
       std::fill(results.begin(), results.end(), Status::Ok());
       commit = db.transaction([&]() -> Status {
         for (size_t i = 0; i < batch.size(); ++i) {
-          results[i] = db.transaction([&] { return batch[i].first(*store_); });
+          results[i] = db.transaction([&] { return run_op(batch[i].first); });
         }
         return Status::Ok();
       });
@@ -368,7 +376,9 @@ void QueueWriter::run() {
       }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i].second) batch[i].second(results[i]);
+      if (batch[i].second) {
+        run_step("an async queue completion", [&] { batch[i].second(results[i]); });
+      }
     }
 
     lk.lock();

@@ -132,6 +132,7 @@ class QueueWriter {
 
  private:
   void run();
+  Status run_op(const Op& op);
 
   std::unique_ptr<QueueStore> store_;
   mutable std::mutex mu_;

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "common/strings.h"
+#include "common/thread_step.h"
 
 namespace tamaya::meter {
 
@@ -250,7 +251,9 @@ void LogStore::Impl::run() {
     lk.unlock();
 
     if (!batch.empty() || !record_batch.empty()) {
-      Status s = write(batch, record_batch);
+      // A bug that throws loses this batch only (counted as dropped), not
+      // the writer: flush() waiters and later batches go on.
+      Status s = step_result("a log store write", [&] { return write(batch, record_batch); });
       if (s.ok()) {
         for (const LogEvent& e : batch) {
           dirty.insert(e.function);
@@ -267,7 +270,7 @@ void LogStore::Impl::run() {
     const bool trim_due =
         serving > flushes_done || stopping || now - last_trim >= kLogRetentionInterval;
     if (!dirty.empty() && trim_due) {
-      trim(dirty);
+      run_step("a log retention trim", [&] { trim(dirty); });
       dirty.clear();
       last_trim = now;
     }
@@ -277,7 +280,9 @@ void LogStore::Impl::run() {
       const int64_t wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
-      if (Status s = trim_records(*writer_db, limits, wall_ms); !s.ok()) {
+      if (Status s = step_result("an invocation record trim",
+                                 [&] { return trim_records(*writer_db, limits, wall_ms); });
+          !s.ok()) {
         spdlog::warn("invocation record retention failed error={}", s.message());
       }
       records_dirty = false;

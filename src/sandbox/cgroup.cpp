@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/thread_step.h"
+
 namespace tamaya::sandbox {
 
 namespace {
@@ -221,7 +223,7 @@ struct CgroupStockState {
         InstanceCgroups set = std::move(given_back.front());
         given_back.pop_front();
         lock.unlock();
-        remove_now(set);
+        run_step("removing a cgroup set", [&] { remove_now(set); });
         lock.lock();
         continue;
       }
@@ -236,9 +238,12 @@ struct CgroupStockState {
       const std::optional<CgroupLimits> limits = last_taken;
       lock.unlock();
       InstanceCgroups set;
-      Status s = make_set(caps, name, all(), set);
-      if (s.ok() && limits) s = write_new_limits(caps, set, *limits);
-      if (s.ok()) open_procs_ahead(set);
+      Status s = step_result("making a cgroup set ahead", [&] {
+        Status made = make_set(caps, name, all(), set);
+        if (made.ok() && limits) made = write_new_limits(caps, set, *limits);
+        if (made.ok()) open_procs_ahead(set);
+        return made;
+      });
       if (!s.ok()) remove_cgroups(set);
       lock.lock();
       if (s.ok()) {

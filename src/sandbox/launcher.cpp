@@ -51,6 +51,7 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/thread_step.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/child_socket.h"
 
@@ -1163,7 +1164,7 @@ void ReadySandboxes::hold() {
       shape = *shape_;
       limits = last_limits_;
     }
-    auto made = make_member(shape, limits);
+    auto made = step_result("making a sandbox ahead", [&] { return make_member(shape, limits); });
     if (!made.ok()) {
       backoff_ms = std::min(std::max(backoff_ms * 2, 100), 10'000);
       spdlog::warn("sandboxes made ahead: {}; next try in {} ms", made.status().message(),

@@ -35,6 +35,7 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/thread_step.h"
 #include "sandbox/cgroup.h"
 
 namespace tamaya::sandbox {
@@ -419,7 +420,8 @@ void NodePoolLauncher::refill_loop() {
     const std::string key = key_;
     const uint64_t seq = ++seq_;
     lock.unlock();
-    auto member = start_member(spec, seq);
+    auto member =
+        step_result("starting a Node.js pool member", [&] { return start_member(spec, seq); });
     lock.lock();
     if (member.ok() && key == key_ && !stopping_) {
       ready_.push_back(std::move(*member));

@@ -277,7 +277,23 @@ Status Database::transaction(const std::function<Status()>& fn) {
     ++savepoint_depth_;
   }
 
-  Status status = fn();
+  auto roll_back = [&] {
+    Status rollback =
+        exec(outermost ? "ROLLBACK" : "ROLLBACK TO " + savepoint + "; RELEASE " + savepoint);
+    if (!rollback.ok()) {
+      spdlog::error("sqlite rollback failed error={}", rollback.message());
+    }
+  };
+  Status status;
+  try {
+    status = fn();
+  } catch (...) {
+    // A bug in fn: what it wrote is undone and the connection stays usable
+    // for the caller that contains the bug (common/thread_step.h).
+    if (!outermost) --savepoint_depth_;
+    roll_back();
+    throw;
+  }
 
   if (!outermost) {
     --savepoint_depth_;
@@ -289,11 +305,7 @@ Status Database::transaction(const std::function<Status()>& fn) {
     }
     status = commit;
   }
-  Status rollback =
-      exec(outermost ? "ROLLBACK" : "ROLLBACK TO " + savepoint + "; RELEASE " + savepoint);
-  if (!rollback.ok()) {
-    spdlog::error("sqlite rollback failed error={}", rollback.message());
-  }
+  roll_back();
   return status;
 }
 

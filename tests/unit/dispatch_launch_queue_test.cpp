@@ -4,6 +4,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 
 #include "dispatch/launch_queue.h"
@@ -73,6 +74,47 @@ TEST_P(LaunchQueueTest, AFailedLaunchIsAStatus) {
   ASSERT_EQ(done.load(), 1);
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.message().find("/no/such/program"), std::string::npos) << status.message();
+}
+
+// A launcher with a bug: its first launch throws, the others work.
+class ThrowsOnceLauncher : public sandbox::Launcher {
+ public:
+  Result<sandbox::Process> launch(const sandbox::LaunchSpec& spec) override {
+    if (!thrown_.exchange(true)) throw std::logic_error("launcher bug");
+    return real_.launch(spec);
+  }
+
+ private:
+  std::atomic<bool> thrown_{false};
+  sandbox::ProcessLauncher real_;
+};
+
+// An exception from the launcher fails that launch with a status; the thread
+// (or, without threads, the loop) that serves every launch goes on.
+TEST_P(LaunchQueueTest, ALauncherThatThrowsFailsThatLaunchOnly) {
+  boost::asio::io_context io;
+  ThrowsOnceLauncher launcher;
+  LaunchQueue queue(io, launcher, GetParam() == 0 ? 0 : 1);
+  std::atomic<int> done{0};
+  std::vector<Status> statuses;
+  for (int i = 0; i < 2; ++i) {
+    queue.submit(spec_of({"/bin/true"}), [&](Result<sandbox::Process> p) {
+      statuses.push_back(p.status());
+      if (p.ok()) {
+        pollfd pfd{p->pidfd, POLLIN, 0};
+        poll(&pfd, 1, 5000);
+        sandbox::reap(*p).ok();
+        sandbox::release(*p);
+        sandbox::close_fds(*p);
+      }
+      ++done;
+    });
+  }
+  run_until(io, done, 2);
+  ASSERT_EQ(statuses.size(), 2U);
+  EXPECT_EQ(statuses[0].code(), Code::kInternal);
+  EXPECT_NE(statuses[0].message().find("launcher bug"), std::string::npos) << statuses[0].message();
+  EXPECT_TRUE(statuses[1].ok()) << statuses[1].message();
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, LaunchQueueTest, ::testing::Values(0, 2));

@@ -1,10 +1,15 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "common/settings.h"
 #include "events/backoff.h"
@@ -201,6 +206,47 @@ TEST_F(QueueTest, WriterGroupsConcurrentSubmitsAndReportsAfterCommit) {
   EXPECT_LT(commits, kThreads * kPerThread);  // batched, not one commit per event
   auto q = QueueStore::open(path_);
   EXPECT_EQ((*q)->load()->size(), size_t(kThreads * kPerThread));
+}
+
+// An operation or a completion that throws (a bug) fails on its own: the
+// writer thread goes on, and what was batched with it commits.
+TEST_F(QueueTest, WriterContainsAnOperationOrCompletionThatThrows) {
+  std::vector<Status> seen(3, Status::Internal("not called"));
+  bool after_throwing_completion = false;
+  {
+    auto store = QueueStore::open(path_);
+    ASSERT_TRUE(store.ok());
+    QueueWriter writer(std::move(*store));
+    writer.submit([](QueueStore& q) { return q.insert(make("a", 1)); },
+                  [&](Status s) { seen[0] = std::move(s); });
+    writer.submit(
+        [](QueueStore& q) -> Status {
+          TAMAYA_RETURN_IF_ERROR(q.insert(make("b", 1)));
+          throw std::logic_error("op bug");
+        },
+        [&](Status s) { seen[1] = std::move(s); });
+    writer.submit([](QueueStore& q) { return q.insert(make("c", 1)); },
+                  [&](Status s) {
+                    seen[2] = std::move(s);
+                    throw std::logic_error("completion bug");
+                  });
+    writer.flush();
+    writer.submit([](QueueStore&) { return Status::Ok(); },
+                  [&](const Status&) { after_throwing_completion = true; });
+    writer.flush();
+  }
+  EXPECT_TRUE(seen[0].ok()) << seen[0].to_string();
+  EXPECT_EQ(seen[1].code(), Code::kInternal);
+  EXPECT_NE(seen[1].message().find("op bug"), std::string::npos) << seen[1].message();
+  EXPECT_TRUE(seen[2].ok()) << seen[2].to_string();
+  EXPECT_TRUE(after_throwing_completion);
+  auto q = QueueStore::open(path_);
+  auto events = (*q)->load();
+  ASSERT_TRUE(events.ok());
+  std::vector<std::string> ids;
+  for (const Event& e : *events) ids.push_back(e.id);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"a", "c"}));
 }
 
 TEST(Backoff, FunctionErrorsWaitOneThenTwoMinutesByDefault) {

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 
 #include "store/database.h"
@@ -138,6 +139,33 @@ TEST_F(DatabaseTest, NestedTransactionRollsBackOnlyItself) {
   ASSERT_TRUE(outer.ok()) << outer.to_string();
   EXPECT_EQ(count_rows(d, "SELECT COUNT(*) FROM t WHERE v='outer'"), 1);
   EXPECT_EQ(count_rows(d, "SELECT COUNT(*) FROM t WHERE v='inner'"), 0);
+}
+
+// A bug that throws inside a transaction (outer or nested) undoes what it
+// wrote and leaves the connection usable for the next transaction.
+TEST_F(DatabaseTest, AnExceptionRollsBackAndLeavesTheConnectionUsable) {
+  auto db = Database::open(path_, two_migrations());
+  ASSERT_TRUE(db.ok());
+  Database& d = **db;
+  EXPECT_THROW((void)d.transaction([&]() -> Status {
+    TAMAYA_RETURN_IF_ERROR(d.exec("INSERT INTO t(v) VALUES ('thrown away')"));
+    throw std::runtime_error("bug");
+  }),
+               std::runtime_error);
+  Status outer = d.transaction([&]() -> Status {
+    TAMAYA_RETURN_IF_ERROR(d.exec("INSERT INTO t(v) VALUES ('outer')"));
+    EXPECT_THROW((void)d.transaction([&]() -> Status {
+      TAMAYA_RETURN_IF_ERROR(d.exec("INSERT INTO t(v) VALUES ('inner')"));
+      throw std::runtime_error("bug");
+    }),
+                 std::runtime_error);
+    // The next nested one uses the same savepoint name again.
+    return d.transaction([&] { return d.exec("INSERT INTO t(v) VALUES ('second inner')"); });
+  });
+  ASSERT_TRUE(outer.ok()) << outer.to_string();
+  EXPECT_EQ(count_rows(d, "SELECT COUNT(*) FROM t WHERE v='thrown away'"), 0);
+  EXPECT_EQ(count_rows(d, "SELECT COUNT(*) FROM t WHERE v='inner'"), 0);
+  EXPECT_EQ(count_rows(d, "SELECT COUNT(*) FROM t WHERE v IN ('outer', 'second inner')"), 2);
 }
 
 TEST_F(DatabaseTest, BindAndStepTextIntBlobNull) {
