@@ -154,6 +154,7 @@ const std::map<std::string, Field>& fields() {
       {"sandbox_cgroup_favor_dynmods", str_field(&Settings::sandbox_cgroup_favor_dynmods)},
       {"sandbox_cgroups_ahead", int_field(&Settings::sandbox_cgroups_ahead)},
       {"sandbox_ready_ahead", int_field(&Settings::sandbox_ready_ahead)},
+      {"instance_cpu_policy", str_field(&Settings::instance_cpu_policy)},
       {"sandbox_open_files", int_field(&Settings::sandbox_open_files)},
       {"default_tmp_mb", int_field(&Settings::default_tmp_mb)},
       {"max_tmp_mb", int_field(&Settings::max_tmp_mb)},

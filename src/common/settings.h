@@ -185,6 +185,9 @@ struct Settings {
   // rlimits and the filter (src/sandbox/launcher.cpp, ReadySandboxes); 0:
   // each start makes its own.
   int sandbox_ready_ahead = 2;
+  // "batch": instances (and zygotes) run under SCHED_BATCH, so one the event
+  // loop wakes does not preempt the loop mid-turn; "normal": SCHED_OTHER.
+  std::string instance_cpu_policy = "batch";
   int default_tmp_mb = 512;  // size of an instance's private /tmp
   int max_tmp_mb = 10'240;
 

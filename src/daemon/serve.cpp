@@ -130,12 +130,13 @@ int serve(const cli::ServeOptions& options) {
   sandbox::NodePoolOptions node_pool;
   node_pool.size = settings.node_pool_size;
   node_pool.start_timeout_ms = settings.node_pool_start_timeout_ms;
-  sandbox::CgroupOptions cgroups;
-  cgroups.favor_dynmods = settings.sandbox_cgroup_favor_dynmods;
-  cgroups.ahead = settings.sandbox_cgroups_ahead;
-  cgroups.sandboxes_ahead = settings.sandbox_ready_ahead;
+  sandbox::LaunchTuning tuning;
+  tuning.favor_dynmods = settings.sandbox_cgroup_favor_dynmods;
+  tuning.ahead = settings.sandbox_cgroups_ahead;
+  tuning.sandboxes_ahead = settings.sandbox_ready_ahead;
+  tuning.cpu_policy = settings.instance_cpu_policy;
   auto sandbox = sandbox::Sandbox::open(settings.sandbox_isolation, settings.data_dir,
-                                        settings.python_zygote, zygote_options, node_pool, cgroups);
+                                        settings.python_zygote, zygote_options, node_pool, tuning);
   if (!sandbox.ok()) {
     spdlog::critical("{}", sandbox.status().message());
     return 1;

@@ -92,6 +92,7 @@ enum class Step : int {
   kUid,
   kNoNewPrivs,
   kSeccomp,
+  kCpuPolicy,
 };
 
 // What the child mounts on its copy of the prepared root, in order; the
@@ -169,6 +170,7 @@ struct ChildArgs {
   // that is filled in by then.
   int member_ctl;
   int member_exec_fd;  // a member's end of its exec pipe: kept open until execve
+  bool batch_cpu;      // SCHED_BATCH (SandboxOptions::batch_cpu)
 
   Step failed_step;
   int failed_errno;
@@ -280,6 +282,13 @@ int child_main(void* opaque) {
 
   if (setsid() < 0) {
     child_fail(args, Step::kSetsid);
+  }
+  // Inherited by every thread and child it makes, across execve.
+  if (args->batch_cpu) {
+    const sched_param no_priority{};
+    if (sched_setscheduler(0, SCHED_BATCH, &no_priority) < 0) {
+      child_fail(args, Step::kCpuPolicy);
+    }
   }
 
   // Into the cgroups first, so everything after is accounted and limited.
@@ -931,6 +940,9 @@ Status child_failure(const LaunchSpec& spec, const ChildArgs& args,
       return Status::Internal(prefix + "prctl(PR_SET_NO_NEW_PRIVS): " + what);
     case Step::kSeccomp:
       return Status::Internal(prefix + "loading its seccomp filter: " + what);
+    case Step::kCpuPolicy:
+      return Status::Internal(prefix + "taking the SCHED_BATCH CPU policy: " + what +
+                              " (set instance_cpu_policy to normal to skip it)");
     case Step::kNone:
       break;
   }
@@ -1143,6 +1155,7 @@ Result<std::shared_ptr<ReadySandboxes::Member>> ReadySandboxes::make_member(
   a.parent_pidfd = launcher_.self_pidfd_;
   a.member_ctl = m->member_ctl.get();
   a.member_exec_fd = m->exec_write.get();
+  a.batch_cpu = launcher_.options_.batch_cpu;
   a.failed_step = Step::kNone;
   return m;
 }
@@ -1462,6 +1475,7 @@ Result<Process> ProcessLauncher::launch_direct(const LaunchSpec& spec) {
   args.parent_pidfd = -1;
   args.member_ctl = -1;
   args.member_exec_fd = -1;
+  args.batch_cpu = options_.batch_cpu;
   args.failed_step = Step::kNone;
 
   // Isolation: the root's parts and the cgroups, all before clone.

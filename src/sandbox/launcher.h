@@ -150,6 +150,11 @@ struct SandboxOptions {
   // Sandboxes kept made ahead of need for direct launches (ReadySandboxes in
   // launcher.cpp); 0: each launch makes its own walls.
   int sandboxes_ahead = 0;
+  // Every process launched (instances, zygotes and their children, pool
+  // members) runs under SCHED_BATCH: one the event loop wakes does not
+  // preempt it, so the loop finishes what it was doing (answering, handing
+  // out the next event) instead of being switched out mid-turn.
+  bool batch_cpu = false;
 };
 
 // How the sandboxes made ahead served launches (ProcessLauncher).

@@ -32,16 +32,16 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
                                                const std::string& python_zygote,
                                                ZygoteOptions zygote_options,
                                                NodePoolOptions node_pool,
-                                               const CgroupOptions& cgroups) {
-  const std::string& cgroup_favor_dynmods = cgroups.favor_dynmods;
+                                               const LaunchTuning& tuning) {
+  const std::string& cgroup_favor_dynmods = tuning.favor_dynmods;
   TAMAYA_RETURN_IF_ERROR(check_mode(mode));
-  if (cgroups.ahead < 0 || cgroups.ahead > kMaxCgroupsAhead) {
-    return Status::Invalid("sandbox_cgroups_ahead " + std::to_string(cgroups.ahead) +
+  if (tuning.ahead < 0 || tuning.ahead > kMaxCgroupsAhead) {
+    return Status::Invalid("sandbox_cgroups_ahead " + std::to_string(tuning.ahead) +
                            " is out of range; use 0 (each start makes its own) to " +
                            std::to_string(kMaxCgroupsAhead));
   }
-  if (cgroups.sandboxes_ahead < 0 || cgroups.sandboxes_ahead > kMaxSandboxesAhead) {
-    return Status::Invalid("sandbox_ready_ahead " + std::to_string(cgroups.sandboxes_ahead) +
+  if (tuning.sandboxes_ahead < 0 || tuning.sandboxes_ahead > kMaxSandboxesAhead) {
+    return Status::Invalid("sandbox_ready_ahead " + std::to_string(tuning.sandboxes_ahead) +
                            " is out of range; use 0 (each start makes its own walls) to " +
                            std::to_string(kMaxSandboxesAhead));
   }
@@ -55,6 +55,11 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
                            " is out of range; use 0 to " + std::to_string(kMaxZygotePrefork) +
                            " (children each zygote keeps forked ahead of need)");
   }
+  if (tuning.cpu_policy != "batch" && tuning.cpu_policy != "normal") {
+    return Status::Invalid("instance_cpu_policy '" + tuning.cpu_policy +
+                           "' is not known; use batch (instances do not preempt the daemon's "
+                           "event loop) or normal");
+  }
   if (python_zygote != "on" && python_zygote != "off") {
     return Status::Invalid("python_zygote '" + python_zygote +
                            "' is not known; use on (fork Python instances from a zygote) or off");
@@ -63,6 +68,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
   out->isolate_ = mode == "auto";
   SandboxOptions options;
   options.isolate = out->isolate_;
+  options.batch_cpu = tuning.cpu_policy == "batch";
   if (out->isolate_) {
     const std::string dir = sandbox_dir(data_dir);
     out->host_ = probe_host(dir);
@@ -81,8 +87,8 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
     }
     options.host = out->host_;
     options.root_dir = dir + "/root";
-    options.cgroups_ahead = cgroups.ahead;
-    options.sandboxes_ahead = cgroups.sandboxes_ahead;
+    options.cgroups_ahead = tuning.ahead;
+    options.sandboxes_ahead = tuning.sandboxes_ahead;
   }
   TAMAYA_ASSIGN_OR_RETURN(out->launcher_, ProcessLauncher::create(std::move(options)));
   if (python_zygote == "off") {

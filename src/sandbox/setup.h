@@ -15,8 +15,9 @@
 
 namespace tamaya::sandbox {
 
-// How instances' cgroups are made, where the host has cgroups.
-struct CgroupOptions {
+// How launches are tuned: instances' cgroups (where the host has cgroups),
+// what is made ahead of need, and the CPU policy instances run under.
+struct LaunchTuning {
   // "on" switches the host's cgroups to fast joins (favor_cgroup_migrations
   // in cgroup.h); "off" leaves the host as it is.
   std::string favor_dynmods = "off";
@@ -25,6 +26,8 @@ struct CgroupOptions {
   // Whole sandboxes kept made ahead for direct starts (ReadySandboxes in
   // launcher.cpp), each holding one of those sets.
   int sandboxes_ahead = 0;
+  // "batch" (SandboxOptions::batch_cpu) or "normal".
+  std::string cpu_policy = "normal";
 };
 
 class Sandbox {
@@ -37,7 +40,7 @@ class Sandbox {
                                                const std::string& python_zygote = "off",
                                                ZygoteOptions zygote_options = {},
                                                NodePoolOptions node_pool = {},
-                                               const CgroupOptions& cgroups = {});
+                                               const LaunchTuning& tuning = {});
   ~Sandbox();
 
   Launcher& launcher() {

@@ -166,6 +166,14 @@ TEST_P(Isolated, RunsAsTheFunctionsUidWithoutSupplementaryGroups) {
   EXPECT_EQ(f.out, "201234\n201234\n201234\n");
 }
 
+// Field 41 of stat is the scheduling policy; 3 is SCHED_BATCH. `cut` is a
+// child of the instance's shell: the policy is inherited across fork and exec.
+TEST_P(Isolated, RunsUnderTheBatchCpuPolicy) {
+  Finished f = run(shell("cut -d' ' -f41 /proc/self/stat"));
+  EXPECT_EQ(f.status, 0) << f.err;
+  EXPECT_EQ(f.out, "3\n");
+}
+
 TEST_P(Isolated, HasItsOwnPidNamespaceHostnameAndIpc) {
   Finished f =
       run(shell("echo $$; hostname; ls /proc | grep -c '^[0-9]'; "

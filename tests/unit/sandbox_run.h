@@ -44,6 +44,7 @@ inline TestHost* make_test_host(const std::string& tag, const std::string& file,
   options.root_dir = h->dir + "/sandbox/root";
   options.sandboxes_ahead = sandboxes_ahead;
   options.cgroups_ahead = sandboxes_ahead;
+  options.batch_cpu = true;  // as the daemon's default (instance_cpu_policy=batch)
   auto made = ProcessLauncher::create(options);
   EXPECT_TRUE(made.ok()) << made.status().to_string();
   if (made.ok()) h->launcher = made->release();

@@ -31,6 +31,7 @@ def info(event):
         "uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid(), "hostname": socket.gethostname(),
         "limits": limits, "mounts": mounts, "visible_pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
         "task_root": os.environ.get("LAMBDA_TASK_ROOT"),
+        "cpu_policy": os.sched_getscheduler(0),
     }
 
 
