@@ -68,6 +68,7 @@ class Sandbox {
   std::unique_ptr<ZygoteLauncher> zygotes_;      // null: python_zygote off or no sandbox
   std::unique_ptr<NodePoolLauncher> node_pool_;  // wraps the launcher above; null: off
   std::string zygote_note_;
+  std::string cpu_policy_;  // instance_cpu_policy, said in the start line
 };
 
 // `tamaya doctor`: the host report for these settings.

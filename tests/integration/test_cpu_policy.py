@@ -47,12 +47,14 @@ def policies(daemon):
 
 @pytest.mark.settings(node_pool_size=1, sandbox_ready_ahead=1)
 def test_instances_run_under_sched_batch_by_default(daemon):
+    assert "cpu_policy=batch" in daemon.stderr(), daemon.stderr()  # said in the start line
     got = policies(daemon)
     assert got == {k: SCHED_BATCH for k in got}, got
 
 
 @pytest.mark.settings(node_pool_size=1, sandbox_ready_ahead=1, instance_cpu_policy="normal")
 def test_normal_leaves_instances_at_sched_other(daemon):
+    assert "cpu_policy=normal" in daemon.stderr(), daemon.stderr()
     got = policies(daemon)
     assert got == {k: SCHED_OTHER for k in got}, got
 
