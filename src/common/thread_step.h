@@ -4,8 +4,8 @@
 // an exception escaping one of them would end the daemon, and with it every
 // instance and every request in flight. Exceptions are for bugs here, so a
 // step that throws is logged as a critical bug, fails on its own, and the
-// thread goes on with the next. The event loop does the same for its
-// handlers (net::run_event_loop).
+// thread goes on with the next. The event loop runs its handlers the same
+// way (net::run_event_loop).
 #pragma once
 
 #include <exception>

@@ -7,7 +7,7 @@
 #include <charconv>
 
 #include "common/host.h"
-#include "common/log.h"
+#include "common/thread_step.h"
 
 namespace tamaya::net {
 
@@ -122,15 +122,8 @@ void run_event_loop(boost::asio::io_context& io, EventLoopOptions options) {
   // a launch result's: HTTP handlers are caught by the server) would end
   // the daemon and every function with it; the handler it came from is
   // done, so the loop logs it and runs on (Asio's run may be called again
-  // after a handler threw).
-  for (;;) {
-    try {
-      run_until_stopped(io, options);
-      return;
-    } catch (const std::exception& e) {
-      spdlog::critical("bug: an exception escaped a handler on the event loop; running on error={}",
-                       e.what());
-    }
+  // after a handler threw), as the background threads do with their steps.
+  while (!run_step("a handler on the event loop", [&] { run_until_stopped(io, options); })) {
   }
 }
 

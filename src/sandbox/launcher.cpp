@@ -153,26 +153,26 @@ struct ChildArgs {
   // Isolation, all prepared by the parent; absent parts are -1/null/0.
   const int* cgroup_fds;
   size_t cgroup_fd_count;
-  int netns_fd;
-  int root_ns;              // >= 0: the prepared root's mount namespace, copied for the child
-  int code_tree;            // detached read-only mount of the code (open_tree), for kTaskRoot
-  int runtimes_tree;        // the same for kRuntimesRoot; -1: none
+  int netns_fd = -1;
+  int root_ns = -1;         // >= 0: the prepared root's mount namespace, copied for the child
+  int code_tree = -1;       // detached read-only mount of the code (open_tree), for kTaskRoot
+  int runtimes_tree = -1;   // the same for kRuntimesRoot; -1: none
   const char* tmp_options;  // tmpfs options of the private /tmp
   const char* hostname;
   uint32_t uid;  // 0: keep
   uint32_t gid;
   bool no_new_privs;
   const sock_fprog* seccomp;  // null: none
-  int parent_pidfd;           // >= 0 in a new pid namespace, where getppid() is 0
+  int parent_pidfd = -1;      // >= 0 in a new pid namespace, where getppid() is 0
   // >= 0: a sandbox made ahead (ReadySandboxes). Walled in up to what
   // depends on its instance, it says "r" on this socket and waits for "g"
   // with the code (and runtimes) trees as fds; every field used after
   // that is filled in by then.
-  int member_ctl;
-  int member_exec_fd;  // a member's end of its exec pipe: kept open until execve
-  bool batch_cpu;      // SCHED_BATCH (SandboxOptions::batch_cpu)
+  int member_ctl = -1;
+  int member_exec_fd = -1;  // a member's end of its exec pipe: kept open until execve
+  bool batch_cpu;           // SCHED_BATCH (SandboxOptions::batch_cpu)
 
-  Step failed_step;
+  Step failed_step = Step::kNone;
   int failed_errno;
   size_t failed_limit;  // also the index of a failed mount op
 };
@@ -1146,17 +1146,13 @@ Result<std::shared_ptr<ReadySandboxes::Member>> ReadySandboxes::make_member(
   a.parent_pid = getpid();
   a.cgroup_fds = m->raw_cgroup_fds.data();
   a.cgroup_fd_count = m->raw_cgroup_fds.size();
-  a.netns_fd = -1;
   a.root_ns = m->root->ns;
-  a.code_tree = -1;
-  a.runtimes_tree = -1;
   a.tmp_options = m->tmp_options.c_str();
   a.hostname = m->hostname.c_str();
   a.parent_pidfd = launcher_.self_pidfd_;
   a.member_ctl = m->member_ctl.get();
   a.member_exec_fd = m->exec_write.get();
   a.batch_cpu = launcher_.options_.batch_cpu;
-  a.failed_step = Step::kNone;
   return m;
 }
 
@@ -1468,15 +1464,7 @@ Result<Process> ProcessLauncher::launch_direct(const LaunchSpec& spec) {
   args.stdout_fd = out_write.get();
   args.stderr_fd = err_write.get();
   args.parent_pid = getpid();
-  args.netns_fd = -1;
-  args.root_ns = -1;
-  args.code_tree = -1;
-  args.runtimes_tree = -1;
-  args.parent_pidfd = -1;
-  args.member_ctl = -1;
-  args.member_exec_fd = -1;
   args.batch_cpu = options_.batch_cpu;
-  args.failed_step = Step::kNone;
 
   // Isolation: the root's parts and the cgroups, all before clone.
   int clone_flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD;

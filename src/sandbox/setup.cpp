@@ -69,7 +69,6 @@ Result<std::unique_ptr<Sandbox>> Sandbox::open(const std::string& mode, const st
   SandboxOptions options;
   options.isolate = out->isolate_;
   options.batch_cpu = tuning.cpu_policy == "batch";
-  out->cpu_policy_ = tuning.cpu_policy;
   if (out->isolate_) {
     const std::string dir = sandbox_dir(data_dir);
     out->host_ = probe_host(dir);
@@ -132,14 +131,19 @@ Sandbox::~Sandbox() {
 std::string Sandbox::startup_line() const {
   if (!isolate_) {
     return "sandbox isolation=off (sandbox_isolation=off: plain processes with rlimits) " +
-           zygote_note_ + " cpu_policy=" + cpu_policy_;
+           zygote_note_ + " cpu_policy=" + cpu_policy();
   }
   std::string cgroups;
   if (host_.cgroup != CgroupVersion::kNone) {
     cgroups = favor_dynmods_.valid() ? "cgroup_favordynmods=on " : "cgroup_favordynmods=off ";
   }
   return "sandbox isolation=auto " + summary(host_) + " " + cgroups + zygote_note_ +
-         " cpu_policy=" + cpu_policy_;
+         " cpu_policy=" + cpu_policy();
+}
+
+// instance_cpu_policy, as the launcher applies it.
+std::string Sandbox::cpu_policy() const {
+  return launcher_->options().batch_cpu ? "batch" : "normal";
 }
 
 std::string Sandbox::missing() const {

@@ -61,6 +61,8 @@ class Sandbox {
   std::string missing() const;
 
  private:
+  std::string cpu_policy() const;  // "batch" or "normal", from the launcher's options
+
   bool isolate_ = false;
   HostCapabilities host_;
   Fd favor_dynmods_;  // keeps the favordynmods mount (cgroup.h)
@@ -68,7 +70,6 @@ class Sandbox {
   std::unique_ptr<ZygoteLauncher> zygotes_;      // null: python_zygote off or no sandbox
   std::unique_ptr<NodePoolLauncher> node_pool_;  // wraps the launcher above; null: off
   std::string zygote_note_;
-  std::string cpu_policy_;  // instance_cpu_policy, said in the start line
 };
 
 // `tamaya doctor`: the host report for these settings.
