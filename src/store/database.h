@@ -78,8 +78,10 @@ class Statement {
 // fails with Unavailable ("database is busy").
 inline constexpr int kBusyTimeoutMs = 5'000;
 
-// Not thread-safe: one Database per thread that uses it (WAL lets several
-// connections to the same file read while one writes).
+// Not thread-safe, and SQLite's own mutex is off (SQLITE_OPEN_NOMUTEX): one
+// thread at a time may use a Database, as its owner arranges (one per
+// thread, or behind the owner's lock). WAL lets several connections to the
+// same file read while one writes.
 class Database {
  public:
   // Opens (creating) the file, sets WAL, synchronous=NORMAL, foreign keys,
