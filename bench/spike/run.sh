@@ -25,6 +25,7 @@
 #   SPIKE_A_MAX       A's max concurrency                 (default 4)
 #   SPIKE_A_DELAY_MS  A's work per request                (default 20)
 #   BENCH_KEEP_TMP=1  keep the temp dir (logs, raw JSON)
+#   BENCH_TAMAYA_SET="k=v …"  extra `tamaya serve --set` settings (A/B of a setting)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -83,6 +84,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port() { python3 "$ROOT/bench/invoke/admin.py" free-port; }
+SET_ARGS=()
+for kv in ${BENCH_TAMAYA_SET:-}; do SET_ARGS+=(--set "$kv"); done
 ADMIN_PORT="$(port)"
 GATEWAY_PORT="$(port)"
 ADMIN="http://127.0.0.1:$ADMIN_PORT"
@@ -90,7 +93,7 @@ GATEWAY="http://127.0.0.1:$GATEWAY_PORT"
 "$TAMAYA_BIN" serve --data-dir "$TMP/tamaya" --admin-port "$ADMIN_PORT" \
   --set gateway_port="$GATEWAY_PORT" --set log_level=warn --set drain_timeout_ms=2000 \
   --set queue_timeout_ms="$QUEUE_TIMEOUT_MS" --set queue_max_per_function="$QUEUE_MAX" \
-  >"$TMP/tamaya.log" 2>&1 &
+  "${SET_ARGS[@]}" >"$TMP/tamaya.log" 2>&1 &
 DAEMON_PID=$!
 python3 "$ROOT/bench/invoke/admin.py" wait-http "$ADMIN/v1/health" "$START_TIMEOUT_S"
 
@@ -171,7 +174,7 @@ def b_row(label, r, b, ratio=""):
 lines = [
     f"# bench/spike $STAMP",
     "",
-    "Command: \`TAMAYA_BIN=$TAMAYA_BIN bench/spike/run.sh\` ($ROUNDS rounds of three phases of "
+    "Command: \`${BENCH_TAMAYA_SET:+BENCH_TAMAYA_SET='$BENCH_TAMAYA_SET' }TAMAYA_BIN=$TAMAYA_BIN bench/spike/run.sh\` ($ROUNDS rounds of three phases of "
     f"${SECONDS_PER_PHASE} s: B alone, B during A's flood, B during the same flood aimed at a "
     f"separate nginx; B at $B_RATE/s, A max_concurrency "
     f"$A_MAX with $A_DELAY_MS ms of work, flooded by $A_CONNECTIONS connections; "

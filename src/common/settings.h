@@ -25,8 +25,9 @@ struct Settings {
   // HTTP limits of the admin server.
   int64_t admin_max_body_bytes = 80ll << 20;  // a 50 MiB zip, base64-encoded in JSON
   int64_t max_header_bytes = 16 << 10;
-  int http_header_timeout_ms = 10'000;  // time to receive a request's headers
-  int http_idle_timeout_ms = 60'000;    // keep-alive connections idle longer are closed
+  int http_header_timeout_ms = 10'000;        // time to receive a request's headers
+  int http_idle_timeout_ms = 60'000;          // keep-alive connections idle longer are closed
+  int64_t http_refused_reads_per_s = 20'000;  // next requests of connections answered 429
 
   // Invocation limits (Lambda's).
   int64_t invoke_max_payload_bytes = 6 << 20;            // request payload
@@ -95,6 +96,7 @@ struct Settings {
   int gateway_header_timeout_ms = 10'000;        // whole request head, else 408
   int gateway_body_timeout_ms = 30'000;          // whole body once the head is in, else 408
   int gateway_idle_timeout_ms = 60'000;          // keep-alive connection idle, then closed
+  int64_t gateway_refused_reads_per_s = 20'000;  // next requests of connections answered 429
   std::string gateway_access_log;  // "" = the daemon's log; else a file (relative: in data_dir)
   int gateway_access_log_flush_ms =
       200;  // buffered access-log lines are written at least this often

@@ -350,6 +350,7 @@ int serve(const cli::ServeOptions& options) {
   limits.max_header_bytes = settings.max_header_bytes;
   limits.header_timeout = std::chrono::milliseconds(settings.http_header_timeout_ms);
   limits.idle_timeout = std::chrono::milliseconds(settings.http_idle_timeout_ms);
+  limits.refused_reads_per_s = settings.http_refused_reads_per_s;
   net::HttpServer admin(io, limits, [&router](net::Request r, net::Responder respond) {
     router.dispatch(std::move(r), std::move(respond));
   });

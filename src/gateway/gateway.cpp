@@ -95,6 +95,7 @@ net::ServerLimits server_limits(const Settings& s) {
   l.header_timeout = std::chrono::milliseconds(s.gateway_header_timeout_ms);
   l.body_timeout = std::chrono::milliseconds(s.gateway_body_timeout_ms);
   l.idle_timeout = std::chrono::milliseconds(s.gateway_idle_timeout_ms);
+  l.refused_reads_per_s = s.gateway_refused_reads_per_s;
   return l;
 }
 

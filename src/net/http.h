@@ -122,6 +122,10 @@ struct ServerLimits {
   // result and their next long poll together. It saves a send (and on TCP
   // its segment and acknowledgement) per invocation.
   bool hold_answers_to_pipelining_clients = false;
+  // Connections answered 429 get their next request read at most this many
+  // times per second in all, in turn (RefusedReadPace); 0: one per turn of
+  // the event loop, as fast as it goes.
+  int64_t refused_reads_per_s = 0;
 };
 
 class HttpServer {

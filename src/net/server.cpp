@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "net/http.h"
+#include "net/refused_pace.h"
 #include "net/request_parser.h"
 
 namespace tamaya::net {
@@ -120,7 +121,12 @@ struct ResponseStream::State {
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Impl(asio::io_context& io, ServerLimits l, Handler h)
-      : io(io), acceptor(io), limits(l), handler(std::move(h)) {}
+      : io(io),
+        acceptor(io),
+        limits(l),
+        handler(std::move(h)),
+        refused_pace(l.refused_reads_per_s),
+        refused_timer(io) {}
 
   void accept();
   void yield_read(std::shared_ptr<Session> session);
@@ -136,9 +142,12 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   // here, one per turn of the event loop, instead of all at once: a client
   // flooding a throttled function then cannot push other clients' requests
   // behind a batch of its own refusals (bench/spike). Its requests are still
-  // answered as fast as the loop has nothing else to do.
+  // answered as fast as the loop has nothing else to do, and no faster than
+  // limits.refused_reads_per_s (refused_pace.h).
   std::deque<std::shared_ptr<Session>> yielded;
   bool draining = false;
+  RefusedReadPace refused_pace;
+  asio::steady_timer refused_timer;
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -565,6 +574,17 @@ void HttpServer::Impl::drain_yielded() {
     draining = false;
     return;
   }
+  if (auto wait = refused_pace.wait(RefusedReadPace::clock::now()); wait.count() > 0) {
+    refused_timer.expires_after(wait);
+    refused_timer.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) {
+        self->draining = false;  // cancelled by close_all
+        return;
+      }
+      self->drain_yielded();
+    });
+    return;
+  }
   auto session = std::move(yielded.front());
   yielded.pop_front();
   session->resume_read();
@@ -634,6 +654,7 @@ void HttpServer::close_all() {
   for (Session* s : all) s->close();
   // Waiting sessions hold the server; let them go with their sockets.
   impl_->yielded.clear();
+  impl_->refused_timer.cancel();
 }
 
 size_t HttpServer::open_connections() const { return impl_->sessions.size(); }

@@ -22,7 +22,8 @@ fi
 # The tree's sources the targets share are compiled once, into objects each
 # target links; anything under src/ newer than an object rebuilds it.
 COMMON=(gateway/routes.cpp gateway/event.cpp gateway/jwt.cpp common/encoding.cpp common/status.cpp
-        common/strings.cpp common/boost_assert.cpp net/server.cpp net/request_parser.cpp)
+        common/strings.cpp common/boost_assert.cpp net/server.cpp net/request_parser.cpp
+        net/refused_pace.cpp)
 FLAGS=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -DBOOST_ENABLE_ASSERT_DEBUG_HANDLER
        -I"$ROOT/src")
 mkdir -p "$OUT/obj"

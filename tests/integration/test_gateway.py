@@ -279,6 +279,40 @@ def test_route_rate_limit(d):
     assert r.headers["Retry-After"] == "2"
 
 
+@pytest.mark.settings(gateway_refused_reads_per_s=100)
+def test_refused_requests_are_read_at_a_bounded_rate(d):
+    """A client hammering a throttled route gets every 429, but its next requests are read no
+    faster than gateway_refused_reads_per_s in all; a request to another route is not held."""
+    add_route(d, "GET /limited", rate_limit={"rate": 0.01, "burst": 1})
+    add_route(d, "GET /open")
+    assert requests.get(gw(d) + "/open", timeout=30).status_code == 200  # warm
+    assert requests.get(gw(d) + "/limited", timeout=30).status_code == 200  # the burst
+    per_connection = 40
+    flood = b"GET /limited HTTP/1.1\r\nHost: x\r\n\r\n" * per_connection
+    conns = [socket.create_connection(("127.0.0.1", d.gateway_port), timeout=30) for _ in range(2)]
+    started = time.monotonic()
+    for c in conns:
+        c.sendall(flood)
+    time.sleep(0.1)  # the flood is being refused, at 100 reads per second
+    r = requests.get(gw(d) + "/open", timeout=30)
+    open_answered = time.monotonic() - started
+    assert r.status_code == 200
+    answers = []
+    for c in conns:
+        got = b""
+        while got.count(b"HTTP/1.1 ") < per_connection:
+            chunk = c.recv(65536)
+            assert chunk, got[-300:]
+            got += chunk
+        c.close()
+        answers.append(got)
+    took = time.monotonic() - started
+    assert all(a.count(b"HTTP/1.1 429") == per_connection for a in answers)
+    # Each connection's first request is read at once; the other 78 wait for the pace.
+    assert took >= 0.7, took
+    assert open_answered < 0.5 * took, (open_answered, took)
+
+
 # --- CORS ---------------------------------------------------------------------------------------
 
 

@@ -274,6 +274,63 @@ TEST(ServerYield, RefusedConnectionsReadTheirNextRequestAfterOthers) {
   server.close_all();
 }
 
+// With refused_reads_per_s the refused connections' next requests are read
+// no faster than that rate, in all: a flood of refusals costs a bounded share
+// of the loop. A connection that was not refused is not paced, and every
+// refused request is still answered, in order.
+TEST(ServerYield, RefusedReadsKeepToTheirRate) {
+  asio::io_context io;
+  std::vector<std::string> seen;
+  ServerLimits limits;
+  limits.refused_reads_per_s = 1'000;  // a bucket of one, then one per ms
+  HttpServer server(io, limits, [&](Request req, Responder respond) {
+    seen.push_back(req.path);
+    respond(Response::json(req.path == "/a" ? 429 : 200, "{}"));
+  });
+  ASSERT_TRUE(server.listen("127.0.0.1", 0).ok());
+  const tcp::endpoint at(asio::ip::make_address("127.0.0.1"), server.port());
+  auto run_until = [&](const std::function<bool()>& done) {
+    for (int i = 0; i < 100'000 && !done(); ++i) io.run_one_for(std::chrono::seconds(1));
+    ASSERT_TRUE(done());
+  };
+  auto count = [&](const std::string& path) { return std::count(seen.begin(), seen.end(), path); };
+
+  asio::io_context client_io;
+  constexpr int kFlooders = 10;
+  constexpr int kPipelined = 4;
+  std::vector<tcp::socket> flooders;
+  for (int i = 0; i < kFlooders; ++i) flooders.emplace_back(client_io).connect(at);
+  tcp::socket shop(client_io);
+  shop.connect(at);
+  run_until([&] { return server.open_connections() == kFlooders + 1; });
+
+  std::string burst;
+  for (int i = 0; i < kPipelined; ++i) burst += "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (auto& s : flooders) asio::write(s, asio::buffer(burst));
+  run_until([&] { return count("/a") == kFlooders; });
+  const auto refused_at = std::chrono::steady_clock::now();
+  asio::write(shop, asio::buffer(std::string("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")));
+  run_until([&] { return count("/b") == 1; });
+  EXPECT_LT(count("/a"), kFlooders * kPipelined) << "the shop waited for the whole flood";
+
+  run_until([&] { return count("/a") == kFlooders * kPipelined; });
+  // 30 reads after the refusals: the first from the bucket, then one per ms.
+  const auto took = std::chrono::steady_clock::now() - refused_at;
+  EXPECT_GE(took, std::chrono::milliseconds(kFlooders * (kPipelined - 1) - 2));
+  for (auto& s : flooders) {
+    std::string got;
+    char buf[4096];
+    while (std::count(got.begin(), got.end(), '{') < kPipelined)
+      got.append(buf, s.read_some(asio::buffer(buf)));
+    size_t at429 = 0;
+    for (int i = 0; i < kPipelined; ++i, ++at429) {
+      at429 = got.find("HTTP/1.1 429", at429);
+      ASSERT_NE(at429, std::string::npos) << got;
+    }
+  }
+  server.close_all();
+}
+
 // The Runtime API's runtime clients send an invocation's result and their
 // next long poll together: the answer to the first then waits for the
 // second's, and both go out in one write. A request sent alone is answered
