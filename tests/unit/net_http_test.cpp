@@ -219,59 +219,95 @@ TEST_F(ServerTest, MalformedRequestIs400) {
   EXPECT_NE(out.find("HTTP/1.1 400"), std::string::npos) << out;
 }
 
+// A server that refuses GET /a with 429 and answers anything else 200,
+// flooded by `flooders` kept-alive connections, each with `pipelined`
+// requests sent at once, while one more connection (the shop) waits.
+class RefusedFlood {
+ public:
+  RefusedFlood(ServerLimits limits, int flooders, int pipelined)
+      : server_(io_, limits,
+                [this](Request req, Responder respond) {
+                  seen_.push_back(req.path);
+                  respond(Response::json(req.path == "/a" ? 429 : 200, "{}"));
+                }),
+        flooders_count_(flooders),
+        pipelined_(pipelined) {}
+
+  // Connects everyone; returns once each flooder's first request is refused.
+  void start() {
+    ASSERT_TRUE(server_.listen("127.0.0.1", 0).ok());
+    const tcp::endpoint at(asio::ip::make_address("127.0.0.1"), server_.port());
+    for (int i = 0; i < flooders_count_; ++i) flooders_.emplace_back(client_io_).connect(at);
+    shop_.connect(at);
+    run_until([&] { return server_.open_connections() == size_t(flooders_count_) + 1; });
+    std::string burst;
+    for (int i = 0; i < pipelined_; ++i) burst += "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (auto& s : flooders_) asio::write(s, asio::buffer(burst));
+    run_until([&] { return count("/a") == flooders_count_; });
+  }
+
+  void run_until(const std::function<bool()>& done) {
+    for (int i = 0; i < 100'000 && !done(); ++i) io_.run_one_for(std::chrono::seconds(1));
+    ASSERT_TRUE(done());
+  }
+  int count(const std::string& path) const {
+    return int(std::count(seen_.begin(), seen_.end(), path));
+  }
+  int total() const { return flooders_count_ * pipelined_; }
+
+  // The shop's one request, read while the flood's wait.
+  void shop_sends() {
+    asio::write(shop_, asio::buffer(std::string("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")));
+  }
+  std::string shop_answer() {
+    std::string answer(4096, '\0');
+    answer.resize(shop_.read_some(asio::buffer(answer)));
+    return answer;
+  }
+
+  // Every flooder got a 429 for each of its requests.
+  void expect_every_request_refused() {
+    for (auto& s : flooders_) {
+      std::string got;
+      char buf[4096];
+      while (std::count(got.begin(), got.end(), '{') < pipelined_)
+        got.append(buf, s.read_some(asio::buffer(buf)));
+      size_t at429 = 0;
+      for (int i = 0; i < pipelined_; ++i, ++at429) {
+        at429 = got.find("HTTP/1.1 429", at429);
+        ASSERT_NE(at429, std::string::npos) << got;
+      }
+    }
+    server_.close_all();
+  }
+
+ private:
+  asio::io_context io_;
+  std::vector<std::string> seen_;
+  HttpServer server_;
+  int flooders_count_;
+  int pipelined_;
+  asio::io_context client_io_;
+  std::vector<tcp::socket> flooders_;
+  tcp::socket shop_{client_io_};
+};
+
 // The spike story at the connection level: clients refused with 429 keep
 // sending, yet another client's request is read before their next batch.
 TEST(ServerYield, RefusedConnectionsReadTheirNextRequestAfterOthers) {
-  asio::io_context io;
-  std::vector<std::string> seen;
-  HttpServer server(io, {}, [&](Request req, Responder respond) {
-    seen.push_back(req.path);
-    respond(Response::json(req.path == "/a" ? 429 : 200, "{}"));
-  });
-  ASSERT_TRUE(server.listen("127.0.0.1", 0).ok());
-  const tcp::endpoint at(asio::ip::make_address("127.0.0.1"), server.port());
-  auto run_until = [&](const std::function<bool()>& done) {
-    for (int i = 0; i < 100'000 && !done(); ++i) io.run_one_for(std::chrono::seconds(1));
-    ASSERT_TRUE(done());
-  };
-  auto count = [&](const std::string& path) { return std::count(seen.begin(), seen.end(), path); };
-
-  asio::io_context client_io;
   constexpr int kFlooders = 20;
-  constexpr int kPipelined = 3;
-  std::vector<tcp::socket> flooders;
-  for (int i = 0; i < kFlooders; ++i) flooders.emplace_back(client_io).connect(at);
-  tcp::socket shop(client_io);
-  shop.connect(at);
-  run_until([&] { return server.open_connections() == kFlooders + 1; });
-
-  std::string burst;
-  for (int i = 0; i < kPipelined; ++i) burst += "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
-  for (auto& s : flooders) asio::write(s, asio::buffer(burst));
-  run_until([&] { return count("/a") == kFlooders; });
+  RefusedFlood flood({}, kFlooders, 3);
+  ASSERT_NO_FATAL_FAILURE(flood.start());
   // Every flooder has its next requests buffered and was just refused.
-  asio::write(shop, asio::buffer(std::string("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")));
-  run_until([&] { return count("/b") == 1; });
-  const auto refused_before_shop = count("/a") - kFlooders;
-  EXPECT_LE(refused_before_shop, 2) << "the shop's request waited behind the flood's";
+  flood.shop_sends();
+  flood.run_until([&] { return flood.count("/b") == 1; });
+  EXPECT_LE(flood.count("/a") - kFlooders, 2) << "the shop's request waited behind the flood's";
 
   // The flood is still served in full, in order, on every connection.
-  run_until([&] { return count("/a") == kFlooders * kPipelined; });
-  std::string answer(4096, '\0');
-  answer.resize(shop.read_some(asio::buffer(answer)));
+  flood.run_until([&] { return flood.count("/a") == flood.total(); });
+  const std::string answer = flood.shop_answer();
   EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer;
-  for (auto& s : flooders) {
-    std::string got;
-    char buf[4096];
-    while (std::count(got.begin(), got.end(), '{') < kPipelined)
-      got.append(buf, s.read_some(asio::buffer(buf)));
-    size_t at429 = 0;
-    for (int i = 0; i < kPipelined; ++i, ++at429) {
-      at429 = got.find("HTTP/1.1 429", at429);
-      ASSERT_NE(at429, std::string::npos) << got;
-    }
-  }
-  server.close_all();
+  flood.expect_every_request_refused();
 }
 
 // With refused_reads_per_s the refused connections' next requests are read
@@ -279,56 +315,22 @@ TEST(ServerYield, RefusedConnectionsReadTheirNextRequestAfterOthers) {
 // of the loop. A connection that was not refused is not paced, and every
 // refused request is still answered, in order.
 TEST(ServerYield, RefusedReadsKeepToTheirRate) {
-  asio::io_context io;
-  std::vector<std::string> seen;
-  ServerLimits limits;
-  limits.refused_reads_per_s = 1'000;  // a bucket of one, then one per ms
-  HttpServer server(io, limits, [&](Request req, Responder respond) {
-    seen.push_back(req.path);
-    respond(Response::json(req.path == "/a" ? 429 : 200, "{}"));
-  });
-  ASSERT_TRUE(server.listen("127.0.0.1", 0).ok());
-  const tcp::endpoint at(asio::ip::make_address("127.0.0.1"), server.port());
-  auto run_until = [&](const std::function<bool()>& done) {
-    for (int i = 0; i < 100'000 && !done(); ++i) io.run_one_for(std::chrono::seconds(1));
-    ASSERT_TRUE(done());
-  };
-  auto count = [&](const std::string& path) { return std::count(seen.begin(), seen.end(), path); };
-
-  asio::io_context client_io;
   constexpr int kFlooders = 10;
   constexpr int kPipelined = 4;
-  std::vector<tcp::socket> flooders;
-  for (int i = 0; i < kFlooders; ++i) flooders.emplace_back(client_io).connect(at);
-  tcp::socket shop(client_io);
-  shop.connect(at);
-  run_until([&] { return server.open_connections() == kFlooders + 1; });
-
-  std::string burst;
-  for (int i = 0; i < kPipelined; ++i) burst += "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
-  for (auto& s : flooders) asio::write(s, asio::buffer(burst));
-  run_until([&] { return count("/a") == kFlooders; });
+  ServerLimits limits;
+  limits.refused_reads_per_s = 1'000;  // a bucket of one, then one per ms
+  RefusedFlood flood(limits, kFlooders, kPipelined);
+  ASSERT_NO_FATAL_FAILURE(flood.start());
   const auto refused_at = std::chrono::steady_clock::now();
-  asio::write(shop, asio::buffer(std::string("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")));
-  run_until([&] { return count("/b") == 1; });
-  EXPECT_LT(count("/a"), kFlooders * kPipelined) << "the shop waited for the whole flood";
+  flood.shop_sends();
+  flood.run_until([&] { return flood.count("/b") == 1; });
+  EXPECT_LT(flood.count("/a"), flood.total()) << "the shop waited for the whole flood";
 
-  run_until([&] { return count("/a") == kFlooders * kPipelined; });
+  flood.run_until([&] { return flood.count("/a") == flood.total(); });
   // 30 reads after the refusals: the first from the bucket, then one per ms.
   const auto took = std::chrono::steady_clock::now() - refused_at;
   EXPECT_GE(took, std::chrono::milliseconds(kFlooders * (kPipelined - 1) - 2));
-  for (auto& s : flooders) {
-    std::string got;
-    char buf[4096];
-    while (std::count(got.begin(), got.end(), '{') < kPipelined)
-      got.append(buf, s.read_some(asio::buffer(buf)));
-    size_t at429 = 0;
-    for (int i = 0; i < kPipelined; ++i, ++at429) {
-      at429 = got.find("HTTP/1.1 429", at429);
-      ASSERT_NE(at429, std::string::npos) << got;
-    }
-  }
-  server.close_all();
+  flood.expect_every_request_refused();
 }
 
 // The Runtime API's runtime clients send an invocation's result and their
