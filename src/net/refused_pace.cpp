@@ -14,11 +14,12 @@ RefusedReadPace::RefusedReadPace(int64_t per_s) {
 
 std::chrono::nanoseconds RefusedReadPace::wait(clock::time_point now) {
   if (!on()) return std::chrono::nanoseconds(0);
-  if (started_ && now > last_) {
+  // The bucket starts full, so the first call's refill from the clock's
+  // epoch is capped at it like any other.
+  if (now > last_) {
     tokens_ = std::min(burst_, tokens_ + double((now - last_).count()) * per_ns_);
+    last_ = now;
   }
-  if (!started_ || now > last_) last_ = now;
-  started_ = true;
   if (tokens_ >= 1) {
     tokens_ -= 1;
     return std::chrono::nanoseconds(0);

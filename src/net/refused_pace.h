@@ -38,8 +38,7 @@ class RefusedReadPace {
   double per_ns_ = 0;  // reads per nanosecond
   double burst_ = 1;   // most reads the bucket holds
   double tokens_ = 1;
-  clock::time_point last_{};
-  bool started_ = false;
+  clock::time_point last_{};  // of the last refill
 };
 
 }  // namespace tamaya::net
