@@ -7,6 +7,9 @@
 # Phases alternate (alone, flooded) for SPIKE_ROUNDS rounds and the figure is
 # the median of the rounds' ratios: on shared machines one quiet or noisy
 # "alone" phase moved a single ratio between 0.4x and 4x within minutes.
+# Five rounds: a round's p99 (2,000 requests) moves with a single cluster of
+# the host's slow requests, and with three rounds two such rounds decided
+# the median (docs/performance.md, spike section).
 # A third phase per round floods a separate nginx that answers 429 instead:
 # tamaya never sees that flood, so B's p99 then is what sharing the cores
 # with a flood's client and server costs by itself (the reference for how
@@ -20,7 +23,7 @@
 # Environment (all optional):
 #   TAMAYA_BIN        tamaya binary                      (default build/release/tamaya)
 #   SPIKE_SECONDS     length of each measured phase      (default 10)
-#   SPIKE_ROUNDS      rounds of (alone, flooded) phases   (default 3)
+#   SPIKE_ROUNDS      rounds of (alone, flooded) phases   (default 5)
 #   SPIKE_B_RATE      B's steady requests per second      (default 200)
 #   SPIKE_A_MAX       A's max concurrency                 (default 4)
 #   SPIKE_A_DELAY_MS  A's work per request                (default 20)
@@ -32,7 +35,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/bench/spike"
 TAMAYA_BIN="${TAMAYA_BIN:-$ROOT/build/release/tamaya}"
 SECONDS_PER_PHASE="${SPIKE_SECONDS:-10}"
-ROUNDS="${SPIKE_ROUNDS:-3}"
+ROUNDS="${SPIKE_ROUNDS:-5}"
 B_RATE="${SPIKE_B_RATE:-200}"
 A_MAX="${SPIKE_A_MAX:-4}"
 A_DELAY_MS="${SPIKE_A_DELAY_MS:-20}"
