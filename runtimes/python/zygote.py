@@ -13,6 +13,11 @@ Protocol (one JSON document per message):
                     {"exit": N, "status": S}         (waitpid status of an instance that ended)
 The zygote exits when the daemon closes the socket.
 
+Started with `--handler=module.function --task-root=DIR` (as the daemon does), the zygote also
+compiles the handler's module file ahead, without running it: an instance's import of that
+module then uses the code object it inherited instead of reading and compiling the source
+(_HandlerCodeFinder; once per instance, and only while the file is the one compiled).
+
 Sandboxed (the daemon's sandbox/zygote.cpp), a spawn also carries "specialise": {...} and a
 third fd, a SOCK_SEQPACKET handshake socket (and a fourth, the instance's network namespace,
 when "netns" is set). The zygote then runs as root inside the function's namespaces but with no
@@ -56,6 +61,8 @@ finally:
     del sys.path[0]
 
 import gc
+import importlib.machinery
+import importlib.util
 import json
 import os
 import select
@@ -728,10 +735,94 @@ def _reap(ctl):
 
 
 def _prefork_tmp_bytes(argv):
+    value = _option(argv, "--prefork-tmp-bytes")
+    return None if value is None else int(value)
+
+
+def _option(argv, name):
     for arg in argv:
-        if arg.startswith("--prefork-tmp-bytes="):
-            return int(arg.split("=", 1)[1])
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
     return None
+
+
+# --- the handler's code compiled ahead ----------------------------------------------------------
+# An instance imports its handler's module right after "go", on the request's path: finding the
+# file, reading it and compiling it took ~0.24 ms of a back-to-back cold start's ~2.6 ms here,
+# for a two-line module (and compiling grows with the module). The function's code is the same
+# for every instance of this zygote (the daemon starts one per code and handler), so the zygote
+# compiles the module once and each instance finds the code object ready: ~0.1 ms left.
+
+
+class _HandlerCodeLoader(importlib.machinery.SourceFileLoader):
+    """The module's source loader (get_source, tracebacks, reloads as usual), except that its
+    first get_code hands out the code object compiled in the zygote, and takes the finder out
+    of sys.meta_path (not while the import system walks that list: it would skip the next)."""
+
+    code = None
+    finder = None
+
+    def get_code(self, fullname):
+        code, self.code = self.code, None
+        if self.finder is not None:
+            try:
+                sys.meta_path.remove(self.finder)
+            except ValueError:
+                pass
+            self.finder = None
+        return code if code is not None else super().get_code(fullname)
+
+
+class _HandlerCodeFinder:
+    """Answers the first import of the handler's module in an instance, when the import would
+    find the file compiled ahead (the first entry of sys.path for a top-level module, the
+    package's __path__ otherwise) and the file is unchanged. It answers once: later imports
+    of that name (and all others) go on to the usual finders."""
+
+    def __init__(self, name, path, code, stamp):
+        self.name, self.path, self.stamp, self.spent = name, path, stamp, False
+        loader = _HandlerCodeLoader(name, path)
+        loader.code, loader.finder = code, self
+        self.spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self.name or self.spent:
+            return None
+        self.spent = True
+        folder = os.path.dirname(self.path)
+        searched = sys.path[:1] if path is None else list(path)
+        if folder not in searched:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        if (st.st_mtime_ns, st.st_size) != self.stamp:
+            return None
+        return self.spec
+
+    @staticmethod
+    def install(task_root, handler):
+        """Compiles `handler`'s module under `task_root` and puts the finder right before the
+        path-based one (built-in and frozen modules keep their precedence). A module that is
+        missing, unreadable or not valid Python is left to the instance's import, which says
+        what is wrong."""
+        modname = handler.rpartition(".")[0]
+        if not modname or not task_root:
+            return None
+        path = f"{task_root}/{modname.replace('.', '/')}.py"
+        try:
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                source = f.read()
+            code = compile(source, path, "exec", dont_inherit=True)
+        except (OSError, SyntaxError, ValueError):
+            return None
+        finder = _HandlerCodeFinder(modname.replace("/", "."), path, code, (st.st_mtime_ns, st.st_size))
+        at = next((i for i, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder),
+                  len(sys.meta_path))
+        sys.meta_path.insert(at, finder)
+        return finder
 
 
 def main():
@@ -746,6 +837,7 @@ def main():
     prefork_tmp = _prefork_tmp_bytes(sys.argv[1:])
     if _libc is not None:
         _warm_up()
+    _HandlerCodeFinder.install(_option(sys.argv[1:], "--task-root"), _option(sys.argv[1:], "--handler") or "")
     # Everything imported so far is shared with every instance; keep the collector off it.
     gc.collect()
     gc.freeze()

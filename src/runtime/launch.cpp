@@ -32,7 +32,10 @@ Result<sandbox::LaunchSpec> make_launch_spec(const InstanceSpec& spec, const Run
     // environment cannot change how a function starts.
     out.argv = {paths.python, "-I", runtimes + "/python/bootstrap.py"};
     // The same interpreter and flags, but forking instances (sandbox/zygote.h).
-    out.zygote_argv = {paths.python, "-I", runtimes + "/python/zygote.py"};
+    // With the handler, the zygote compiles its module ahead (one zygote per
+    // code and handler: both are in the zygote's key).
+    out.zygote_argv = {paths.python, "-I", runtimes + "/python/zygote.py",
+                       "--handler=" + spec.handler, "--task-root=" + task_root};
   } else if (spec.runtime == "nodejs") {
     out.argv = {paths.node, runtimes + "/node/bootstrap.js"};
     // The same node, pre-started and specialised on demand (sandbox/node_pool.h).

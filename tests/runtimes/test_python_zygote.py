@@ -16,9 +16,10 @@ ZYGOTE = REPO_ROOT / "runtimes" / "python" / "zygote.py"
 
 
 class Zygote:
-    def __init__(self):
+    def __init__(self, *args):
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.proc = subprocess.Popen([PYTHON, "-I", str(ZYGOTE)], stdin=theirs, env={"PATH": "/usr/bin:/bin"})
+        self.proc = subprocess.Popen([PYTHON, "-I", str(ZYGOTE), *args], stdin=theirs,
+                                     env={"PATH": "/usr/bin:/bin"})
         theirs.close()
         self.exits = {}
         assert self.recv()["ready"] is True
@@ -78,6 +79,52 @@ def test_forked_instances_serve_invocations_with_their_own_state(api, tmp_path):
         os.kill(pid_a, 9)
         assert z.wait_exit(pid_a) == 9  # waitpid status of SIGKILL
         os.set_blocking(out_a, False)
+    finally:
+        z.close()
+
+
+LOADER_APP = (
+    "import sys\n"
+    "def handler(event, context):\n"
+    "    return {'loader': type(__loader__).__name__, 'says': 'compiled',\n"
+    "            'finder_left': any(type(f).__name__ == '_HandlerCodeFinder' for f in sys.meta_path)}\n"
+)
+
+
+def test_instances_run_the_handler_module_the_zygote_compiled_ahead(api, tmp_path):
+    root = write_files(tmp_path / "task", {"app.py": LOADER_APP})
+    z = Zygote("--handler=app.handler", f"--task-root={root}")
+    try:
+        z.spawn(runtime_env(api, root, "app.handler"))
+        # The module came from the zygote's code object, and the finder is gone once used.
+        assert api.invoke({}).wait().json() == {"loader": "_HandlerCodeLoader", "says": "compiled",
+                                                "finder_left": False}
+    finally:
+        z.close()
+
+
+def test_a_handler_module_changed_since_the_zygote_compiled_it_is_compiled_again(api, tmp_path):
+    root = write_files(tmp_path / "task", {"app.py": LOADER_APP})
+    z = Zygote("--handler=app.handler", f"--task-root={root}")
+    try:
+        write_files(root, {"app.py": LOADER_APP.replace("'compiled'", "'changed since'")})
+        z.spawn(runtime_env(api, root, "app.handler"))
+        answer = api.invoke({}).wait().json()
+        assert (answer["loader"], answer["says"]) == ("SourceFileLoader", "changed since")
+    finally:
+        z.close()
+
+
+def test_a_handler_module_that_does_not_compile_fails_in_the_instance_as_without_a_zygote(api, tmp_path):
+    root = write_files(tmp_path / "task", {"app.py": "def handler(event, context)\n    return 1\n"})
+    z = Zygote("--handler=app.handler", f"--task-root={root}")
+    try:
+        pid, _, _ = z.spawn(runtime_env(api, root, "app.handler"))
+        assert api.init_error_event.wait(10)
+        error = json.loads(api.init_error[1])
+        assert error["errorType"] == "Runtime.UserCodeSyntaxError"
+        assert "app.py" in error["stackTrace"][0]
+        assert z.wait_exit(pid) is not None
     finally:
         z.close()
 

@@ -202,6 +202,10 @@ TEST(LaunchSpec, SetsLambdaEnvironmentAndKeepsFunctionVariables) {
   EXPECT_TRUE(has("AWS_LAMBDA_FUNCTION_VERSION=$LATEST"));
   EXPECT_EQ(ls->argv,
             (std::vector<std::string>{"/usr/bin/python3", "-I", "/rt/python/bootstrap.py"}));
+  // The zygote is told the handler, to compile its module ahead.
+  EXPECT_EQ(ls->zygote_argv,
+            (std::vector<std::string>{"/usr/bin/python3", "-I", "/rt/python/zygote.py",
+                                      "--handler=app.handler", "--task-root=/tmp"}));
 }
 
 TEST(LaunchSpec, ProvidedNeedsAnExecutableBootstrap) {

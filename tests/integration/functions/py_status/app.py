@@ -32,4 +32,6 @@ def handler(event, context):
         "marker": os.environ.get("ITEST_MARKER"),
         "runtime_api": os.environ.get("AWS_LAMBDA_RUNTIME_API"),
         "limits_nofile": [line for line in open("/proc/self/limits") if line.startswith("Max open files")][0].split()[3:5],
+        # How this module was loaded: compiled ahead by a zygote, or read and compiled here.
+        "module_loader": type(__loader__).__name__,
     }
