@@ -809,7 +809,7 @@ class _HandlerCodeFinder:
         what is wrong."""
         modname = handler.rpartition(".")[0]
         if not modname or not task_root:
-            return None
+            return
         path = f"{task_root}/{modname.replace('.', '/')}.py"
         try:
             st = os.stat(path)
@@ -817,12 +817,11 @@ class _HandlerCodeFinder:
                 source = f.read()
             code = compile(source, path, "exec", dont_inherit=True)
         except (OSError, SyntaxError, ValueError):
-            return None
+            return
         finder = _HandlerCodeFinder(modname.replace("/", "."), path, code, (st.st_mtime_ns, st.st_size))
         at = next((i for i, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder),
                   len(sys.meta_path))
         sys.meta_path.insert(at, finder)
-        return finder
 
 
 def main():
