@@ -402,6 +402,15 @@ bool cgroup_oom_killed(const InstanceCgroups& cgroups) {
   return false;
 }
 
+Status set_cpu_idle(const InstanceCgroups& cgroups, bool idle) {
+  if (cgroups.cpu_dir.empty()) return Status::Unavailable("the instance has no CPU cgroup");
+  const std::string path = cgroups.cpu_dir + "/cpu.idle";
+  if (access(path.c_str(), F_OK) != 0) {
+    return Status::Unavailable(path + ": " + errno_text(errno) + " (cpu.idle needs Linux 5.15)");
+  }
+  return write_file(path, idle ? "1" : "0");
+}
+
 void remove_cgroups(InstanceCgroups& cgroups) {
   if (auto stock = cgroups.stock.lock(); stock && stock->give_back(cgroups)) {
     cgroups = InstanceCgroups{};

@@ -387,5 +387,70 @@ TEST_F(DispatcherTest, ARequestWhoseInstanceCouldNotWallItselfInStartsAgain) {
   dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
 }
 
+// An instance stopped while nothing waits for its slot ends at the idle
+// scheduling class (sandbox::set_cpu_idle writes its cgroup's cpu.idle); a
+// start that waits for that slot puts it back. These instances are plain
+// processes, so each gets a directory with a cpu.idle file standing in for
+// its CPU cgroup (sandbox_isolation_test checks the write on real cgroups).
+class CpuIdleFileLauncher final : public sandbox::Launcher {
+ public:
+  CpuIdleFileLauncher(sandbox::Launcher& inner, fs::path dir)
+      : inner_(inner), dir_(std::move(dir)) {}
+  Result<sandbox::Process> launch(const sandbox::LaunchSpec& spec) override {
+    auto p = inner_.launch(spec);
+    if (!p.ok()) return p;
+    const fs::path cpu = dir_ / ("cpu-" + std::to_string(launches_++));
+    fs::create_directories(cpu);
+    std::ofstream(cpu / "cpu.idle") << "0";
+    p->cgroups.cpu_dir = cpu.string();
+    return p;
+  }
+  // What instance n's cpu.idle says now.
+  std::string idle(int n) const {
+    std::ifstream in(dir_ / ("cpu-" + std::to_string(n)) / "cpu.idle");
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+
+ private:
+  sandbox::Launcher& inner_;
+  fs::path dir_;
+  std::atomic<int> launches_{0};
+};
+
+TEST_F(DispatcherTest, ARetiredInstanceEndsAtIdle) {
+  CpuIdleFileLauncher files(launcher_, dir_);
+  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, files, clock_, &recorder_);
+  auto t = target(/*max_concurrency=*/4);
+  ASSERT_FALSE(invoke(t, "{}").function_error);
+  t.function.revision_id = "r2";
+  ASSERT_FALSE(invoke(t, "{}").function_error);
+  run_until([&] { return dispatcher_->stats().instances == 1; }, std::chrono::seconds(5));
+  EXPECT_EQ(files.idle(0), "1") << "the retired instance ended at its usual priority";
+  EXPECT_EQ(files.idle(1), "0") << "the live instance was put at idle";
+  bool drained = false;
+  dispatcher_->drain([&] { drained = true; });
+  run_until([&] { return drained; });
+  EXPECT_EQ(files.idle(1), "0") << "a drain's ends are waited for: not at idle";
+  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+}
+
+TEST_F(DispatcherTest, AStartWaitingForAnEndingInstancesSlotHurriesIt) {
+  CpuIdleFileLauncher files(launcher_, dir_);
+  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, files, clock_, &recorder_);
+  auto t = target(/*max_concurrency=*/1);
+  ASSERT_FALSE(invoke(t, "{}").function_error);
+  // The new revision retires the old instance, which holds the function's
+  // only slot until it is gone: the request waits for it.
+  t.function.revision_id = "r2";
+  InvokeResult r = invoke(t, "{}");
+  ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+  EXPECT_TRUE(r.cold);
+  EXPECT_EQ(files.idle(0), "0") << "the end a start waited for stayed at idle";
+  bool drained = false;
+  dispatcher_->drain([&] { drained = true; });
+  run_until([&] { return drained; });
+  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+}
+
 }  // namespace
 }  // namespace tamaya::dispatch

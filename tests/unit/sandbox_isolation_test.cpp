@@ -291,6 +291,28 @@ TEST_P(Isolated, CgroupLimitsAsApplied) {
   EXPECT_FALSE(fs::exists(membership)) << "cgroup not removed: " << membership;
 }
 
+// An instance being stopped can be put in the idle scheduling class, and
+// back (the dispatcher does so when nothing waits for its end).
+TEST_P(Isolated, CpuIdleIsWrittenAndTakenBack) {
+  if (caps_->cgroup == CgroupVersion::kNone || caps_->cgroup_cpu.empty()) {
+    GTEST_SKIP() << "no CPU cgroup here";
+  }
+  Status idle = Status::Ok();
+  int64_t at_idle = -3, back = -3;
+  Finished f = run(shell("sleep 0.3"), [&](Process& p) {
+    idle = set_cpu_idle(p.cgroups, true);
+    at_idle = read_cgroup_number(p.cgroups.cpu_dir + "/cpu.idle");
+    EXPECT_TRUE(set_cpu_idle(p.cgroups, false).ok());
+    back = read_cgroup_number(p.cgroups.cpu_dir + "/cpu.idle");
+  });
+  EXPECT_EQ(f.status, 0) << f.err;
+  EXPECT_EQ(set_cpu_idle(InstanceCgroups{}, true).code(), Code::kUnavailable);
+  if (idle.code() == Code::kUnavailable) GTEST_SKIP() << idle.message();
+  ASSERT_TRUE(idle.ok()) << idle.to_string();
+  EXPECT_EQ(at_idle, 1);
+  EXPECT_EQ(back, 0);
+}
+
 // Other limits than the last launch's (which a member's cgroups carry
 // already) are written before the instance runs.
 TEST_P(Isolated, OtherLimitsThanTheLastAreApplied) {
