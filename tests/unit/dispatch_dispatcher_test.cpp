@@ -51,16 +51,39 @@ def handler(event, context):
     settings_.queue_timeout_ms = 300;
     settings_.instance_idle_timeout_ms = 60'000;
     paths_.runtimes_dir = std::string(TAMAYA_SOURCE_DIR) + "/runtimes";
-    dispatcher_ =
-        std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+    use(launcher_);
   }
 
   void TearDown() override {
+    drain();
+    dispatcher_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void drain() {
     bool drained = false;
     dispatcher_->drain([&] { drained = true; });
     run_until([&] { return drained; });
-    dispatcher_.reset();
-    fs::remove_all(dir_);
+  }
+
+  // A dispatcher on `launcher` for the rest of the test. The test ends with
+  // use_default_launcher(): its launcher is gone before TearDown drains.
+  void use(sandbox::Launcher& launcher) {
+    dispatcher_ =
+        std::make_unique<Dispatcher>(io_, settings_, paths_, launcher, clock_, &recorder_);
+  }
+  void use_default_launcher() {
+    drain();
+    use(launcher_);
+  }
+
+  // Runs revision r1 once, then returns the first invocation of r2, which
+  // retires r1's instance.
+  InvokeResult first_of_a_new_revision(int max_concurrency) {
+    auto t = target(max_concurrency);
+    EXPECT_FALSE(invoke(t, "{}").function_error);
+    t.function.revision_id = "r2";
+    return invoke(t, "{}");
   }
 
   Target target(int max_concurrency = 4, int timeout_s = 3) {
@@ -329,18 +352,14 @@ class SlowLauncher final : public sandbox::Launcher {
 TEST_F(DispatcherTest, AnInstanceFasterThanItsLaunchKeepsItsOutput) {
   ASSERT_GE(settings_.launch_threads, 1);
   SlowLauncher slow(launcher_);
-  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, slow, clock_, &recorder_);
+  use(slow);
   InvokeResult r = invoke(target(), R"({"tag":"early"})");
   ASSERT_TRUE(r.status.ok()) << r.status.to_string();
   EXPECT_FALSE(r.function_error) << r.payload;
   bool printed = false;
   for (const auto& l : recorder_.logs[r.request_id]) printed |= l.text == "line from early";
   EXPECT_TRUE(printed) << "the function's output was lost";
-  bool drained = false;
-  dispatcher_->drain([&] { drained = true; });
-  run_until([&] { return drained; });
-  // Gone before `slow` is; TearDown drains a fresh one.
-  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+  use_default_launcher();
 }
 
 // A zygote's child is handed over at its "go" and may then say it could
@@ -375,16 +394,13 @@ class UnwalledOnceLauncher final : public sandbox::Launcher {
 
 TEST_F(DispatcherTest, ARequestWhoseInstanceCouldNotWallItselfInStartsAgain) {
   UnwalledOnceLauncher unwalled(launcher_);
-  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, unwalled, clock_, &recorder_);
+  use(unwalled);
   InvokeResult r = invoke(target(), R"({"tag":"again"})");
   ASSERT_TRUE(r.status.ok()) << r.status.to_string();
   EXPECT_FALSE(r.function_error) << r.payload;
   EXPECT_TRUE(r.cold);
   EXPECT_EQ(unwalled.launches(), 2);
-  bool drained = false;
-  dispatcher_->drain([&] { drained = true; });
-  run_until([&] { return drained; });
-  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+  use_default_launcher();
 }
 
 // An instance stopped while nothing waits for its slot ends at the idle
@@ -419,37 +435,26 @@ class CpuIdleFileLauncher final : public sandbox::Launcher {
 
 TEST_F(DispatcherTest, ARetiredInstanceEndsAtIdle) {
   CpuIdleFileLauncher files(launcher_, dir_);
-  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, files, clock_, &recorder_);
-  auto t = target(/*max_concurrency=*/4);
-  ASSERT_FALSE(invoke(t, "{}").function_error);
-  t.function.revision_id = "r2";
-  ASSERT_FALSE(invoke(t, "{}").function_error);
+  use(files);
+  ASSERT_FALSE(first_of_a_new_revision(/*max_concurrency=*/4).function_error);
   run_until([&] { return dispatcher_->stats().instances == 1; }, std::chrono::seconds(5));
   EXPECT_EQ(files.idle(0), "1") << "the retired instance ended at its usual priority";
   EXPECT_EQ(files.idle(1), "0") << "the live instance was put at idle";
-  bool drained = false;
-  dispatcher_->drain([&] { drained = true; });
-  run_until([&] { return drained; });
+  drain();
   EXPECT_EQ(files.idle(1), "0") << "a drain's ends are waited for: not at idle";
-  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+  use(launcher_);
 }
 
 TEST_F(DispatcherTest, AStartWaitingForAnEndingInstancesSlotHurriesIt) {
   CpuIdleFileLauncher files(launcher_, dir_);
-  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, files, clock_, &recorder_);
-  auto t = target(/*max_concurrency=*/1);
-  ASSERT_FALSE(invoke(t, "{}").function_error);
+  use(files);
   // The new revision retires the old instance, which holds the function's
   // only slot until it is gone: the request waits for it.
-  t.function.revision_id = "r2";
-  InvokeResult r = invoke(t, "{}");
+  InvokeResult r = first_of_a_new_revision(/*max_concurrency=*/1);
   ASSERT_TRUE(r.status.ok()) << r.status.to_string();
   EXPECT_TRUE(r.cold);
   EXPECT_EQ(files.idle(0), "0") << "the end a start waited for stayed at idle";
-  bool drained = false;
-  dispatcher_->drain([&] { drained = true; });
-  run_until([&] { return drained; });
-  dispatcher_ = std::make_unique<Dispatcher>(io_, settings_, paths_, launcher_, clock_, &recorder_);
+  use_default_launcher();
 }
 
 }  // namespace
