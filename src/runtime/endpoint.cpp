@@ -45,9 +45,12 @@ uint16_t Endpoint::port() const { return server_->port(); }
 
 void Endpoint::close() {
   if (!server_) return;
-  pending_next_.reset();
   server_->stop_accepting();
   server_->close_all();
+  // After close_all: a waiting long poll dropped before its connection is
+  // closed would be answered 500 (Responder's unanswered-request guard), a
+  // write to a runtime that is going away.
+  pending_next_.reset();
 }
 
 void Endpoint::deliver(Invocation invocation) {

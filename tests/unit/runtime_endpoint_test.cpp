@@ -126,6 +126,24 @@ TEST_F(EndpointTest, NextWaitsForAnInvocationAndCarriesLambdaHeaders) {
   EXPECT_EQ(responses[0].second, R"({"ok":true})");
 }
 
+// An instance's endpoint is closed as the instance ends: its runtime's
+// waiting long poll gets no answer (it would be a made-up 500) but the end
+// of its connection.
+TEST_F(EndpointTest, ClosingWhileANextWaitsAnswersNothing) {
+  auto next = std::async(std::launch::async, [this] {
+    net::ClientRequest req;
+    req.method = "GET";
+    req.target = "/2018-06-01/runtime/invocation/next";
+    req.timeout = std::chrono::seconds(5);
+    return net::http_request(url_, req);
+  });
+  while (nexts == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  on_io([this] { endpoint_->close(); });
+  auto r = next.get();
+  EXPECT_FALSE(r.ok()) << "answered " << (r.ok() ? r->status : 0) << ": "
+                       << (r.ok() ? r->body : "");
+}
+
 TEST_F(EndpointTest, DeliveredBeforeNextIsHandedOverImmediately) {
   deliver("req-2", "{}");
   net::Response r = call("GET", "invocation/next");
