@@ -3,12 +3,13 @@
 quicker A/B probe than run.sh (no references, one runtime), for comparing two binaries or
 settings in alternation on a noisy host. Not a test; prints one line per row.
 
-  python3 bench/coldstart/gaps.py [--provided] BINARY GAPS_MS [N] [key=value ...]
+  python3 bench/coldstart/gaps.py [--provided | --imports=LINES] BINARY GAPS_MS [N] [key=value ...]
   e.g. python3 bench/coldstart/gaps.py build/release/tamaya 0,0,300 40 python_zygote_prefork=3
 
 GAPS_MS is a comma-separated list (0: back to back, as run.sh's first row); each key=value is
 passed to the daemon as --set. Python by default; --provided starts bench/invoke's native echo
-(compiled with cc). Root only, as run.sh.
+(compiled with cc); --imports=LINES deploys a Python handler that imports a module of its own of
+about LINES lines (no .pyc in the zip, as a function zipped from source). Root only, as run.sh.
 """
 
 import os
@@ -24,7 +25,8 @@ import coldstart as cs  # noqa: E402
 def main():
     args = sys.argv[1:]
     provided = bool(args) and args[0] == "--provided"
-    if provided:
+    imports = int(args[0].split("=", 1)[1]) if args and args[0].startswith("--imports=") else 0
+    if provided or imports:
         args = args[1:]
     if len(args) < 2:
         sys.exit(__doc__)
@@ -42,6 +44,12 @@ def main():
                 subprocess.run(["cc", "-O2", "-o", f"{tmp}/bootstrap", source], check=True)
                 with open(f"{tmp}/bootstrap", "rb") as f:
                     d.deploy("fn", "provided", None, [("bootstrap", f.read(), 0o100755)])
+            elif imports:
+                helper = "".join(f"def f{i}(x):\n    y = x * {i} + 1\n    return [y, str(y), {{'k': y}}]\n\n"
+                                 for i in range(max(1, imports // 4)))
+                app = "import helper\ndef handler(event, context):\n    return {'n': helper.f0(2)[0]}\n"
+                d.deploy("fn", "python3", "app.handler",
+                         [("app.py", app, 0o100644), ("helper.py", helper, 0o100644)])
             else:
                 d.deploy("fn", "python3", "app.handler", [("app.py", cs.PY_APP, 0o100644)])
             for gap in gaps:

@@ -50,8 +50,10 @@ def test_forked_instance_is_walled_in_like_a_direct_one(daemon, unique):
     assert "size=524288k" in first["tmp"], first["tmp"]
     assert first["marker"] == unique and first["runtime_api"].startswith("127.0.0.1:")
     assert first["limits_nofile"] == ["1024", "1024"], first["limits_nofile"]
-    # The handler's module is the code object the zygote compiled ahead.
-    assert first["module_loader"] == "_HandlerCodeLoader", first["module_loader"]
+    # The handler's module, and the module of the function's code it imports, are the code
+    # objects the zygote compiled ahead.
+    assert first["module_loader"] == "_CompiledAheadLoader", first["module_loader"]
+    assert first["imported_loader"] == "_CompiledAheadLoader", first["imported_loader"]
     # Its own cgroups, not the zygote's: the daemon moved it before it ran anything.
     if CGROUPS:
         with open(f"/proc/{ppid}/cgroup") as f:
@@ -133,6 +135,7 @@ def test_zygote_off_starts_instances_directly(daemon, unique):
     body = daemon.invoke_ok("z", {}).json()
     assert body["seccomp"] == "2" and body["pid"] == 1
     assert body["module_loader"] == "SourceFileLoader", body["module_loader"]
+    assert body["imported_loader"] == "SourceFileLoader", body["imported_loader"]
     (pid,) = instance_pid(unique)
     _, cmd = parent_cmdline(pid)
     assert "zygote.py" not in cmd, cmd

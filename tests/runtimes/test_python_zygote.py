@@ -87,7 +87,7 @@ LOADER_APP = (
     "import sys\n"
     "def handler(event, context):\n"
     "    return {'loader': type(__loader__).__name__, 'says': 'compiled',\n"
-    "            'finder_left': any(type(f).__name__ == '_HandlerCodeFinder' for f in sys.meta_path)}\n"
+    "            'finder_left': any(type(f).__name__ == '_CompiledAheadFinder' for f in sys.meta_path)}\n"
 )
 
 
@@ -97,7 +97,7 @@ def test_instances_run_the_handler_module_the_zygote_compiled_ahead(api, tmp_pat
     try:
         z.spawn(runtime_env(api, root, "app.handler"))
         # The module came from the zygote's code object, and the finder is gone once used.
-        assert api.invoke({}).wait().json() == {"loader": "_HandlerCodeLoader", "says": "compiled",
+        assert api.invoke({}).wait().json() == {"loader": "_CompiledAheadLoader", "says": "compiled",
                                                 "finder_left": False}
     finally:
         z.close()
@@ -124,6 +124,92 @@ def test_a_handler_module_that_does_not_compile_fails_in_the_instance_as_without
         error = json.loads(api.init_error[1])
         assert error["errorType"] == "Runtime.UserCodeSyntaxError"
         assert "app.py" in error["stackTrace"][0]
+        assert z.wait_exit(pid) is not None
+    finally:
+        z.close()
+
+
+IMPORTING_APP = (
+    "import sys\n"
+    "import helper\n"
+    "from pkg import sub\n"
+    "def handler(event, context):\n"
+    "    if event.get('late'):\n"
+    "        import late\n"
+    "    mods = ('app', 'helper', 'pkg', 'pkg.sub', 'pkg.sibling', 'late')\n"
+    "    left = [sorted(f.entries) for f in sys.meta_path if type(f).__name__ == '_CompiledAheadFinder']\n"
+    "    return {'loaders': {m: type(sys.modules[m].__loader__).__name__ for m in mods if m in sys.modules},\n"
+    "            'says': helper.SAYS + sub.SAYS, 'left': left}\n"
+)
+IMPORTED = {
+    "helper.py": "SAYS = 'helper '\n",
+    "pkg/__init__.py": "",
+    "pkg/sub.py": "from . import sibling\nSAYS = 'sub ' + sibling.SAYS\n",
+    "pkg/sibling.py": "SAYS = 'sibling'\n",
+    "late.py": "X = 1\n",
+    "unused.py": "X = 1\n",
+}
+
+
+def test_modules_the_handler_imports_are_compiled_ahead_too(api, tmp_path):
+    root = write_files(tmp_path / "task", {"app.py": IMPORTING_APP, **IMPORTED})
+    z = Zygote("--handler=app.handler", f"--task-root={root}")
+    try:
+        z.spawn(runtime_env(api, root, "app.handler"))
+        answer = api.invoke({}).wait().json()
+        assert answer["says"] == "helper sub sibling"
+        # Plain, package and relative imports all came compiled; an import inside the handler
+        # was compiled too (not yet run), a module nothing imports was not.
+        assert answer["loaders"] == {m: "_CompiledAheadLoader" for m in ("app", "helper", "pkg", "pkg.sub",
+                                                                          "pkg.sibling")}
+        assert answer["left"] == [["late"]]
+        answer = api.invoke({"late": True}).wait().json()
+        assert answer["loaders"]["late"] == "_CompiledAheadLoader"
+        assert answer["left"] == []  # the finder leaves once its last module is taken
+    finally:
+        z.close()
+
+
+def test_a_module_linked_from_outside_the_code_is_not_read_by_the_zygote(api, tmp_path):
+    outside = write_files(tmp_path / "outside", {"secret.py": "SAYS = 'from outside '\n"})
+    root = write_files(tmp_path / "task", {"app.py": IMPORTING_APP, **IMPORTED})
+    os.remove(root / "helper.py")
+    os.symlink(outside / "secret.py", root / "helper.py")
+    z = Zygote("--handler=app.handler", f"--task-root={root}")
+    try:
+        z.spawn(runtime_env(api, root, "app.handler"))
+        answer = api.invoke({}).wait().json()
+        # The instance's own import follows the link, with the instance's own rights.
+        assert answer["says"] == "from outside sub sibling"
+        assert answer["loaders"]["helper"] == "SourceFileLoader"
+        assert answer["loaders"]["pkg.sub"] == "_CompiledAheadLoader"
+    finally:
+        z.close()
+
+
+def test_an_imported_module_changed_since_is_compiled_again(api, tmp_path):
+    root = write_files(tmp_path / "task", {"app.py": IMPORTING_APP, **IMPORTED})
+    z = Zygote("--handler=app.handler", f"--task-root={root}")
+    try:
+        write_files(root, {"helper.py": "SAYS = 'changed '\n"})
+        z.spawn(runtime_env(api, root, "app.handler"))
+        answer = api.invoke({}).wait().json()
+        assert answer["says"] == "changed sub sibling"
+        assert answer["loaders"]["helper"] == "SourceFileLoader"
+        assert answer["loaders"]["pkg.sub"] == "_CompiledAheadLoader"
+    finally:
+        z.close()
+
+
+def test_an_imported_module_that_does_not_compile_fails_in_the_instance_as_without_a_zygote(api, tmp_path):
+    root = write_files(tmp_path / "task", {"app.py": IMPORTING_APP, **IMPORTED, "pkg/sibling.py": "SAYS = (\n"})
+    z = Zygote("--handler=app.handler", f"--task-root={root}")
+    try:
+        pid, _, _ = z.spawn(runtime_env(api, root, "app.handler"))
+        assert api.init_error_event.wait(10)
+        error = json.loads(api.init_error[1])
+        assert error["errorType"] == "Runtime.UserCodeSyntaxError"
+        assert "sibling.py" in error["stackTrace"][0]
         assert z.wait_exit(pid) is not None
     finally:
         z.close()

@@ -2,18 +2,11 @@
 
 import os
 
-
-def _status():
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields
+import procfs
 
 
 def handler(event, context):
-    status = _status()
+    status = procfs.status()
     with open("/proc/self/cgroup") as f:
         cgroups = [line.strip() for line in f if line.strip()]
     with open("/proc/self/mounts") as f:
@@ -32,6 +25,8 @@ def handler(event, context):
         "marker": os.environ.get("ITEST_MARKER"),
         "runtime_api": os.environ.get("AWS_LAMBDA_RUNTIME_API"),
         "limits_nofile": [line for line in open("/proc/self/limits") if line.startswith("Max open files")][0].split()[3:5],
-        # How this module was loaded: compiled ahead by a zygote, or read and compiled here.
+        # How this module and one it imports were loaded: compiled ahead by a zygote, or read
+        # and compiled here.
         "module_loader": type(__loader__).__name__,
+        "imported_loader": type(procfs.__loader__).__name__,
     }
