@@ -115,20 +115,6 @@ def test_a_handler_module_changed_since_the_zygote_compiled_it_is_compiled_again
         z.close()
 
 
-def test_a_handler_module_that_does_not_compile_fails_in_the_instance_as_without_a_zygote(api, tmp_path):
-    root = write_files(tmp_path / "task", {"app.py": "def handler(event, context)\n    return 1\n"})
-    z = Zygote("--handler=app.handler", f"--task-root={root}")
-    try:
-        pid, _, _ = z.spawn(runtime_env(api, root, "app.handler"))
-        assert api.init_error_event.wait(10)
-        error = json.loads(api.init_error[1])
-        assert error["errorType"] == "Runtime.UserCodeSyntaxError"
-        assert "app.py" in error["stackTrace"][0]
-        assert z.wait_exit(pid) is not None
-    finally:
-        z.close()
-
-
 IMPORTING_APP = (
     "import sys\n"
     "import helper\n"
@@ -170,46 +156,51 @@ def test_modules_the_handler_imports_are_compiled_ahead_too(api, tmp_path):
         z.close()
 
 
-def test_a_module_linked_from_outside_the_code_is_not_read_by_the_zygote(api, tmp_path):
-    outside = write_files(tmp_path / "outside", {"secret.py": "SAYS = 'from outside '\n"})
-    root = write_files(tmp_path / "task", {"app.py": IMPORTING_APP, **IMPORTED})
+def _link_helper_from_outside(root, tmp_path):
+    outside = write_files(tmp_path / "outside", {"secret.py": "SAYS = 'elsewhere '\n"})
     os.remove(root / "helper.py")
     os.symlink(outside / "secret.py", root / "helper.py")
-    z = Zygote("--handler=app.handler", f"--task-root={root}")
-    try:
-        z.spawn(runtime_env(api, root, "app.handler"))
-        answer = api.invoke({}).wait().json()
-        # The instance's own import follows the link, with the instance's own rights.
-        assert answer["says"] == "from outside sub sibling"
-        assert answer["loaders"]["helper"] == "SourceFileLoader"
-        assert answer["loaders"]["pkg.sub"] == "_CompiledAheadLoader"
-    finally:
-        z.close()
 
 
-def test_an_imported_module_changed_since_is_compiled_again(api, tmp_path):
+# A module changed after the zygote compiled it is compiled again; one whose file is a link out
+# of the code is not read by the zygote (root) at all, and the instance's import follows the
+# link with the instance's own rights. Either way the rest stays compiled ahead.
+@pytest.mark.parametrize("before_zygote, after_zygote", [
+    (_link_helper_from_outside, None),
+    (None, lambda root, _: write_files(root, {"helper.py": "SAYS = 'elsewhere '\n"})),
+], ids=["linked from outside", "changed since"])
+def test_a_module_not_compiled_ahead_is_imported_as_usual(api, tmp_path, before_zygote, after_zygote):
     root = write_files(tmp_path / "task", {"app.py": IMPORTING_APP, **IMPORTED})
+    if before_zygote:
+        before_zygote(root, tmp_path)
     z = Zygote("--handler=app.handler", f"--task-root={root}")
     try:
-        write_files(root, {"helper.py": "SAYS = 'changed '\n"})
+        if after_zygote:
+            after_zygote(root, tmp_path)
         z.spawn(runtime_env(api, root, "app.handler"))
         answer = api.invoke({}).wait().json()
-        assert answer["says"] == "changed sub sibling"
+        assert answer["says"] == "elsewhere sub sibling"
         assert answer["loaders"]["helper"] == "SourceFileLoader"
         assert answer["loaders"]["pkg.sub"] == "_CompiledAheadLoader"
     finally:
         z.close()
 
 
-def test_an_imported_module_that_does_not_compile_fails_in_the_instance_as_without_a_zygote(api, tmp_path):
-    root = write_files(tmp_path / "task", {"app.py": IMPORTING_APP, **IMPORTED, "pkg/sibling.py": "SAYS = (\n"})
+# The zygote leaves a module that does not compile to the instance's import, which fails the
+# init as it does without a zygote, naming the file.
+@pytest.mark.parametrize("files, broken", [
+    ({"app.py": "def handler(event, context)\n    return 1\n"}, "app.py"),
+    ({"app.py": IMPORTING_APP, **IMPORTED, "pkg/sibling.py": "SAYS = (\n"}, "sibling.py"),
+], ids=["the handler's module", "a module it imports"])
+def test_a_module_that_does_not_compile_fails_in_the_instance_as_without_a_zygote(api, tmp_path, files, broken):
+    root = write_files(tmp_path / "task", files)
     z = Zygote("--handler=app.handler", f"--task-root={root}")
     try:
         pid, _, _ = z.spawn(runtime_env(api, root, "app.handler"))
         assert api.init_error_event.wait(10)
         error = json.loads(api.init_error[1])
         assert error["errorType"] == "Runtime.UserCodeSyntaxError"
-        assert "sibling.py" in error["stackTrace"][0]
+        assert broken in error["stackTrace"][0]
         assert z.wait_exit(pid) is not None
     finally:
         z.close()
