@@ -861,6 +861,7 @@ class _CompiledAheadFinder:
         self.real_root = os.path.realpath(task_root) + os.sep
         self.entries = {}  # module name -> (spec, file, (mtime_ns, size), folder searched)
         self.folders = {}  # package name -> its folder, for its submodules
+        self.file_finders = {}  # folder -> _file_finder(folder): each lists its folder once
         self.files = self.source_bytes = 0
 
     def find_spec(self, name, path=None, target=None):
@@ -886,7 +887,9 @@ class _CompiledAheadFinder:
         if parent and parent not in self.folders or name in sys.modules:
             return ()
         folder = self.folders[parent] if parent else self.task_root
-        spec = _file_finder(folder).find_spec(last)
+        if folder not in self.file_finders:
+            self.file_finders[folder] = _file_finder(folder)
+        spec = self.file_finders[folder].find_spec(last)
         if spec is None or type(spec.loader) is not importlib.machinery.SourceFileLoader:
             return ()  # not there, an extension module, bytecode only, a namespace package
         file, is_package = spec.origin, spec.submodule_search_locations is not None
