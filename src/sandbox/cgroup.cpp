@@ -405,10 +405,12 @@ bool cgroup_oom_killed(const InstanceCgroups& cgroups) {
 Status set_cpu_idle(const InstanceCgroups& cgroups, bool idle) {
   if (cgroups.cpu_dir.empty()) return Status::Unavailable("the instance has no CPU cgroup");
   const std::string path = cgroups.cpu_dir + "/cpu.idle";
-  if (access(path.c_str(), F_OK) != 0) {
+  Status written = write_file(path, idle ? "1" : "0");
+  // Only a failure asks why, so an instance's end looks the path up once.
+  if (!written.ok() && access(path.c_str(), F_OK) != 0) {
     return Status::Unavailable(path + ": " + errno_text(errno) + " (cpu.idle needs Linux 5.15)");
   }
-  return write_file(path, idle ? "1" : "0");
+  return written;
 }
 
 void remove_cgroups(InstanceCgroups& cgroups) {

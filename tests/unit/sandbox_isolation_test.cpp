@@ -307,6 +307,9 @@ TEST_P(Isolated, CpuIdleIsWrittenAndTakenBack) {
   });
   EXPECT_EQ(f.status, 0) << f.err;
   EXPECT_EQ(set_cpu_idle(InstanceCgroups{}, true).code(), Code::kUnavailable);
+  InstanceCgroups without_the_file;  // a kernel before 5.15
+  without_the_file.cpu_dir = *dir_;
+  EXPECT_EQ(set_cpu_idle(without_the_file, true).code(), Code::kUnavailable);
   if (idle.code() == Code::kUnavailable) GTEST_SKIP() << idle.message();
   ASSERT_TRUE(idle.ok()) << idle.to_string();
   EXPECT_EQ(at_idle, 1);
