@@ -328,6 +328,20 @@ int serve(const cli::ServeOptions& options) {
                 double(n.failures));
     });
   }
+  if (const sandbox::ZygoteLauncher* zygotes = (**sandbox).zygotes()) {
+    metrics.add_collector([zygotes](meter::Collection& c) {
+      const auto n = zygotes->counters();
+      c.counter("tamaya_python_zygote_forked_total",
+                "Python instances forked from a function's zygote", {}, double(n.forked));
+      c.counter("tamaya_python_zygote_offered_total",
+                "Of those, instances handed to a child the zygote had ready ahead of need (the "
+                "rest were forked on demand)",
+                {}, double(n.offered));
+      c.counter("tamaya_python_zygote_fallbacks_total",
+                "Python instances started directly because their zygote failed or is gone", {},
+                double(n.fallbacks));
+    });
+  }
   metrics.add_collector([sb = &**sandbox](meter::Collection& c) {
     const auto n = sb->ready_sandboxes();
     c.gauge("tamaya_ready_sandboxes", "Sandboxes made ahead of need and waiting for an instance",

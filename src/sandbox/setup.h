@@ -50,6 +50,9 @@ class Sandbox {
   // The Node.js pool (node_pool.h), null when node_pool_size is 0 or the
   // sandbox's namespaces are off.
   const NodePoolLauncher* node_pool() const { return node_pool_.get(); }
+  // The Python zygotes (zygote.h), null when python_zygote is off or the
+  // sandbox's namespaces are off.
+  const ZygoteLauncher* zygotes() const { return zygotes_.get(); }
   // How the sandboxes made ahead served direct starts (zero when off).
   ReadyCounters ready_sandboxes() const {
     return launcher_ ? launcher_->ready_counters() : ReadyCounters{};

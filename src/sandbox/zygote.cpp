@@ -817,6 +817,7 @@ Result<Process> ZygoteLauncher::launch(const LaunchSpec& spec) {
   stop_idle();
   const std::string key = key_of(spec);
   auto zygote = zygote_for(key, spec);
+  count_running();
   if (zygote.ok()) {
     bool offered = false;
     // A child it handed over at its "go" that could not wall itself in
@@ -826,27 +827,31 @@ Result<Process> ZygoteLauncher::launch(const LaunchSpec& spec) {
                              "a child it handed over could not wall itself in"))
                        : (*zygote)->spawn(spec, direct_, options_.spawn_timeout_ms, &offered);
     if (process.ok()) {
-      ++counters_.forked;
-      if (offered) ++counters_.offered;
+      ++forked_;
+      if (offered) ++offered_;
       return process;
     }
     spdlog::warn("python zygote spawn failed, starting the instance directly: {}",
                  process.status().message());
-    ++counters_.fallbacks;
     // A zygote that broke goes; one whose child could not be walled in stays
     // for the instances it already serves, but is not asked again for a while.
     Entry& entry = zygotes_[key];
     if (entry.zygote && !entry.zygote->usable()) entry.zygote.reset();
     entry.failed_at_ms = now_ms();
+    count_running();
   }
+  ++fallbacks_;
   return direct_.launch(spec);
 }
 
+void ZygoteLauncher::count_running() {
+  int n = 0;
+  for (const auto& [key, entry] : zygotes_) n += entry.zygote ? 1 : 0;
+  running_ = n;
+}
+
 ZygoteLauncher::Counters ZygoteLauncher::counters() const {
-  std::lock_guard lock(mu_);
-  Counters out = counters_;
-  for (const auto& [key, entry] : zygotes_) out.zygotes += entry.zygote ? 1 : 0;
-  return out;
+  return Counters{running_.load(), forked_.load(), offered_.load(), fallbacks_.load()};
 }
 
 int ZygoteLauncher::offers_ready(const LaunchSpec& spec) {

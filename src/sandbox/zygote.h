@@ -16,6 +16,7 @@
 // could not wall itself in keeps its zygote from being used for a while.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -73,11 +74,14 @@ class ZygoteLauncher final : public Launcher {
   Layers layers() const override { return direct_.layers(); }
 
   struct Counters {
-    int zygotes = 0;        // running now
+    int zygotes = 0;        // running, as of the last launch
     int64_t forked = 0;     // instances forked from a zygote
     int64_t offered = 0;    // of those, handed to a child forked ahead of need
-    int64_t fallbacks = 0;  // instances started directly because a zygote failed
+    int64_t fallbacks = 0;  // instances started directly: their zygote failed, is gone or
+                            // did not start (for retry_after_failure_ms after that)
   };
+  // Lock-free: /metrics reads them on the event loop while a launch may hold
+  // the launcher for a zygote's start.
   Counters counters() const;
   // How many children forked ahead of need the zygote of instances like
   // `spec` has ready (said hello) for the next ones.
@@ -94,12 +98,16 @@ class ZygoteLauncher final : public Launcher {
   bool eligible(const LaunchSpec& spec) const;
   Result<std::shared_ptr<Zygote>> zygote_for(const std::string& key, const LaunchSpec& spec);
   void stop_idle();
+  void count_running();  // running_ from zygotes_; holds mu_
 
   ProcessLauncher& direct_;
   ZygoteOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, Entry> zygotes_;
-  Counters counters_;
+  std::atomic<int> running_{0};  // zygotes_ entries with a zygote, as of the last launch
+  std::atomic<int64_t> forked_{0};
+  std::atomic<int64_t> offered_{0};
+  std::atomic<int64_t> fallbacks_{0};
 };
 
 }  // namespace tamaya::sandbox

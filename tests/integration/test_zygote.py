@@ -7,11 +7,12 @@ switched off only means instances start directly again.
 import os
 import re
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from itest import log_tail, pids_with_env, report_line, wait_until
+from itest import log_tail, metric, pids_with_env, report_line, wait_until
 from test_isolation import CGROUPS, FULL, needs_full
 
 FN = "py_status"
@@ -79,12 +80,19 @@ def test_second_instance_comes_from_the_same_zygote_and_reports_init_duration(da
     zygote_a, _ = parent_cmdline(pid_a)
     other = unique + "b"
     cold(daemon, "z", other, 1)
+    # The zygote forks children ahead of need right after its start (milliseconds each): by
+    # now one is ready, and the next start takes it.
+    time.sleep(1)
+    forked = metric(daemon, "tamaya_python_zygote_forked_total")
+    offered = metric(daemon, "tamaya_python_zygote_offered_total")
     r = daemon.invoke("z", {}, tail=True)
     assert r.status_code == 200 and "X-Tamaya-Function-Error" not in r.headers, r.text
     assert "Init Duration: " in report_line(log_tail(r)), log_tail(r)
     (pid_b,) = instance_pid(other)
     zygote_b, cmd = parent_cmdline(pid_b)
     assert zygote_b == zygote_a and "zygote.py" in cmd
+    assert metric(daemon, "tamaya_python_zygote_forked_total") == forked + 1
+    assert metric(daemon, "tamaya_python_zygote_offered_total") == offered + 1
 
 
 @needs_full
@@ -99,7 +107,9 @@ def test_a_dead_zygote_means_direct_starts_not_failed_invokes(daemon, unique):
     wait_until(lambda: not pids_with_env("ITEST_MARKER", unique), 5, "the zygote's instance to go")
     after = unique + "c"
     cold(daemon, "z", after, 2)
+    fallbacks = metric(daemon, "tamaya_python_zygote_fallbacks_total")
     body = daemon.invoke_ok("z", {}, timeout=20).json()
+    assert metric(daemon, "tamaya_python_zygote_fallbacks_total") == fallbacks + 1
     assert body["marker"] == after and body["seccomp"] == "2"
     (pid2,) = instance_pid(after)
     _, cmd2 = parent_cmdline(pid2)
