@@ -174,6 +174,10 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
         z.env.push_back(entry);
       }
     }
+    // The seccomp filter, decoded once by the zygote (it takes the variable out
+    // of its environment): a child only hands it to the kernel, and each spawn
+    // request says "seccomp": true instead of carrying ~1.5 KB of hex.
+    if (direct.layers().seccomp) z.env.push_back("TAMAYA_SECCOMP_BPF=" + hex(direct.seccomp()));
     // Network "none" children join their instance's namespace; the zygote
     // itself needs none of its own (it opens no socket but the daemon's pair).
     z.isolation.network = Network::kHost;
@@ -187,7 +191,6 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
     zygote->prefork_ = zygote->base_prefork_ = prefork;
     zygote->burst_quiet_ms_ = burst_quiet_ms;
     zygote->offers_asked_ = prefork > 0 ? 1 : 0;  // a zygote offers its first child unasked
-    if (direct.layers().seccomp) zygote->seccomp_hex_ = hex(direct.seccomp());
     std::lock_guard lock(zygote->mu_);
     auto ready = zygote->next_message(now_ms() + timeout_ms);
     if (!ready.ok() || !ready->value("ready", false)) {
@@ -370,7 +373,7 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
         {"rlimits", rlimits},
         {"uid", layers.uids ? iso.uid : 0},
         {"gid", layers.uids ? (iso.gid != 0 ? iso.gid : iso.uid) : 0},
-        {"seccomp", layers.seccomp ? seccomp_hex_ : ""},
+        {"seccomp", layers.seccomp},
         {"netns", uses_netns(spec)},
     };
     return nlohmann::json{{"env", env}, {"specialise", special}}.dump();
@@ -733,7 +736,6 @@ class Zygote final : public ExitSource, public std::enable_shared_from_this<Zygo
   int64_t last_unready_ms_ = 0;  // the last start that found no child ready
   int offers_asked_ = 0;         // {"prefork"}s out (and the first offer, which comes unasked)
   std::deque<Offer> offers_;     // oldest first
-  std::string seccomp_hex_;      // the filter the children load, as the request carries it
   std::map<pid_t, pid_t> host_of_ns_;  // live children: the zygote's pid -> ours
   std::map<pid_t, int> exits_;         // ended children (our pid) -> wait status
   std::map<pid_t, uint64_t> started_;  // live children (our pid) -> start time (/proc stat)
