@@ -184,13 +184,19 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def metric(d, name):
+    """One unlabelled series of the daemon's /metrics, None when it has none."""
+    m = re.search(rb"^" + name.encode() + rb" (\S+)$", d.call("GET", "/metrics")[2], re.M)
+    return float(m.group(1)) if m else None
+
+
 def wait_node_pool(d):
     """Waits (bounded) until the daemon's pool of generic Node.js instances is full again, as it
     is in a steady state where cold starts are not back to back."""
     deadline = time.monotonic() + POOL_REFILL_TIMEOUT_S
     while time.monotonic() < deadline:
-        m = re.search(rb"^tamaya_node_pool_ready (\S+)$", d.call("GET", "/metrics")[2], re.M)
-        if m is None or float(m.group(1)) >= NODE_POOL_SIZE:
+        ready = metric(d, "tamaya_node_pool_ready")
+        if ready is None or ready >= NODE_POOL_SIZE:
             return
         time.sleep(0.05)
     fail(f"the node pool did not refill within {POOL_REFILL_TIMEOUT_S} s; see {d.log_path}")
@@ -198,9 +204,8 @@ def wait_node_pool(d):
 
 def offered_count(d):
     """How many Python instances so far took a zygote's child ready ahead of need (the others
-    were forked on demand), from the daemon's /metrics."""
-    m = re.search(rb"^tamaya_python_zygote_offered_total (\S+)$", d.call("GET", "/metrics")[2], re.M)
-    return int(float(m.group(1))) if m else 0
+    were forked on demand)."""
+    return int(metric(d, "tamaya_python_zygote_offered_total") or 0)
 
 
 def cold_samples(d, name, n, before=None, gap_s=0.0, ready=None):
