@@ -74,7 +74,7 @@ class ZygoteLauncher final : public Launcher {
   Layers layers() const override { return direct_.layers(); }
 
   struct Counters {
-    int zygotes = 0;        // running, as of the last launch
+    int zygotes = 0;        // running now
     int64_t forked = 0;     // instances forked from a zygote
     int64_t offered = 0;    // of those, handed to a child forked ahead of need
     int64_t fallbacks = 0;  // instances started directly: their zygote failed, is gone or
@@ -98,13 +98,14 @@ class ZygoteLauncher final : public Launcher {
   bool eligible(const LaunchSpec& spec) const;
   Result<std::shared_ptr<Zygote>> zygote_for(const std::string& key, const LaunchSpec& spec);
   void stop_idle();
-  void count_running();  // running_ from zygotes_; holds mu_
+  void count_running();  // running_ from zygotes_, after launch() changed it; holds mu_
 
   ProcessLauncher& direct_;
   ZygoteOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, Entry> zygotes_;
-  std::atomic<int> running_{0};  // zygotes_ entries with a zygote, as of the last launch
+  // zygotes_ entries with a zygote; zygotes_ changes only in launch(), which recounts.
+  std::atomic<int> running_{0};
   std::atomic<int64_t> forked_{0};
   std::atomic<int64_t> offered_{0};
   std::atomic<int64_t> fallbacks_{0};
