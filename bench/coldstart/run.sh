@@ -11,7 +11,7 @@
 #
 # Environment (all optional):
 #   TAMAYA_BIN       tamaya binary                    (default build/release/tamaya)
-#   BENCH_SAMPLES    cold starts per row               (default 30)
+#   BENCH_SAMPLES    cold starts per row               (default 150: see bench/README.md)
 #   BENCH_IDLE       idle warm Python instances to hold (default 200; 0 skips; 1000 for issue 3's goal)
 #   BENCH_IDLE_TIMEOUT  seconds allowed for them all to be ready (default 900)
 #   BENCH_GAP_MS     quiet spell before each cold start of the "apart" rows (default 300)
@@ -22,7 +22,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/bench/coldstart"
 TAMAYA_BIN="${TAMAYA_BIN:-$ROOT/build/release/tamaya}"
-SAMPLES="${BENCH_SAMPLES:-30}"
+SAMPLES="${BENCH_SAMPLES:-150}"
 IDLE="${BENCH_IDLE:-200}"
 IDLE_TIMEOUT="${BENCH_IDLE_TIMEOUT:-900}"
 BENCH_SANDBOX="${BENCH_SANDBOX:-$(dirname "$TAMAYA_BIN")/bench/sandbox/bench_sandbox}"
