@@ -11,6 +11,12 @@ same code (so the same zygote). The time is request to response of that invoke, 
 connection by a minimal HTTP client (urllib's own work, about 0.3 ms a request here, is not the
 platform's). Each runtime is sampled twice: back to back (the invoke right after the PATCH) and
 after a quiet spell (BENCH_GAP_MS between the PATCH and the invoke), as most cold starts come.
+
+Each of those rows is measured in blocks of BLOCK samples that alternate with blocks of its
+reference (`python3 -I -S -c pass`, `node -e 0`, fork+exec of /bin/true), taken the same way
+(back to back or after the same quiet spell): the host's speed drifts over minutes (one run's
+reference p50 was 10.7 ms, against 7.5-7.9 in four other runs of the same hour), and a
+ratio of two medians measured minutes apart carries that drift.
 """
 
 import argparse
@@ -37,6 +43,14 @@ POOL_REFILL_TIMEOUT_S = 20
 # timers go lazy) and, for Python, the zygote's child forked ahead of need is ready, as they are
 # when cold starts do not follow each other. From the environment: BENCH_GAP_MS.
 GAP_S = int(os.environ.get("BENCH_GAP_MS", "300")) / 1000
+# Samples of a row, then as many of its reference, in turn: long enough that a back-to-back
+# block is a sustained burst of cold starts rather than a few after a rest, short enough that
+# the reference is never far in time from its row.
+BLOCK = 50
+# Before each block of the reference: the daemon's work after the last cold start (the zygote
+# preparing its next child, the retired instance's end) is over, as it is before the row's own
+# first sample.
+SETTLE_S = 0.2
 
 PY_APP = b"def handler(event, context):\n    return {'ok': True}\n"
 PY_SLEEP = (b"import os, time\n"
@@ -208,10 +222,11 @@ def offered_count(d):
     return int(metric(d, "tamaya_python_zygote_offered_total") or 0)
 
 
-def cold_samples(d, name, n, before=None, gap_s=0.0, ready=None):
+def cold_samples(d, name, n, before=None, gap_s=0.0, ready=None, first=True):
     """n cold starts of `name`, in ms. With `ready` (a list), appends how many of them took a
-    Python zygote's child ready ahead of need."""
-    d.invoke(name)  # first start (for Python also the zygote's, for Node the pool's template) is not counted
+    Python zygote's child ready ahead of need. `first`: start one uncounted instance before."""
+    if first:
+        d.invoke(name)  # first start (for Python also the zygote's, for Node the pool's template) is not counted
     offered = offered_count(d) if ready is not None else 0
     out = []
     for i in range(n):
@@ -224,6 +239,26 @@ def cold_samples(d, name, n, before=None, gap_s=0.0, ready=None):
     if ready is not None:
         ready.append(offered_count(d) - offered)
     return out
+
+
+def paired_samples(d, name, n, spawn_time, ref_argv, ref_per_sample=1, before=None, gap_s=0.0,
+                   ready=None):
+    """n cold starts of `name` and n x ref_per_sample runs of ref_argv (spawn_time, after the
+    same quiet spell), in alternating blocks of BLOCK (see the module docstring): (reference,
+    cold starts), in ms. `before(d)` runs before each cold start, and before each block of the
+    reference that follows cold starts."""
+    ref, cold, counts = [], [], []
+    while len(cold) < n:
+        k = min(BLOCK, n - len(cold))
+        time.sleep(SETTLE_S)
+        if before and cold:
+            before(d)
+        ref += reference(spawn_time, k * ref_per_sample, ref_argv, gap_s)
+        cold += cold_samples(d, name, k, before=before, gap_s=gap_s,
+                             ready=counts if ready is not None else None, first=not cold)
+    if ready is not None:
+        ready.append(sum(counts))
+    return ref, cold
 
 
 def reference(spawn_time, n, argv, gap_s=0.0):
@@ -342,40 +377,46 @@ def main():
 
     idle = None
     rows = {}
-    rows["python3 -I -S -c pass"] = reference(a.spawn_time, a.samples, ["/usr/bin/python3", "-I", "-S", "-c", "pass"])
-    rows["node -e 0"] = reference(a.spawn_time, a.samples, ["/usr/bin/node", "-e", "0"])
-    rows["fork+exec /bin/true"] = reference(a.spawn_time, a.samples * 10, ["/bin/true"])
-    # The same after the same quiet spell as the "apart" cold starts: like against like.
     apart = f"{int(GAP_S * 1000)} ms apart"
     python_ref = ["/usr/bin/python3", "-I", "-S", "-c", "pass"]
-    rows[f"python3 -I -S -c pass, {apart}"] = reference(a.spawn_time, a.samples, python_ref, GAP_S)
-    rows[f"node -e 0, {apart}"] = reference(a.spawn_time, a.samples, ["/usr/bin/node", "-e", "0"], GAP_S)
-    rows[f"fork+exec /bin/true, {apart}"] = reference(a.spawn_time, a.samples, ["/bin/true"], GAP_S)
+    node_ref = ["/usr/bin/node", "-e", "0"]
+    true_ref = ["/bin/true"]
+    # Reference rows first, so the table lists them first; each is filled beside its row below.
+    for k in ("python3 -I -S -c pass", "node -e 0", "fork+exec /bin/true", f"python3 -I -S -c pass, {apart}",
+              f"node -e 0, {apart}", f"fork+exec /bin/true, {apart}"):
+        rows[k] = []
 
     results = {}
+
+    def pair(d, row, ref_row, name, ref_argv, ref_per_sample=1, **kw):
+        ref, results[row] = paired_samples(d, name, a.samples, a.spawn_time, ref_argv, ref_per_sample, **kw)
+        rows[ref_row] += ref
+
     ready = []  # Python zygote on: starts that found a child ready, back to back and apart
     for zygote in ("on", "off"):
         d = Daemon(a.bin, f"{a.tmp}/data-{zygote}", f"{a.tmp}/tamaya-{zygote}.log",
                    {"python_zygote": zygote, "log_level": "warn", "node_pool_size": NODE_POOL_SIZE})
         try:
             d.deploy("py", "python3", "app.handler", [("app.py", PY_APP, 0o100644)])
-            results[f"python3 (zygote {zygote})"] = cold_samples(
-                d, "py", a.samples, ready=ready if zygote == "on" else None)
-            if zygote == "on":
-                results[f"python3 (zygote on), {apart}"] = cold_samples(d, "py", a.samples, gap_s=GAP_S,
-                                                                       ready=ready)
-                d.deploy("node", "nodejs", "index.handler", [("index.js", NODE_APP, 0o100644)])
-                results["nodejs"] = cold_samples(d, "node", a.samples, before=wait_node_pool)
-                results[f"nodejs, {apart}"] = cold_samples(
-                    d, "node", a.samples, before=wait_node_pool, gap_s=GAP_S)
-                with open(a.native_bootstrap, "rb") as f:
-                    boot = f.read()
-                d.deploy("native", "provided", None, [("bootstrap", boot, 0o100755)])
-                # The Node.js rows' last start leaves the pool refilling (tens of ms of CPU
-                # per generic instance): not part of a `provided` start.
-                wait_node_pool(d)
-                results["provided"] = cold_samples(d, "native", a.samples)
-                results[f"provided, {apart}"] = cold_samples(d, "native", a.samples, gap_s=GAP_S)
+            if zygote == "off":  # for comparison only: against the reference taken beside the zygote's row
+                results["python3 (zygote off)"] = cold_samples(d, "py", a.samples)
+                continue
+            pair(d, "python3 (zygote on)", "python3 -I -S -c pass", "py", python_ref, ready=ready)
+            pair(d, f"python3 (zygote on), {apart}", f"python3 -I -S -c pass, {apart}", "py", python_ref,
+                 gap_s=GAP_S, ready=ready)
+            d.deploy("node", "nodejs", "index.handler", [("index.js", NODE_APP, 0o100644)])
+            pair(d, "nodejs", "node -e 0", "node", node_ref, before=wait_node_pool)
+            pair(d, f"nodejs, {apart}", f"node -e 0, {apart}", "node", node_ref, before=wait_node_pool,
+                 gap_s=GAP_S)
+            with open(a.native_bootstrap, "rb") as f:
+                boot = f.read()
+            d.deploy("native", "provided", None, [("bootstrap", boot, 0o100755)])
+            # The Node.js rows' last start leaves the pool refilling (tens of ms of CPU
+            # per generic instance): not part of a `provided` start.
+            wait_node_pool(d)
+            # fork+exec of /bin/true takes about a millisecond: ten of them per cold start.
+            pair(d, "provided", "fork+exec /bin/true", "native", true_ref, ref_per_sample=10)
+            pair(d, f"provided, {apart}", f"fork+exec /bin/true, {apart}", "native", true_ref, gap_s=GAP_S)
         finally:
             d.stop()
     idle = idle_pss(a) if a.idle > 0 else None
