@@ -381,16 +381,11 @@ def main():
     python_ref = ["/usr/bin/python3", "-I", "-S", "-c", "pass"]
     node_ref = ["/usr/bin/node", "-e", "0"]
     true_ref = ["/bin/true"]
-    # Reference rows first, so the table lists them first; each is filled beside its row below.
-    for k in ("python3 -I -S -c pass", "node -e 0", "fork+exec /bin/true", f"python3 -I -S -c pass, {apart}",
-              f"node -e 0, {apart}", f"fork+exec /bin/true, {apart}"):
-        rows[k] = []
-
     results = {}
 
     def pair(d, row, ref_row, name, ref_argv, ref_per_sample=1, **kw):
-        ref, results[row] = paired_samples(d, name, a.samples, a.spawn_time, ref_argv, ref_per_sample, **kw)
-        rows[ref_row] += ref
+        rows[ref_row], results[row] = paired_samples(d, name, a.samples, a.spawn_time, ref_argv,
+                                                     ref_per_sample, **kw)
 
     ready = []  # Python zygote on: starts that found a child ready, back to back and apart
     for zygote in ("on", "off"):
